@@ -1,8 +1,9 @@
 """Top-k over the whole catalogue with seen-item exclusion and deterministic ties.
 
 Ties are broken by the lower item index (EVALUATION.md). `torch.topk` does not promise that, so
-rows whose k-th score is tied with an item left out are re-ranked with a stable sort; for
-continuous scores that almost never happens, for popularity-like scores it does.
+we ask it for k + 1 items: when the (k+1)-th score is strictly below the k-th, the top-k set is
+already exact and only its order needs fixing (k elements). Rows tied at the boundary, common for
+popularity-like scores and rare for learned ones, are completed in index order in O(n_items).
 """
 from __future__ import annotations
 
@@ -22,25 +23,31 @@ def mask_rows(scores: torch.Tensor, exclude: sp.csr_matrix | None, rows: np.ndar
     return scores
 
 
+def _order_desc_then_index(idx: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    order = torch.argsort(idx, dim=1)
+    idx, values = torch.gather(idx, 1, order), torch.gather(values, 1, order)
+    order = torch.argsort(-values, dim=1, stable=True)
+    return torch.gather(idx, 1, order), torch.gather(values, 1, order)
+
+
 def top_k(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Top-k per row of [batch, n_items] scores; ties go to the lower index. Returns (idx, values)."""
-    k = min(k, scores.shape[1])
-    values, idx = torch.topk(scores, k, dim=1, sorted=True)
-    # order inside the list: score desc, index asc
-    order = torch.argsort(idx, dim=1)
-    idx = torch.gather(idx, 1, order)
-    values = torch.gather(values, 1, order)
-    order = torch.argsort(-values, dim=1, stable=True)
-    idx = torch.gather(idx, 1, order)
-    values = torch.gather(values, 1, order)
-    # membership at the boundary: any left-out item tied with the k-th score and a lower index?
-    kth = values[:, -1:]
-    n_tied_all = (scores == kth).sum(dim=1)
-    n_tied_in = (values == kth).sum(dim=1)
-    suspect = (n_tied_all > n_tied_in).nonzero().flatten()
-    if suspect.numel():
-        sub = scores[suspect]
-        order = torch.sort(-sub, dim=1, stable=True).indices[:, :k]
-        idx[suspect] = order
-        values[suspect] = torch.gather(sub, 1, order)
+    n_items = scores.shape[1]
+    k = min(k, n_items)
+    if k == n_items:
+        values, idx = torch.sort(scores, dim=1, descending=True, stable=True)
+        return idx, values
+    values, idx = torch.topk(scores, k + 1, dim=1, sorted=True)
+    tied = (values[:, k] == values[:, k - 1]).nonzero().flatten()
+    idx, values = _order_desc_then_index(idx[:, :k], values[:, :k])
+    if tied.numel():
+        sub = scores[tied]
+        kth = values[tied, k - 1:k]
+        above = sub > kth
+        need = k - above.sum(dim=1, keepdim=True)
+        equal = sub == kth
+        take = above | (equal & (torch.cumsum(equal, dim=1) <= need))
+        cols = take.nonzero()[:, 1].view(len(tied), k)  # exactly k per row, in index order
+        vals = torch.gather(sub, 1, cols)
+        idx[tied], values[tied] = _order_desc_then_index(cols, vals)
     return idx, values

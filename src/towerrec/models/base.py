@@ -77,6 +77,16 @@ class Recommender:
     #: "ids" (needs the user in training), "history" (scores any item history) or "features"
     cold_start: ClassVar[str] = "ids"
 
+    @property
+    def supports_history(self) -> bool:
+        """Can score a user from an item history alone (new users, cold-user splits)."""
+        return self.cold_start != "ids"
+
+    @property
+    def supports_cold_items(self) -> bool:
+        """Can score items that had no training interactions (from their features)."""
+        return self.cold_start == "features"
+
     def __init__(self, config: Any = None, **overrides: Any) -> None:
         base = config if config is not None else self.Config()
         self.config = dataclasses.replace(base, **overrides) if overrides else base

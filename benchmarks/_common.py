@@ -1,0 +1,34 @@
+"""Shared bits for benchmark scripts: JSON output with versions and machine facts, peak RSS."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import sys
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process so far (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def machine() -> dict:
+    import torch
+
+    from towerrec.runner import versions
+
+    return {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "platform": platform.platform(),
+            "processor": platform.processor(), **versions()}
+
+
+def write_json(name: str, payload: dict) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    payload = {"command": " ".join([sys.executable.split("/")[-1], *sys.argv]), "machine": machine(), **payload}
+    path.write_text(json.dumps(payload, indent=2))
+    print(f"wrote {path}")
+    return path

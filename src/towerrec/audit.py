@@ -1,0 +1,83 @@
+"""Write what anyone needs to recompute every reported figure without towerrec.
+
+Layout of an `--out DIR` (EVALUATION.md, "Auditability"):
+  split/{train,valid,test}.csv   user_id,item_id[,rating][,timestamp|position] with original ids
+  recs/<model>.csv               user_id,rank,item_id,score: test top-K for every evaluated user
+  per_user/<model>.parquet       per-user test metric values (for significance tests)
+  results.json                   per model: metrics, config, seed, seconds, versions
+"""
+from __future__ import annotations
+
+import json
+import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from towerrec.runner import ModelRun, versions
+from towerrec.split import Split
+
+
+def safe_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+
+
+def write_split(out: Path, split: Split) -> None:
+    (out / "split").mkdir(parents=True, exist_ok=True)
+    parts = {"train": split.train, "valid": split.valid, "test": split.test}
+    if split.valid_history is not None:
+        parts["valid_history"] = split.valid_history
+    if split.test_history is not None:
+        parts["test_history"] = split.test_history
+    for name, part in parts.items():
+        part.to_frame().to_csv(out / "split" / f"{name}.csv", index=False)
+
+
+def results_dict(runs: Sequence[ModelRun], *, dataset: dict, split: Split, k: Sequence[int],
+                 exclude_seen: bool, command: Sequence[str] | None = None) -> dict:
+    models = {}
+    for run in runs:
+        entry: dict = {"config": run.config, "seed": split.seed}
+        if run.test is None:
+            entry["not_applicable"] = run.not_applicable
+        else:
+            entry.update({
+                "valid": run.valid.summary, "test": run.test.summary,
+                "users_evaluated": {"valid": run.valid.info["users_evaluated"],
+                                    "test": run.test.info["users_evaluated"]},
+                "fit_seconds": round(run.fit_seconds, 4), "eval_seconds": round(run.eval_seconds, 4),
+            })
+            history = getattr(run.model, "history_", None)
+            if history:
+                entry["training_history"] = history
+        models[run.name] = entry
+    return {
+        "dataset": dataset,
+        "split": {"method": split.method, "seed": split.seed, **split.info},
+        "protocol": {"ranking": "full", "k": list(k), "exclude_seen": exclude_seen,
+                     "exclusion": "valid: train items removed; test: train and valid items removed"
+                     if exclude_seen else "nothing removed",
+                     "ties": "lower item index first"},
+        "models": models,
+        "versions": versions(),
+        "command": list(command) if command is not None else sys.argv,
+    }
+
+
+def write_evaluation(out: str | Path, runs: Sequence[ModelRun], *, dataset: dict, split: Split,
+                     k: Sequence[int], exclude_seen: bool, command: Sequence[str] | None = None) -> Path:
+    """Write split files, recommendation lists, per-user metrics and results.json under `out`."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_split(out, split)
+    (out / "recs").mkdir(exist_ok=True)
+    (out / "per_user").mkdir(exist_ok=True)
+    item_map, user_map = split.train.item_map, split.train.user_map
+    for run in runs:
+        if run.test is None:
+            continue
+        run.test.recs_frame(user_map, item_map).to_csv(out / "recs" / f"{safe_name(run.name)}.csv", index=False)
+        run.test.per_user.to_parquet(out / "per_user" / f"{safe_name(run.name)}.parquet", index=False)
+    results = results_dict(runs, dataset=dataset, split=split, k=k, exclude_seen=exclude_seen, command=command)
+    (out / "results.json").write_text(json.dumps(results, indent=2, default=str))
+    return out

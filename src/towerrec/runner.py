@@ -1,0 +1,111 @@
+"""Fit and evaluate several models on one split: the engine behind `towerrec evaluate`.
+
+One protocol for every model: fit on train (valid given for early stopping), full-ranking
+evaluation on valid (train masked) and test (train + valid masked), or, for cold-user splits,
+scoring held-out users from their input histories. Models that cannot score a split's users or
+items are reported as not applicable rather than as zeros.
+"""
+from __future__ import annotations
+
+import dataclasses
+import platform
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+
+from towerrec.data.features import FeatureTable
+from towerrec.evaluate import EvalResult, evaluate, evaluate_scores
+from towerrec.metrics import METRICS
+from towerrec.models.base import FitOptions, Recommender
+from towerrec.split import Split
+
+
+@dataclass
+class ModelRun:
+    """One model's outcome on one split. `valid`/`test` are None when not applicable."""
+
+    name: str
+    model: Recommender | None
+    valid: EvalResult | None
+    test: EvalResult | None
+    fit_seconds: float = 0.0
+    eval_seconds: float = 0.0
+    not_applicable: str | None = None
+    config: dict = field(default_factory=dict)
+
+    def row(self, part: str = "test") -> dict[str, float | str]:
+        result = getattr(self, part)
+        if result is None:
+            return {"model": self.name, "note": f"not applicable: {self.not_applicable}"}
+        return {"model": self.name, **result.summary, "fit_s": self.fit_seconds, "eval_s": self.eval_seconds}
+
+
+def versions() -> dict[str, str]:
+    """Versions that change numbers, for results.json."""
+    import numpy
+    import pandas
+    import scipy
+    import torch
+
+    import towerrec
+
+    return {"towerrec": towerrec.__version__, "python": platform.python_version(), "torch": torch.__version__,
+            "numpy": numpy.__version__, "pandas": pandas.__version__, "scipy": scipy.__version__}
+
+
+def not_applicable(model: Recommender, split: Split) -> str | None:
+    """Why a model cannot be evaluated on this split, or None."""
+    if split.method == "cold-item" and not model.supports_cold_items:
+        return "the model scores items only from their training interactions; cold items have none"
+    if split.method == "cold-user" and not model.supports_history:
+        return "the model scores only users seen in training"
+    return None
+
+
+def _history_scorer(model: Recommender, history: sp.csr_matrix) -> Callable[[np.ndarray], object]:
+    return lambda user_idx: model._score_histories(history[user_idx])
+
+
+def evaluate_on_split(model: Recommender, split: Split, *, k: Sequence[int] = (10, 20),
+                      metrics: Sequence[str] = METRICS, exclude_seen: bool = True,
+                      batch_size: int = 1024) -> tuple[EvalResult, EvalResult]:
+    """(valid, test) results for a fitted model, following EVALUATION.md's exclusion rules."""
+    if split.method == "cold-user":
+        out = []
+        for part, history in (("valid", split.valid_history), ("test", split.test_history)):
+            target = getattr(split, part)
+            hist = history.to_csr()
+            out.append(evaluate_scores(_history_scorer(model, hist), target,
+                                       exclude=[history] if exclude_seen else (), k=k, metrics=metrics,
+                                       batch_size=batch_size, item_share=model.item_popularity_,
+                                       desc=f"{model.name} {part}"))
+        return out[0], out[1]
+    valid_ex = [split.train] if exclude_seen else []
+    test_ex = [split.train, split.valid] if exclude_seen else []
+    valid = evaluate(model, split.valid, exclude=valid_ex, k=k, metrics=metrics, batch_size=batch_size,
+                     desc=f"{model.name} valid")
+    test = evaluate(model, split.test, exclude=test_ex, k=k, metrics=metrics, batch_size=batch_size,
+                    desc=f"{model.name} test")
+    return valid, test
+
+
+def run_model(name: str, model: Recommender, split: Split, *, user_features: FeatureTable | None = None,
+              item_features: FeatureTable | None = None, k: Sequence[int] = (10, 20),
+              metrics: Sequence[str] = METRICS, options: FitOptions = FitOptions(), exclude_seen: bool = True,
+              batch_size: int = 1024) -> ModelRun:
+    """Fit `model` on `split.train` and evaluate it on valid and test."""
+    config = dataclasses.asdict(model.config) if dataclasses.is_dataclass(model.config) else {}
+    reason = not_applicable(model, split)
+    if reason:
+        return ModelRun(name, None, None, None, not_applicable=reason, config=config)
+    start = time.perf_counter()
+    model.fit(split.train, user_features=user_features, item_features=item_features,
+              valid=split.valid if split.method != "cold-user" else None, options=options)
+    fit_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    valid, test = evaluate_on_split(model, split, k=k, metrics=metrics, exclude_seen=exclude_seen,
+                                    batch_size=batch_size)
+    return ModelRun(name, model, valid, test, fit_seconds, time.perf_counter() - start, config=config)
