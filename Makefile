@@ -22,7 +22,7 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed pyproject.toml
-	$(BIN)/pip install -q -e ".[text,serve,dev]"
+	$(BIN)/pip install -q -e ".[text,serve,report,dev]"
 	touch $@
 
 install: $(VENV)/.installed

@@ -373,6 +373,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--out", default=None)
     p.set_defaults(func=cmd_recommend)
+
+    # commands that live with their feature (each module's import is light: heavy deps load lazily)
+    from towerrec.experiments.commands import register as register_experiments
+    from towerrec.serve.commands import register as register_serve
+
+    register_serve(sub)
+    register_experiments(sub)
     return parser
 
 

@@ -168,28 +168,34 @@ def filter_min_rating(inter: Interactions, min_rating: float) -> Interactions:
 def resolve_duplicates(inter: Interactions, policy: str = "first") -> Interactions:
     """One row per (user, item): keep all, the first or last in time, or their weights summed.
 
-    `sum` keeps the latest time and adds the weights (counts when there is no rating).
+    `sum` keeps the latest row's time and adds the weights (counts when there is no rating).
+    Only rows that are repeated get sorted (a hash pass finds them), so clean logs cost O(n).
     """
     if policy not in DUPLICATE_POLICIES:
         raise DataError(f"unknown duplicate policy {policy!r}", expected=f"one of {DUPLICATE_POLICIES}")
     if policy == "keep" or len(inter) == 0:
         return inter
-    time = inter.time if inter.time is not None else np.zeros(len(inter))
-    order = np.lexsort([inter.row, time, inter.item_idx, inter.user_idx])
-    u, i = inter.user_idx[order], inter.item_idx[order]
-    starts = np.ones(len(order), dtype=bool)
-    starts[1:] = (u[1:] != u[:-1]) | (i[1:] != i[:-1])
-    if starts.all():
+    key = inter.user_idx * np.int64(inter.n_items) + inter.item_idx  # one int64 per (user, item)
+    repeated = pd.Series(key).duplicated(keep=False).to_numpy()
+    if not repeated.any():
         return inter
+    rows = np.flatnonzero(repeated)
+    time = inter.time[rows] if inter.time is not None else np.zeros(len(rows))
+    order = rows[np.lexsort([inter.row[rows], time, key[rows]])]
+    sorted_key = key[order]
+    starts = np.ones(len(order), dtype=bool)
+    starts[1:] = sorted_key[1:] != sorted_key[:-1]
     first = np.flatnonzero(starts)
     last = np.append(first[1:] - 1, len(order) - 1)
     pick = order[first if policy == "first" else last]
-    out = inter.subset(np.sort(pick))
+    keep = ~repeated
+    keep[pick] = True
+    weight = inter.weight
     if policy == "sum":
-        sums = np.add.reduceat(inter.weight[order], first).astype(np.float32)
-        resort = np.argsort(pick, kind="stable")
-        out = Interactions(**{**out.__dict__, "weight": sums[resort]})
-    return out
+        weight = weight.copy()
+        weight[pick] = np.add.reduceat(inter.weight[order], first)
+    out = Interactions(**{**inter.__dict__, "weight": weight})
+    return out.subset(keep)
 
 
 def kcore(inter: Interactions, user_k: int = 0, item_k: int = 0) -> Interactions:
@@ -206,9 +212,8 @@ def kcore(inter: Interactions, user_k: int = 0, item_k: int = 0) -> Interactions
 
 def compact(inter: Interactions, keep_items: np.ndarray | None = None) -> Interactions:
     """Re-map to the users and items that still have rows (plus `keep_items`, cold catalogue items)."""
-    users = np.unique(inter.user_idx)
-    items_mask = np.zeros(inter.n_items, dtype=bool)
-    items_mask[inter.item_idx] = True
+    users = np.flatnonzero(np.bincount(inter.user_idx, minlength=inter.n_users))
+    items_mask = np.bincount(inter.item_idx, minlength=inter.n_items) > 0
     if keep_items is not None:
         items_mask[keep_items] = True
     items = np.flatnonzero(items_mask)
