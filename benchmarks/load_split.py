@@ -19,20 +19,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import peak_rss_mb, write_json  # noqa: E402
 
 
-def generate(path: Path, rows: int, users: int, items: int) -> None:
-    import numpy as np
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+def generate(folder: Path, rows: int, users: int, items: int) -> Path:
+    from towerrec.data.synthetic import write_synthetic
 
-    from towerrec.data.synthetic import synthetic_log
-
-    log = synthetic_log(n_users=users, n_items=items, n_interactions=rows, seed=0)
-    table = pa.table({
-        "user_id": pa.array(log["user_id"]).cast(pa.string()),
-        "item_id": pa.array(log["item_id"]).cast(pa.string()),
-        "timestamp": pa.array(np.asarray(log["timestamp"], dtype=np.int64)),
-    })
-    pq.write_table(table, path)
+    write_synthetic(folder, n_users=users, n_items=items, n_interactions=rows, seed=0, parquet=True)
+    return folder / "interactions.parquet"
 
 
 def measure(path: Path, split: str) -> dict:
@@ -61,9 +52,8 @@ def main() -> None:
         print(json.dumps(measure(Path(args.measure), args.split)))
         return
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "interactions.parquet"
         t0 = time.perf_counter()
-        generate(path, args.rows, args.users, args.items)
+        path = generate(Path(tmp) / "synthetic", args.rows, args.users, args.items)
         gen_s = time.perf_counter() - t0
         out = subprocess.run([sys.executable, __file__, "--measure", str(path), "--split", args.split],
                              check=True, capture_output=True, text=True)

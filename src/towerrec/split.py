@@ -86,8 +86,9 @@ def _check_ratios(ratios: tuple[float, ...]) -> tuple[float, float, float]:
 def random_split(inter: Interactions, ratios: tuple[float, ...] = (0.8, 0.1, 0.1), seed: int = 0) -> Split:
     """Per user: shuffle with the seed, then cut train/valid/test by `ratios` (RecBole's RS + RO)."""
     ratios = _check_ratios(ratios)
-    key = np.random.default_rng(seed).random(len(inter))
-    order = np.lexsort([key, inter.user_idx])
+    # one int64 sort key: user in the high bits, a seeded random draw in the low 32 bits
+    noise = np.random.default_rng(seed).integers(0, 2**32, len(inter), dtype=np.uint64).view(np.int64)
+    order = np.argsort((inter.user_idx << 32) | noise)
     return _per_user_cut(inter, order, ratios, "random", seed)
 
 

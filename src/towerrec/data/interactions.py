@@ -112,7 +112,10 @@ class Interactions:
 
     def order(self) -> np.ndarray:
         """Row permutation sorting by user, then time (ties by original row), stable."""
-        keys = [self.row, self.user_idx] if self.time is None else [self.row, self.time, self.user_idx]
+        in_row_order = bool(np.all(self.row[1:] > self.row[:-1]))  # stable sorts then keep row order
+        if self.time is None:
+            return np.argsort(self.user_idx, kind="stable") if in_row_order else np.lexsort([self.row, self.user_idx])
+        keys = [self.time, self.user_idx] if in_row_order else [self.row, self.time, self.user_idx]
         return np.lexsort(keys)
 
     def to_frame(self) -> pd.DataFrame:
