@@ -55,6 +55,9 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
                    help="repeated (user, item) rows: keep all, the first or last in time, or sum weights "
                         "(default: first)")
     p.add_argument("--kcore", default=None, help="U[,I]: keep users with >= U and items with >= I interactions")
+    p.add_argument("--download", action="store_true",
+                   help="download a known dataset into the cache when it is not found locally")
+    p.add_argument("--no-verify", action="store_true", help="with --download: accept an archive without a checksum")
 
 
 def _load(args: argparse.Namespace):
@@ -69,7 +72,8 @@ def _load(args: argparse.Namespace):
                           time_col=args.time_col, min_rating=args.min_rating, duplicates=args.duplicates,
                           user_kcore=user_k, item_kcore=item_k)
     data_dir = args.data_dir or os.environ.get("TOWERREC_DATA")
-    dataset = load_dataset(args.data, options, data_dir=data_dir)
+    dataset = load_dataset(args.data, options, data_dir=data_dir, download=args.download,
+                           verify=not args.no_verify)
     for line in dataset.report.lines():
         _info(line)
     inter = dataset.interactions
@@ -128,7 +132,10 @@ def _format_table(rows: list[dict], columns: list[str]) -> str:
     widths = [max(len(c), *(len(row[i]) for row in cells)) if cells else len(c) for i, c in enumerate(columns)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths)),
              "  ".join("-" * w for w in widths)]
-    lines += ["  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(row, widths)))
+    def numeric(v: str) -> bool:
+        return v.replace(",", "").replace(".", "", 1).lstrip("-").isdigit() or v == "n/a"
+
+    lines += ["  ".join(v.rjust(w) if i and numeric(v) else v.ljust(w) for i, (v, w) in enumerate(zip(row, widths)))
               for row in cells]
     return "\n".join(lines)
 
@@ -152,11 +159,17 @@ def leaderboard(runs, ks: Sequence[int], part: str = "test") -> str:
 
 # ---- commands ------------------------------------------------------------------------------------
 def cmd_datasets(args: argparse.Namespace) -> int:
-    from towerrec.data.datasets import list_datasets
+    from towerrec.data.datasets import download_dataset, list_datasets
 
+    if args.download:
+        path = download_dataset(args.download, verify=not args.no_verify)
+        print(f"{args.download}: ready at {path}")
+        return 0
     rows = list_datasets(args.data_dir or os.environ.get("TOWERREC_DATA"))
-    print(_format_table(rows, [c for c in ("name", "rows", "users", "items", "found", "description")
-                               if any(c in r for r in rows)]))
+    for row in rows:
+        for key in ("rows", "users", "items"):
+            row[key] = "" if row.get(key) is None else f"{row[key]:,}"
+    print(_format_table(rows, ["name", "rows", "users", "items", "location"]))
     return 0
 
 
@@ -332,6 +345,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("datasets", help="list known datasets and where they were found")
     p.add_argument("--data-dir", default=None, help="folder holding named datasets (default: $TOWERREC_DATA)")
+    p.add_argument("--download", metavar="NAME", default=None,
+                   help="download NAME into the cache ($TOWERREC_CACHE or ~/.cache/towerrec), verify, convert")
+    p.add_argument("--no-verify", action="store_true", help="with --download: accept an archive without a checksum")
     p.set_defaults(func=cmd_datasets)
 
     p = sub.add_parser("evaluate", help="fit models on a split and print a full-ranking leaderboard")

@@ -402,6 +402,8 @@ def _provenance(spec: DatasetSpec, digests: dict[str, str], verified: bool) -> s
 
 def download_dataset(name: str, *, verify: bool = True) -> Path:
     """Download `name` into `cache_root()/name`: fetch, verify, convert, then move into place atomically."""
+    if name not in DATASETS:
+        raise DataError(f"unknown dataset {name!r}", expected=f"one of {', '.join(DATASETS)}")
     spec = DATASETS[name]
     if spec.url is None or spec.convert is None:
         raise DataError(f"dataset {name!r} has no public direct download ({spec.homepage})",
