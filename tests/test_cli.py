@@ -98,3 +98,23 @@ def test_train_then_recommend_known_and_new_user(ml100k_dir, tmp_path, capsys):
     assert "Star Wars" not in capsys.readouterr().out  # item 50 is in the history: excluded
     assert main(["recommend", str(art), "--users", "all", "--k", "5", "--out", str(tmp_path / "r.csv")]) == 0
     assert len(pd.read_csv(tmp_path / "r.csv")) == 943 * 5
+
+
+def test_datasets_lists_where_each_was_found(ml100k_dir, capsys):
+    assert main(["datasets", "--data-dir", str(ml100k_dir.parent)]) == 0
+    out = capsys.readouterr().out
+    line = next(l for l in out.splitlines() if l.startswith("ml-100k "))
+    assert str(ml100k_dir) in line and "100,000" in line
+    assert "not found (download: https://files.grouplens.org" in out
+
+
+def test_quickstart_falls_back_to_synthetic_in_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("TOWERREC_DATA", raising=False)
+    monkeypatch.setenv("TOWERREC_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert main(["quickstart", "--data-dir", str(tmp_path / "empty"), "--out", str(tmp_path / "q")]) == 0
+    captured = capsys.readouterr()
+    notes = [l for l in captured.err.splitlines() if "ml-100k not found" in l]
+    assert len(notes) == 1 and "synthetic" in notes[0]
+    assert "synthetic" in captured.out and "ease" in captured.out
+    assert (tmp_path / "q" / "results.json").exists()

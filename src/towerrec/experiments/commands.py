@@ -1,8 +1,72 @@
-"""CLI subcommands of this feature, registered by towerrec.cli.build_parser."""
+"""`towerrec run` and `towerrec tune`: experiments described by a TOML file.
+
+    towerrec run examples/ml100k-general.toml --out results/ml100k-general
+    towerrec tune examples/ml100k-general.toml --model ease --trials 30
+
+Heavy imports (torch, matplotlib, optuna) happen inside the commands so `towerrec --help` stays fast.
+"""
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
+
+
+def _info(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from towerrec.experiments.config import load_experiment
+    from towerrec.experiments.leaderboard import build_leaderboard, to_text
+    from towerrec.experiments.manifest import build_manifest, write_manifest
+    from towerrec.experiments.report import write_report
+    from towerrec.experiments.results import write_results
+    from towerrec.experiments.runner import run_experiment
+
+    exp = load_experiment(args.experiment)
+    out = Path(args.out or Path("results") / exp.name)
+    command = ["towerrec", *getattr(args, "argv", sys.argv[1:])]
+    result = run_experiment(exp, out, data_dir=args.data_dir, command=command)
+    board, comparisons, reference = build_leaderboard(exp, result.records)
+    manifest = build_manifest(exp, result.dataset, command=command, seconds=result.seconds)
+    write_manifest(out, manifest)
+    write_results(out, result, board, comparisons, reference)
+    write_report(out, result, board, comparisons, reference, manifest)
+    print(f"\n{exp.name} | {result.dataset.name} | split {exp.split.method} | seeds "
+          f"{', '.join(map(str, exp.seeds))} | test set, mean ± std over seeds\n")
+    print(to_text(exp, board, reference))
+    print(f"\nwrote {out}/: report.html, leaderboard.csv/.md, results.json, significance.csv, per_user.parquet, "
+          f"manifest.json, seed-*/ (split, recs, per_user) in {result.seconds:.1f} s")
+    return 0
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from towerrec.experiments.config import load_experiment
+    from towerrec.experiments.tune import tune
+
+    exp = load_experiment(args.experiment)
+    out = Path(args.out or Path("results") / f"{exp.name}-tune-{args.model}")
+    command = ["towerrec", *getattr(args, "argv", sys.argv[1:])]
+    summary = tune(exp, args.model, args.trials, out, data_dir=args.data_dir, command=command)
+    print(f"best valid {exp.evaluation.primary} {summary['best_value']:.4f} after {summary['trials']} trials: "
+          f"{summary['best_params']}")
+    print(f"wrote {out}/best_config.toml, trials.csv, optuna.db (rerun to resume), manifest.json")
+    return 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add this feature's subcommands to the `towerrec` parser (none yet)."""
+    """Add `run` and `tune` to the `towerrec` parser."""
+    p = sub.add_parser("run", help="run an experiment file: seeds x models, leaderboard, significance, report.html")
+    p.add_argument("experiment", help="experiment TOML ([data], [split], [evaluation], seeds, [models.<label>])")
+    p.add_argument("--out", default=None, help="results folder (default: results/<experiment name>)")
+    p.add_argument("--data-dir", default=None, help="folder holding named datasets (default: $TOWERREC_DATA)")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("tune", help="search a model's hyperparameters with Optuna on the validation split")
+    p.add_argument("experiment", help="experiment TOML with a [tune.<label>] search space")
+    p.add_argument("--model", required=True, help="the model label of [models.<label>] to tune")
+    p.add_argument("--trials", type=int, default=20, help="total trials, counting those of a resumed study")
+    p.add_argument("--out", default=None, help="output folder (default: results/<experiment>-tune-<label>)")
+    p.add_argument("--data-dir", default=None, help="folder holding named datasets (default: $TOWERREC_DATA)")
+    p.set_defaults(func=cmd_tune)

@@ -3,10 +3,32 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from towerrec.models.als import ALS
 from towerrec.models.base import FitOptions, Recommendations, Recommender
+from towerrec.models.ease import EASE
+from towerrec.models.gru4rec import GRU4Rec
+from towerrec.models.hstu import HSTU
+from towerrec.models.itemknn import ItemKNN
+from towerrec.models.nextitnet import NextItNet
+from towerrec.models.pop import Popularity
+from towerrec.models.sasrec import SASRec
+from towerrec.models.two_tower import TwoTower, preset_factory
 
 #: name -> factory(**config_overrides) -> Recommender. Add one line per model.
-MODELS: dict[str, Callable[..., Recommender]] = {}
+MODELS: dict[str, Callable[..., Recommender]] = {
+    "pop": Popularity,
+    "itemknn": ItemKNN,
+    "ease": EASE,
+    "als": ALS,
+    "two-tower": TwoTower,                 # = the hybrid preset
+    "cf": preset_factory("cf"),
+    "content": preset_factory("content"),
+    "hybrid": preset_factory("hybrid"),
+    "sasrec": SASRec,                      # sequential: order-aware next-item models
+    "gru4rec": GRU4Rec,
+    "nextitnet": NextItNet,
+    "hstu": HSTU,
+}
 
 __all__ = ["MODELS", "FitOptions", "Recommendations", "Recommender"]
 

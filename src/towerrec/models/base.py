@@ -126,6 +126,11 @@ class Recommender:
         """Scores [n, n_items] for users given only their item histories (rows of `seen`)."""
         raise NotImplementedError(f"{self.name} cannot score users it was not trained on")
 
+    def _score_sequences(self, sequences: list[np.ndarray]) -> torch.Tensor:
+        """Scores [n, n_items] from ordered histories (item indices, oldest first). Order-aware
+        models (SASRec, GRU4Rec, ...) implement it; `recommend(history=...)` tries it first."""
+        raise NotImplementedError(f"{self.name} does not use the order of a history")
+
     def score_users(self, user_idx: np.ndarray) -> torch.Tensor:
         self._check_fitted()
         return self._score_users(np.asarray(user_idx, dtype=np.int64)).float()
@@ -196,7 +201,10 @@ class Recommender:
                               np.concatenate(rows) if rows else np.array([], dtype=np.int64),
                               np.cumsum([0] + [len(r) for r in rows])), shape=(len(rows), self.n_items))
         try:
-            scores = self._score_histories(seen).float().clone()
+            try:
+                scores = self._score_sequences(rows).float().clone()
+            except NotImplementedError:
+                scores = self._score_histories(seen).float().clone()
             kind = "history"
         except NotImplementedError:
             scores = torch.from_numpy(np.tile(self.item_popularity_, (len(rows), 1)))

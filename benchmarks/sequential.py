@@ -1,0 +1,202 @@
+"""Sequential models side by side with RecBole 1.2.1 on the same data and protocol.
+
+Protocol (RecBole's sequential quick-start, ../shared/peers/SUMMARY.md): leave-one-out by time
+(`position` for the Amazon/Last.fm files; ties by original row), full ranking over all items,
+Hit@10, NDCG@10, MRR@10, early stopping on valid NDCG@10, best checkpoint tested. The test input is
+the user's train + valid sequence (newest `max_len` items). Every test figure is reported twice:
+`exclude_seen: false` (nothing masked: RecBole's sequential protocol) and `exclude_seen: true`
+(train + valid items masked: towerrec's default). Early stopping always uses the unmasked valid
+NDCG@10, like RecBole.
+
+Each (dataset, model) runs in its own process, so `wall_s` (process start to exit: imports, load,
+split, fit, valid passes, both test passes) and `peak_rss_mb` are per run, as RecBole's were
+measured with /usr/bin/time. RecBole rows are NOT rerun here: they are the peers' figures
+(../shared/peers/results/*.jsonl, same machine type: 2 vCPU, torch 2.13 CPU).
+
+Duplicates: loaded with policy `keep` (a repeated item is part of a sequence). None of the five
+files has a repeated (user, item) pair, so `keep` and the default `first` give the same log.
+
+    python benchmarks/sequential.py                      # ml-100k + amazon-beauty, main configs
+    python benchmarks/sequential.py --datasets ml-100k --models sasrec,gru4rec --threads 2
+    python benchmarks/sequential.py --scaling            # NDCG@10 / time vs embedding size and blocks
+Writes benchmarks/results/sequential.json (merged with runs already there, keyed by run name).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import RESULTS, machine, peak_rss_mb, write_json  # noqa: E402
+
+SHARED = Path(os.environ.get("TOWERREC_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+PEERS = SHARED.parent / "peers" / "results"
+
+# Run name -> (model, config overrides). The "recbole-arch" runs keep RecBole's architecture and
+# loss exactly (for the per-epoch cost comparison); the others are towerrec's tuned settings.
+ML100K = {
+    "sasrec": ("sasrec", {"batch_size": 32}),
+    "sasrec-tuned": ("sasrec", {"batch_size": 32, "dropout": 0.2, "attn_dropout": 0.2, "patience": 5}),
+    "gru4rec": ("gru4rec", {"batch_size": 32}),
+    "nextitnet": ("nextitnet", {"batch_size": 32}),
+    "hstu": ("hstu", {"batch_size": 32}),
+}
+BEAUTY = {
+    "sasrec": ("sasrec", {"batch_size": 128}),
+    "sasrec-tuned": ("sasrec", {"batch_size": 128, "dropout": 0.5, "attn_dropout": 0.5, "patience": 5}),
+    "sasrec-sampled": ("sasrec", {"batch_size": 128, "loss": "sampled_softmax", "n_negatives": 1024,
+                                  "negative_sampler": "popularity", "patience": 5}),
+    "gru4rec": ("gru4rec", {"batch_size": 128}),
+    "nextitnet": ("nextitnet", {"batch_size": 128}),
+    "hstu": ("hstu", {"batch_size": 128}),
+}
+CONFIGS = {"ml-100k": ML100K, "amazon-beauty": BEAUTY, "amazon-sports": BEAUTY, "lastfm-s3rec": ML100K,
+           "amazon-videogames-sasrec": BEAUTY}
+MAIN_RUNS = {"ml-100k": ["sasrec", "sasrec-tuned", "gru4rec", "nextitnet", "hstu"],
+             "amazon-beauty": ["sasrec", "sasrec-tuned", "sasrec-sampled", "gru4rec"]}
+SCALING = [{"embedding_dim": d, "blocks": b} for d in (32, 64, 128) for b in (1, 2, 4)]
+
+
+def one_run(dataset: str, run: str, overrides: dict, threads: int) -> dict:
+    """Fit and evaluate in this process; returns the record for sequential.json."""
+    start = time.perf_counter()
+    import numpy as np
+    import torch
+
+    from towerrec.data.datasets import load_dataset
+    from towerrec.data.load import LoadOptions
+    from towerrec.evaluate import evaluate_scores
+    from towerrec.models import MODELS
+    from towerrec.models.base import FitOptions
+    from towerrec.split import leave_one_out
+
+    torch.set_num_threads(threads)
+    model_name, config = CONFIGS[dataset][run] if run in CONFIGS[dataset] else (run.split(":")[0], {})
+    config = {**config, **overrides}
+    ds = load_dataset(SHARED / dataset, LoadOptions(duplicates="keep"))
+    split = leave_one_out(ds.interactions)
+    model = MODELS[model_name](**config)
+    t_fit = time.perf_counter()
+    model.fit(split.train, valid=split.valid, options=FitOptions(seed=0, progress=False, threads=threads))
+    fit_s = time.perf_counter() - t_fit
+    history = split.train.concat(split.valid)
+    test = {}
+    t_eval = time.perf_counter()
+    for exclude_seen in (False, True):
+        res = evaluate_scores(model.history_scorer(history), split.test,
+                              exclude=[split.train, split.valid] if exclude_seen else [], k=(10,),
+                              metrics=("HitRate", "NDCG", "MRR"))
+        test[f"exclude_seen={str(exclude_seen).lower()}"] = {k: round(v, 4) for k, v in res.summary.items()
+                                                            if k in ("HitRate@10", "NDCG@10", "MRR@10")}
+    eval_s = time.perf_counter() - t_eval
+    epochs = model.history_
+    n_params = sum(p.numel() for p in model.module_.parameters())
+    return {
+        "dataset": dataset, "run": run, "model": model_name, "config": {**vars(model.config)},
+        "test": test, "valid_metric": "NDCG@10 (exclude_seen=false)",
+        "best_valid_NDCG@10": round(max(e.get("valid_NDCG@10", 0.0) for e in epochs), 4),
+        "best_epoch": model.best_epoch_, "epochs_run": len(epochs),
+        "train_s_per_epoch": round(float(np.mean([e["seconds"] for e in epochs])), 2),
+        "valid_eval_s_per_epoch": round(float(np.mean([e.get("eval_seconds", 0.0) for e in epochs])), 3),
+        "fit_s": round(fit_s, 1), "test_eval_s": round(eval_s, 2),
+        "wall_s_in_process": round(time.perf_counter() - start, 1),
+        "n_params": int(n_params), "n_users_evaluated": int(len(split.test.active_users())),
+        "split_rows": split.info["rows"], "torch_threads": threads,
+        "load_avg_1min_at_end": round(os.getloadavg()[0], 2), "peak_rss_mb_in_process": round(peak_rss_mb(), 1),
+    }
+
+
+def spawn(dataset: str, run: str, overrides: dict, threads: int) -> dict:
+    """`one_run` in a fresh process under /usr/bin/time (wall and peak RSS of the whole process)."""
+    cmd = [sys.executable, __file__, "--one", dataset, run, "--overrides", json.dumps(overrides),
+           "--threads", str(threads)]
+    timer = ["/usr/bin/time", "-f", "TIME %e %M"] if Path("/usr/bin/time").exists() else []
+    start = time.perf_counter()
+    proc = subprocess.run(timer + cmd, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        return {"dataset": dataset, "run": run, "error": proc.stderr[-2000:]}
+    record = json.loads(lines[-1])
+    record["wall_s"] = round(wall, 1)
+    for line in proc.stderr.splitlines():
+        if line.startswith("TIME "):
+            _, wall_s, rss_kb = line.split()
+            record["wall_s"], record["peak_rss_mb"] = float(wall_s), round(int(rss_kb) / 1024, 1)
+    return record
+
+
+def recbole_rows() -> list[dict]:
+    """The peers' RecBole 1.2.1 sequential runs on ml-100k (not rerun here)."""
+    rows = []
+    for name in ("recbole_ml100k.jsonl", "recbole_ml100k_long.jsonl"):
+        path = PEERS / name
+        if not path.exists():
+            continue
+        for line in path.read_text().splitlines():
+            r = json.loads(line)
+            if r.get("protocol") != "sequential":
+                continue
+            rows.append({
+                "dataset": "ml-100k", "run": f"recbole-{r['model'].lower()}" + ("-converged" if "long" in name else ""),
+                "source": f"../shared/peers/results/{name} (RecBole 1.2.1, run by peers, same machine type)",
+                "test": {"exclude_seen=false": {"HitRate@10": r["test"]["hit@10"], "NDCG@10": r["test"]["ndcg@10"],
+                                                "MRR@10": r["test"]["mrr@10"]}},
+                "best_valid_NDCG@10": r.get("best_valid_score"), "best_epoch": r.get("best_epoch"),
+                "epochs_run": r.get("epochs_run"), "train_s_per_epoch": r.get("train_seconds_per_epoch"),
+                "wall_s": r.get("wall_seconds"), "peak_rss_mb": r.get("peak_rss_mb"), "n_params": r.get("n_params"),
+                "stopped_by_time_budget": r.get("stopped_by_time_budget"), "torch_threads": r.get("torch_threads"),
+                "converged": "long" in name or not r.get("stopped_by_time_budget"),
+            })
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--datasets", default="ml-100k,amazon-beauty")
+    parser.add_argument("--runs", default=None, help="comma-separated run names (default: the main runs)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads per run (1 on a shared box: threads oversubscribe badly)")
+    parser.add_argument("--scaling", action="store_true", help="SASRec: embedding size x blocks grid")
+    parser.add_argument("--one", nargs=2, metavar=("DATASET", "RUN"), help=argparse.SUPPRESS)
+    parser.add_argument("--overrides", default="{}", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(one_run(args.one[0], args.one[1], json.loads(args.overrides), args.threads)))
+        return
+    path = RESULTS / "sequential.json"
+    old = json.loads(path.read_text()) if path.exists() else {}
+    runs = {f"{r['dataset']}/{r['run']}": r for r in old.get("runs", [])}
+    for dataset in args.datasets.split(","):
+        if args.scaling:
+            todo = [(f"sasrec-scaling-d{c['embedding_dim']}-b{c['blocks']}", c) for c in SCALING]
+        else:
+            names = args.runs.split(",") if args.runs else MAIN_RUNS.get(dataset, list(CONFIGS[dataset]))
+            todo = [(n, {}) for n in names]
+        for run, overrides in todo:
+            base = "sasrec" if args.scaling else run
+            record = spawn(dataset, base, overrides, args.threads)
+            record["run"] = run
+            runs[f"{dataset}/{run}"] = record
+            test = record.get("test", {})
+            print(f"{dataset:<14} {run:<28} " + "  ".join(
+                f"{k.split('=')[1] == 'true' and 'masked' or 'unmasked'}: NDCG@10 {v['NDCG@10']:.4f} HR@10 {v['HitRate@10']:.4f}"
+                for k, v in test.items()) + f"  wall {record.get('wall_s', float('nan'))} s"
+                + (f"  ERROR {record['error'][-300:]}" if "error" in record else ""), flush=True)
+            write_json("sequential", {"protocol": __doc__.split("\n\n")[1], "machine_note": _note(),
+                                      "runs": list(runs.values()), "recbole": recbole_rows()})
+
+
+def _note() -> str:
+    return ("Timings on a shared 2-vCPU box while other jobs ran (see load_avg_1min_at_end per run); "
+            "RecBole figures were measured on a quiet box of the same type with 2 torch threads. "
+            f"This run: {machine()['cpus']} CPUs.")
+
+
+if __name__ == "__main__":
+    main()

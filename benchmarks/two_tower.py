@@ -1,0 +1,187 @@
+"""Two-tower benchmarks: the cf / content / hybrid presets on ml-100k (random 8:1:1 split, full
+ranking, users.csv + items.csv as features), cold-item runs on ml-100k and ml-latest-small with and
+without the text encoder, and training throughput on a large synthetic log.
+
+    python benchmarks/two_tower.py [--parts ml100k,cold,throughput] [--threads 2] [--quick]
+
+Writes benchmarks/results/two_tower.json. Defaults were tuned on VALID only; test is reported
+for the configuration picked on valid. Timings depend on the machine and on what else runs on it.
+
+Cold-item protocol (`cold_item_split(inter, 0.1, seed=0)`: 10% of items never seen in training,
+their rows split by item between valid and test). Recall@20 on the test cold items, two ways:
+- `full`: every catalogue item is a candidate (train and valid items of the user removed);
+- `cold_candidates`: only the test cold items are candidates.
+`random` is the exact expectation of a uniformly random ranking: mean over users of
+min(k, C_u) / C_u with C_u the user's candidates (recall of k random picks).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import peak_rss_mb, write_json  # noqa: E402
+
+from towerrec.data.features import FeatureTable  # noqa: E402
+from towerrec.data.interactions import Interactions  # noqa: E402
+from towerrec.data.load import load_interactions  # noqa: E402
+from towerrec.evaluate import evaluate, evaluate_scores  # noqa: E402
+from towerrec.models.base import FitOptions  # noqa: E402
+from towerrec.models.two_tower import TwoTower, TwoTowerConfig  # noqa: E402
+from towerrec.split import cold_item_split, random_split  # noqa: E402
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+PEERS = {"RecBole BPR": 0.2931, "RecBole EASE": 0.3295, "RecBole DSSM": 0.1097, "implicit ALS": 0.2069,
+         "implicit ALS [valid-tuned]": 0.2518}  # test NDCG@10 on ml-100k, /work/shared/peers/SUMMARY.md
+
+
+@dataclasses.dataclass
+class Data:
+    name: str
+    inter: Interactions
+    user_features: FeatureTable | None
+    item_features: FeatureTable
+
+
+def load(name: str) -> Data:
+    folder = DATA / name
+    items = pd.read_csv(folder / "items.csv", dtype={"item_id": str})
+    inter, _ = load_interactions(folder / "interactions.csv", item_ids=items["item_id"].to_numpy())
+    kinds = {"title": "text"}
+    for col in ("imdb_id", "tmdb_id", "imdb_url", "release_date"):   # identifiers and a date string: no signal
+        if col in items.columns:
+            kinds[col] = "ignore"
+    item_features = FeatureTable.from_frame(items, inter.item_map, id_col="item_id", kinds=kinds)
+    user_features = None
+    if (folder / "users.csv").exists():
+        users = pd.read_csv(folder / "users.csv", dtype={"user_id": str})
+        user_features = FeatureTable.from_frame(users, inter.user_map, id_col="user_id")
+    return Data(name, inter, user_features, item_features)
+
+
+def fit(data: Data, train: Interactions, valid: Interactions, config: TwoTowerConfig, threads: int) -> TwoTower:
+    return TwoTower(config).fit(train, user_features=data.user_features, item_features=data.item_features,
+                                valid=valid, options=FitOptions(seed=0, threads=threads, progress=False))
+
+
+def summary(model: TwoTower, fit_seconds: float) -> dict:
+    return {"best_epoch": model.best_epoch_, "epochs_run": len(model.history_),
+            "seconds_to_best_epoch": model.seconds_to_best_, "fit_seconds": fit_seconds,
+            "history": [{k: round(v, 5) if isinstance(v, float) else v for k, v in h.items()} for h in model.history_]}
+
+
+def run_random(data: Data, threads: int, quick: bool) -> dict:
+    split = random_split(data.inter, seed=0)
+    out = {"split": "random 8:1:1 seed 0", "peers_test_NDCG@10": PEERS, "models": {}}
+    for preset in ("cf", "content", "hybrid"):
+        config = TwoTowerConfig.for_preset(preset, **({"epochs": 3} if quick else {}))
+        start = time.perf_counter()
+        model = fit(data, split.train, split.valid, config, threads)
+        seconds = time.perf_counter() - start
+        v = evaluate(model, split.valid, exclude=[split.train]).summary
+        t = evaluate(model, split.test, exclude=[split.train, split.valid]).summary
+        out["models"][preset] = {
+            "valid": {m: v[m] for m in ("NDCG@10", "Recall@20")}, "test": {m: t[m] for m in ("NDCG@10", "Recall@20")},
+            "config": dataclasses.asdict(config), **summary(model, seconds)}
+        print(f"{data.name} {preset}: valid NDCG@10 {v['NDCG@10']:.4f} R@20 {v['Recall@20']:.4f} | "
+              f"test NDCG@10 {t['NDCG@10']:.4f} R@20 {t['Recall@20']:.4f} | best epoch {model.best_epoch_} "
+              f"at {model.seconds_to_best_:.1f}s, fit {seconds:.1f}s", flush=True)
+    return out
+
+
+def random_recall(candidates: np.ndarray, users: np.ndarray, k: int) -> float:
+    c = np.maximum(candidates[users], 1)
+    return float(np.mean(np.minimum(k, c) / c))
+
+
+def run_cold(data: Data, threads: int, quick: bool) -> dict:
+    split = cold_item_split(data.inter, 0.1, seed=0)
+    k = 20
+    seen = (split.train.to_csr() + split.valid.to_csr()).tocsr()
+    users = split.test.active_users()
+    cold = np.flatnonzero(split.test.item_counts())
+    not_cold = np.setdiff1d(np.arange(data.inter.n_items), cold)
+    n_full = data.inter.n_items - np.diff(seen.indptr)
+    n_cold = len(cold) - np.asarray(seen[:, cold].sum(axis=1)).ravel()   # (0: cold items are unseen)
+    out = {"split": "cold-item 10% seed 0", "cold_test_items": int(len(cold)), "users_evaluated": int(len(users)),
+           "random": {"full": random_recall(n_full, users, k), "cold_candidates": random_recall(n_cold, users, k)},
+           "models": {}}
+    print(f"{data.name} cold-item: {len(cold)} test cold items, {len(users)} users; random Recall@{k}: "
+          f"full {out['random']['full']:.4f}, cold candidates {out['random']['cold_candidates']:.4f}", flush=True)
+    for preset in ("content", "hybrid"):
+        for text in ("pretrained", "none"):
+            config = TwoTowerConfig.for_preset(preset, text=text, **({"epochs": 3} if quick else {}))
+            start = time.perf_counter()
+            model = fit(data, split.train, split.valid, config, threads)
+            seconds = time.perf_counter() - start
+            full = evaluate(model, split.test, exclude=[split.train, split.valid], k=(k,)).summary[f"Recall@{k}"]
+
+            def cold_only(user_idx: np.ndarray) -> torch.Tensor:
+                scores = model.score_users(user_idx).clone()
+                scores[:, torch.from_numpy(not_cold)] = -torch.inf
+                return scores
+
+            only = evaluate_scores(cold_only, split.test, exclude=[split.train, split.valid], k=(k,)).summary[f"Recall@{k}"]
+            name = f"{preset}{'' if text != 'none' else ' (no text)'}"
+            out["models"][name] = {
+                f"Recall@{k}": {"full": full, "cold_candidates": only},
+                "x_random": {"full": full / out["random"]["full"], "cold_candidates": only / out["random"]["cold_candidates"]},
+                **summary(model, seconds)}
+            print(f"{data.name} cold-item {name}: Recall@{k} full {full:.4f} ({full / out['random']['full']:.1f}x random), "
+                  f"cold candidates {only:.4f} ({only / out['random']['cold_candidates']:.1f}x random)", flush=True)
+    return out
+
+
+def run_throughput(threads: int, quick: bool) -> dict:
+    from towerrec.data.synthetic import synthetic
+
+    size = dict(n_users=5_000, n_items=2_000, n_interactions=100_000) if quick else \
+        dict(n_users=50_000, n_items=20_000, n_interactions=2_000_000)
+    ds = synthetic(**size, seed=0)
+    out = {"dataset": {"generator": "towerrec.data.synthetic", **size}, "runs": {}}
+    for preset, extra in (("cf", {}), ("hybrid", {"text": "none"})):
+        config = TwoTowerConfig.for_preset(preset, epochs=1, **extra)
+        start = time.perf_counter()
+        model = TwoTower(config).fit(ds.interactions, user_features=ds.user_features, item_features=ds.item_features,
+                                     options=FitOptions(seed=0, threads=threads, progress=False))
+        seconds = time.perf_counter() - start
+        epoch = model.history_[0]["seconds"]
+        out["runs"][f"{preset}{' (no text)' if extra else ''}"] = {
+            "interactions_per_second": len(ds.interactions) / epoch, "epoch_seconds": epoch, "fit_seconds": seconds,
+            "peak_rss_mb_so_far": peak_rss_mb()}
+        print(f"throughput {preset}: {len(ds.interactions) / epoch:,.0f} interactions/s "
+              f"({epoch:.1f}s per epoch), peak RSS so far {peak_rss_mb():.0f} MB", flush=True)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--parts", default="ml100k,cold,throughput")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--quick", action="store_true", help="3 epochs and a small synthetic log (smoke test)")
+    args = parser.parse_args()
+    parts = args.parts.split(",")
+    result: dict = {"threads": args.threads, "note": "2 shared CPU cores: other jobs ran at the same time, "
+                                                    "so every timing is noisy and pessimistic"}
+    start = time.perf_counter()
+    if "ml100k" in parts:
+        result["ml-100k"] = run_random(load("ml-100k"), args.threads, args.quick)
+    if "cold" in parts:
+        result["cold_item"] = {name: run_cold(load(name), args.threads, args.quick)
+                               for name in ("ml-100k", "ml-latest-small")}
+    if "throughput" in parts:
+        result["throughput"] = run_throughput(args.threads, args.quick)
+    result["seconds"] = time.perf_counter() - start
+    result["peak_rss_mb"] = peak_rss_mb()
+    write_json("two_tower" if not args.quick else "two_tower_quick", result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,160 @@
+"""Seeds x models -> one leaderboard: mean ± std over seeds, and each model against the reference.
+
+The reference is the best model of the baseline family by the primary metric (or the label set
+in `[significance] reference`): beating a weak baseline proves nothing, so new models are always
+measured against the strongest classical one in the same experiment.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from towerrec.experiments.config import Experiment
+from towerrec.experiments.runner import ModelSeed, per_user_long, per_user_matrix
+from towerrec.experiments.stats import compare_with_reference
+
+
+def seed_table(records: Sequence[ModelSeed]) -> pd.DataFrame:
+    """One row per (model, seed): test metrics, valid metrics (prefixed `valid_`) and seconds."""
+    rows = []
+    for r in records:
+        if r.test is None:
+            continue
+        rows.append({"model": r.label, "model_name": r.model, "seed": r.seed, **r.test,
+                     **{f"valid_{k}": v for k, v in r.valid.items()},
+                     "users": len(r.per_user), "fit_s": r.fit_seconds, "eval_s": r.eval_seconds})
+    return pd.DataFrame(rows)
+
+
+def choose_reference(means: pd.Series, names: dict[str, str], exp: Experiment) -> str | None:
+    """The label to compare against: forced, else the best baseline-family model by the primary metric."""
+    if exp.significance.reference:
+        return exp.significance.reference if exp.significance.reference in means.index else None
+    family = [label for label in means.index if names[label] in exp.significance.baselines]
+    if not family:
+        return None
+    return str(means[family].idxmax())
+
+
+def build_leaderboard(exp: Experiment, records: Sequence[ModelSeed]) -> tuple[pd.DataFrame, pd.DataFrame, str | None]:
+    """(leaderboard, comparisons, reference label). The leaderboard is sorted by the primary metric."""
+    primary = exp.evaluation.primary
+    per_seed = seed_table(records)
+    names = {label: spec.model for label, spec in exp.models.items()}
+    if per_seed.empty:
+        return pd.DataFrame(columns=["model"]), pd.DataFrame(), None
+    value_cols = [c for c in per_seed.columns if c not in ("model", "model_name", "seed")]
+    grouped = per_seed.groupby("model", sort=False)[value_cols]
+    mean, std = grouped.mean(), grouped.std(ddof=1)  # std is NaN with one seed: shown as blank
+    board = mean.copy()
+    metric_cols = [c for c in value_cols if "@" in c and not c.startswith("valid_")]
+    for col in metric_cols:
+        board[f"{col}_std"] = std[col]
+    board.insert(0, "seeds", per_seed.groupby("model", sort=False)["seed"].nunique())
+    board.insert(0, "model_name", [names[m] for m in board.index])
+    reference = choose_reference(board[primary], names, exp)
+    comparisons = pd.DataFrame()
+    if reference is not None:
+        matrix = per_user_matrix(per_user_long(records), primary, list(board.index))
+        comparisons = compare_with_reference(matrix, reference, alpha=exp.significance.alpha)
+        extra = comparisons.set_index("model")[["diff", "ci_low", "ci_high", "p_ttest", "p_wilcoxon",
+                                                 "p_ttest_holm", "p_wilcoxon_holm", "significant"]]
+        board = board.join(extra)
+        board["significant"] = board["significant"].astype("boolean")
+    board["reference"] = board.index == reference
+    missing = [label for label in exp.models if label not in board.index]
+    for label in missing:  # not applicable on this split: listed, with no numbers
+        board.loc[label, "model_name"] = names[label]
+    board = board.sort_values(primary, ascending=False, na_position="last", kind="stable")
+    board.insert(0, "rank", np.arange(1, len(board) + 1))
+    board.index.name = "model"
+    return board.reset_index(), comparisons, reference
+
+
+def _cell(mean: float, std: float | None, digits: int = 4) -> str:
+    if mean is None or pd.isna(mean):
+        return "n/a"
+    if std is None or pd.isna(std):
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def display_columns(exp: Experiment) -> list[str]:
+    """Primary metric first, the other metrics at the smallest K, NDCG/Recall at the other K."""
+    k0 = min(exp.evaluation.k)
+    cols = [exp.evaluation.primary]
+    cols += [f"{m}@{k0}" for m in exp.evaluation.metrics]
+    cols += [f"{m}@{k}" for k in exp.evaluation.k if k != k0 for m in ("NDCG", "Recall") if m in exp.evaluation.metrics]
+    return list(dict.fromkeys(cols))
+
+
+def _p(value: float) -> str:
+    if pd.isna(value):
+        return ""
+    return "<0.0001" if value < 1e-4 else f"{value:.4f}"
+
+
+def markdown_rows(exp: Experiment, board: pd.DataFrame, reference: str | None,
+                  compact: bool = False) -> tuple[list[str], list[list[str]]]:
+    """Header and cells shared by the Markdown, HTML and terminal leaderboards (`compact` leaves out
+    Precision, MAP and F1 at the smallest K, unless primary: they are in leaderboard.csv)."""
+    primary, k0 = exp.evaluation.primary, min(exp.evaluation.k)
+    hidden = {f"{m}@{k0}" for m in ("Precision", "MAP", "F1")} - {primary} if compact else set()
+    cols = [c for c in display_columns(exp) if c not in hidden]
+    header = ["#", "model", *cols, f"Coverage@{k0}", "fit s"]
+    if reference is not None:
+        header += [f"Δ {primary} vs {reference} [95% CI]", "p t-test (Holm)", "p Wilcoxon (Holm)"]
+    rows = []
+    for _, r in board.iterrows():
+        cells = [str(r["rank"]), f"{r['model']} ({r['model_name']})" if r["model"] != r["model_name"] else r["model"]]
+        cells += [_cell(r.get(c), r.get(f"{c}_std")) for c in cols]
+        cells += [_cell(r.get(f"Coverage@{k0}"), None, 3), _cell(r.get("fit_s"), None, 1)]
+        if reference is not None:
+            if r["model"] == reference:
+                cells += ["reference (best baseline)" if not exp.significance.reference else "reference", "", ""]
+            elif pd.isna(r.get("diff")):
+                cells += ["n/a", "", ""]
+            else:
+                mark = " *" if bool(r["significant"]) else ""
+                cells += [f"{r['diff']:+.4f} [{r['ci_low']:+.4f}, {r['ci_high']:+.4f}]{mark}",
+                          _p(r["p_ttest_holm"]), _p(r["p_wilcoxon_holm"])]
+        rows.append(cells)
+    return header, rows
+
+
+def footnote(exp: Experiment, reference: str | None, users: int | None) -> str:
+    ev = exp.evaluation
+    seeds = ", ".join(map(str, exp.seeds))
+    text = (f"Test set, split `{exp.split.method}`, seeds {seeds}: mean ± std over seeds "
+            f"(std blank with one seed); full ranking, "
+            + ("train (+valid) items excluded" if ev.exclude_seen else "nothing excluded") + ".")
+    if reference is not None:
+        text += (f" Δ: paired difference in per-user {ev.primary} (each user's value averaged over seeds"
+                 + (f", {users:,} users" if users else "") + f") against `{reference}`, with its 95% CI. "
+                 "p-values Holm-corrected across the comparisons with the reference; "
+                 f"`*`: significant at {exp.significance.alpha} by both the paired t-test and the Wilcoxon "
+                 f"signed-rank test.")
+    else:
+        text += " No baseline-family model ran, so there is no significance test."
+    return text
+
+
+def to_markdown(exp: Experiment, board: pd.DataFrame, reference: str | None, users: int | None = None) -> str:
+    header, rows = markdown_rows(exp, board, reference)
+    lines = [f"# {exp.name}: leaderboard", "",
+             "| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n\n" + footnote(exp, reference, users) + "\n"
+
+
+def to_text(exp: Experiment, board: pd.DataFrame, reference: str | None) -> str:
+    """A terminal table: the first columns of the Markdown one, aligned."""
+    header, rows = markdown_rows(exp, board, reference, compact=True)
+    keep = [i for i, h in enumerate(header) if not h.startswith("p ")]
+    header, rows = [header[i] for i in keep], [[row[i] for i in keep] for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+    out = ["  ".join(h.ljust(w) for h, w in zip(header, widths)), "  ".join("-" * w for w in widths)]
+    out += ["  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in rows]
+    return "\n".join(out)

@@ -1,0 +1,316 @@
+"""What every next-item sequence model shares: the item table, the next-item losses, training on
+windows through the shared loop (`models/train.py`), scoring from ordered histories, artifacts.
+
+A concrete model (`sasrec.py`, `gru4rec.py`, `nextitnet.py`, `hstu.py`) is one file with its
+Config, a `NextItemModule` subclass that defines `encode` (the sequence encoder from
+`towers/sequence.py`), and a `SequentialRecommender` subclass that builds it.
+
+Scoring a user = encode their newest `max_len` items and dot the last position's state with every
+item vector (input and output item embeddings are tied, as in SASRec). The history used is the
+model's training log; `history_scorer(interactions)` scores from another log, e.g. train + valid
+for the test pass of a leave-one-out split (RecBole's protocol).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from torch import nn
+
+from towerrec.data.features import FeatureTable
+from towerrec.data.interactions import Interactions
+from towerrec.data.sequences import Sequences, Windows
+from towerrec.errors import TowerrecError
+from towerrec.models import losses
+from towerrec.models.base import FitOptions, Recommendations, Recommender
+from towerrec.models.train import TrainConfig, train
+from towerrec.ranking import top_k
+
+SEQUENCE_LOSSES = ("ce", "sampled_softmax", "bce", "gbce")
+
+
+def check_loss(config: Any) -> None:
+    if config.loss not in SEQUENCE_LOSSES:
+        raise TowerrecError(f"unknown loss {config.loss!r}; choose one of {', '.join(SEQUENCE_LOSSES)}")
+    if config.negative_sampler not in ("uniform", "popularity"):
+        raise TowerrecError(f"negative_sampler must be 'uniform' or 'popularity', got {config.negative_sampler!r}")
+
+
+class NextItemModule(nn.Module):
+    """Item table + `encode` (subclass) + next-item loss.
+
+    Tokens: item i is token i + 1, token 0 is padding (`towerrec.data.sequences`).
+    `encode(inputs [B, L], times [B, L] | None) -> [B, L, dim]`.
+    Losses (config.loss): "ce" = softmax over the full catalogue; "sampled_softmax" = softmax over
+    the positive and `n_negatives` negatives shared by the batch, logQ-corrected when drawn by
+    popularity; "bce" / "gbce" = logistic loss with `n_negatives` negatives per position (gSASRec's
+    calibrated gBCE for "gbce", plain BCE as in the SASRec paper for "bce").
+    """
+
+    def __init__(self, n_items: int, config: Any) -> None:
+        super().__init__()
+        self.n_items = n_items
+        self.loss_name = config.loss
+        self.n_negatives = config.n_negatives
+        self.gbce_beta = losses.gbce_beta(config.n_negatives, n_items, config.gbce_t) if config.loss == "gbce" else 1.0
+        self.item_embedding = nn.Embedding(n_items + 1, config.embedding_dim, padding_idx=0)
+
+    def encode(self, inputs: torch.Tensor, times: torch.Tensor | None = None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def item_vectors(self) -> torch.Tensor:
+        """[n_items, dim] output vectors (tied with the input embeddings; padding row left out)."""
+        return self.item_embedding.weight[1:]
+
+    def output_vectors(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Output vectors of some tokens [...] -> [..., dim], consistent with `item_vectors`."""
+        return self.item_embedding(tokens)
+
+    def score(self, inputs: torch.Tensor, times: torch.Tensor | None = None) -> torch.Tensor:
+        """[B, n_items] scores of the next item after each (left-padded) sequence [B, L]."""
+        state = self.encode(inputs, times)[:, -1]
+        return state @ self.item_vectors().T
+
+    def compute_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """batch: inputs, targets [B, L] tokens (0 = no loss), optional times [B, L], negatives
+        (tokens: [M] shared for sampled softmax, [B, L, M] for bce/gbce), log_q [n_items + 1]."""
+        hidden = self.encode(batch["inputs"], batch.get("times"))
+        targets = batch["targets"]
+        where = targets > 0
+        h = hidden[where]                                          # [N, dim]
+        pos = targets[where]                                       # [N] tokens
+        if self.loss_name == "ce":
+            return losses.full_softmax(h @ self.item_vectors().T, pos - 1)
+        positive = (h * self.output_vectors(pos)).sum(-1)          # [N]
+        negatives = batch["negatives"]
+        if self.loss_name == "sampled_softmax":
+            negative = h @ self.output_vectors(negatives).T        # [N, M]
+            log_q = batch.get("log_q")
+            return losses.shared_negative_softmax(
+                positive, negative, same_item=negatives[None, :] == pos[:, None],
+                log_q_positive=None if log_q is None else log_q[pos],
+                log_q_negative=None if log_q is None else log_q[negatives])
+        neg = negatives[where]                                     # [N, M]
+        negative = torch.einsum("nd,nmd->nm", h, self.output_vectors(neg))
+        negative = negative.masked_fill(neg == pos[:, None], -torch.inf)  # an accidental hit is no negative
+        if self.loss_name == "bce":
+            return losses.bce(positive, negative.clamp_min(-1e4))
+        return losses.gbce(positive, negative.clamp_min(-1e4), self.gbce_beta)
+
+
+def init_normal(module: nn.Module, std: float = 0.02) -> None:
+    """BERT/RecBole initialisation: N(0, std) weights, zero biases, unit LayerNorm."""
+    for m in module.modules():
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(m.weight, std=std)
+            if isinstance(m, nn.Linear) and m.bias is not None:
+                nn.init.zeros_(m.bias)
+            if isinstance(m, nn.Embedding) and m.padding_idx is not None:
+                with torch.no_grad():
+                    m.weight[m.padding_idx].zero_()
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
+class LengthBatches:
+    """Batches of windows with similar lengths, each holding about `batch_size` targets.
+
+    Sequences of sparse logs are short (Amazon Beauty: 13% of a 50-slot window is filled), so
+    batching windows of similar length and dropping the padding columns they all share saves most
+    of the encoder's work. Each epoch the windows are sorted by length with ties in a fresh random
+    order and cut so that every batch holds about `batch_size` target positions: a step sees as
+    many targets whatever the lengths, so no user is over-weighted, and one setting suits short
+    and long sequences alike. The shared loop shuffles the order of the batches.
+
+    The loop hands `make_batch` one generator per epoch; a new generator marks a new epoch, and
+    the composition is drawn from (seed, epoch) so that every rank of a DDP run agrees.
+    """
+
+    def __init__(self, windows: Windows, batch_size: int, seed: int) -> None:
+        self.length = (windows.inputs > 0).sum(axis=1)
+        self.n_targets = (windows.targets > 0).sum(axis=1)
+        total = int(self.n_targets.sum())
+        self.budget = max(int(self.n_targets.max()), int(batch_size))
+        self.n_batches = -(-total // self.budget)
+        self.seed = seed
+        self._epoch = -1
+        self._rng: np.random.Generator | None = None
+
+    def _compose(self) -> None:
+        key = np.random.default_rng([self.seed, self._epoch, 7]).random(len(self.length))
+        order = np.lexsort([key, self.length])
+        ends = np.cumsum(self.n_targets[order])
+        batch = (ends - 1) // self.budget                     # nondecreasing, no gaps (budget >= max)
+        self._order = order
+        self._starts = np.searchsorted(batch, np.arange(self.n_batches + 1))
+
+    def windows_of(self, batch_idx: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        if rng is not self._rng:
+            self._rng, self._epoch = rng, self._epoch + 1
+            self._compose()
+        return np.concatenate([self._order[self._starts[b]:self._starts[b + 1]] for b in np.atleast_1d(batch_idx)])
+
+
+class SequentialRecommender(Recommender):
+    """Lifecycle of a next-item model; subclasses set `name`, `Config` and `_build`.
+
+    The config must hold: embedding_dim, max_len, window_stride, loss, n_negatives,
+    negative_sampler, gbce_t, epochs, batch_size, learning_rate, weight_decay, patience, grad_clip,
+    valid_exclude_seen.
+    """
+
+    cold_start = "history"
+    uses_time: bool = False   # HSTU reads timestamps
+
+    def _build(self, n_items: int) -> NextItemModule:
+        raise NotImplementedError
+
+    # ---- training ------------------------------------------------------------------------------
+    def _fit(self, interactions: Interactions, *, user_features: FeatureTable | None,
+             item_features: FeatureTable | None, valid: Interactions | None, options: FitOptions) -> None:
+        cfg = self.config
+        check_loss(cfg)
+        torch.manual_seed(options.seed)
+        self.sequences_ = Sequences.from_interactions(interactions)
+        windows = self.sequences_.windows(cfg.max_len, cfg.window_stride)
+        if len(windows) == 0:
+            raise TowerrecError(f"{self.name}: no user has two interactions, nothing to learn from")
+        self.module_ = self._build(interactions.n_items)
+        counts = np.bincount(interactions.item_idx, minlength=interactions.n_items).astype(np.float64)
+        prob = np.concatenate([[0.0], counts / counts.sum()])      # by token; padding never drawn
+        use_times = self.uses_time and windows.times is not None
+        batches = LengthBatches(windows, cfg.batch_size, options.seed)
+        make_batch = self._batcher(windows, batches, prob, use_times)
+
+        def valid_scorer() -> Callable[[np.ndarray], torch.Tensor]:
+            return lambda user_idx: self._score_from(self.sequences_, user_idx)
+
+        # one "sample" of the shared loop is one length-bucketed batch of windows
+        result = train(self.module_, n_samples=batches.n_batches, make_batch=make_batch,
+                       config=TrainConfig(epochs=cfg.epochs, batch_size=1,
+                                          learning_rate=cfg.learning_rate, weight_decay=cfg.weight_decay,
+                                          patience=cfg.patience, grad_clip=cfg.grad_clip),
+                       options=options, valid=valid, valid_scorer=valid_scorer,
+                       exclude_rows=interactions.to_csr() if cfg.valid_exclude_seen else None, desc=self.name)
+        self.history_ = result.history
+        self.best_epoch_ = result.best_epoch
+        self.module_.eval()
+
+    def _batcher(self, windows: Windows, batches: LengthBatches, prob: np.ndarray, use_times: bool
+                 ) -> Callable[[np.ndarray, np.random.Generator], dict[str, torch.Tensor]]:
+        cfg = self.config
+        n_tokens = len(prob)
+        popularity = cfg.negative_sampler == "popularity"
+        log_q = None
+        if cfg.loss == "sampled_softmax" and popularity:
+            log_q = torch.from_numpy(np.log(cfg.n_negatives * prob + 1e-12).astype(np.float32))
+
+        def draw(rng: np.random.Generator, size: int | tuple[int, ...]) -> np.ndarray:
+            if popularity:
+                return rng.choice(n_tokens, size=size, p=prob)
+            return rng.integers(1, n_tokens, size=size)
+
+        def make_batch(batch_idx: np.ndarray, rng: np.random.Generator) -> dict[str, torch.Tensor]:
+            idx = batches.windows_of(batch_idx, rng)
+            inputs = windows.inputs[idx]
+            # left padding: drop the columns that are padding in every row of this batch
+            first = int(np.argmax((inputs != 0).any(axis=0)))
+            batch = {"inputs": torch.from_numpy(inputs[:, first:]),
+                     "targets": torch.from_numpy(windows.targets[idx, first:])}
+            if use_times:
+                batch["times"] = torch.from_numpy(windows.times[idx, first:])
+            if cfg.loss == "sampled_softmax":
+                batch["negatives"] = torch.from_numpy(draw(rng, cfg.n_negatives))
+                if log_q is not None:
+                    batch["log_q"] = log_q
+            elif cfg.loss in ("bce", "gbce"):
+                shape = (*batch["inputs"].shape, cfg.n_negatives)
+                batch["negatives"] = torch.from_numpy(draw(rng, shape))
+            return batch
+
+        return make_batch
+
+    # ---- scoring -------------------------------------------------------------------------------
+    def _device(self) -> torch.device:
+        return next(self.module_.parameters()).device
+
+    def _score_from(self, sequences: Sequences, user_idx: np.ndarray, batch_size: int = 128) -> torch.Tensor:
+        """[len(user_idx), n_items] from the newest `max_len` items of each user in `sequences`.
+
+        Users are encoded in order of history length so that each batch drops the padding columns
+        its rows share (most users of sparse logs are short); rows come back in the caller's order.
+        """
+        device = self._device()
+        user_idx = np.asarray(user_idx, dtype=np.int64)
+        lengths = np.minimum(sequences.lengths()[user_idx], self.config.max_len)
+        order = np.argsort(lengths, kind="stable")
+        out = torch.empty(len(user_idx), self.n_items, dtype=torch.float32, device=device)
+        for s in range(0, len(order), batch_size):
+            pos = order[s:s + batch_size]
+            width = max(int(lengths[pos].max()), 1)
+            inputs = sequences.padded(user_idx[pos], self.config.max_len)[:, -width:]
+            times = None
+            if self.uses_time and sequences.times is not None:
+                times = torch.from_numpy(sequences.padded_times(user_idx[pos], self.config.max_len)[:, -width:])
+                times = times.to(device)
+            with torch.no_grad():
+                out[torch.from_numpy(pos).to(device)] = self.module_.score(
+                    torch.from_numpy(inputs).to(device), times).float()
+        return out
+
+    def _score_users(self, user_idx: np.ndarray) -> torch.Tensor:
+        return self._score_from(self.sequences_, user_idx).cpu()
+
+    def _score_sequences(self, sequences: list[np.ndarray]) -> torch.Tensor:
+        """Scores [n, n_items] from ordered histories of item indices (oldest first)."""
+        seqs = Sequences.from_lists(sequences)
+        return self._score_from(seqs, np.arange(seqs.n_users)).cpu()
+
+    def _score_histories(self, seen: sp.csr_matrix) -> torch.Tensor:
+        """A CSR row has no order: its items are read in stored (index) order. Prefer
+        `_score_sequences` / `recommend(history=[...])` with the real order."""
+        seen = seen.tocsr()
+        seqs = Sequences(seen.indices.astype(np.int64) + 1, seen.indptr.astype(np.int64))
+        return self._score_from(seqs, np.arange(seqs.n_users)).cpu()
+
+    def history_scorer(self, interactions: Interactions) -> Callable[[np.ndarray], torch.Tensor]:
+        """`score_fn(user_idx) -> [b, n_items]` reading each user's ordered history from
+        `interactions` (same id maps as training), e.g. `split.train.concat(split.valid)` for the
+        test pass of a leave-one-out split."""
+        self._check_fitted()
+        seqs = Sequences.from_interactions(interactions)
+        return lambda user_idx: self._score_from(seqs, np.asarray(user_idx, dtype=np.int64)).cpu()
+
+    def similar_items(self, item_ids: Sequence[str] | str, k: int = 10) -> Recommendations:
+        """Items whose next-item scores are highest after a history made of the query item alone."""
+        self._check_fitted()
+        ids = np.asarray([item_ids] if isinstance(item_ids, str) else list(item_ids), dtype=object)
+        q = self.item_map_.index(ids)
+        scores = self._score_sequences([np.array([i]) for i in q]).clone()
+        scores[torch.arange(len(q)), torch.from_numpy(q)] = -torch.inf
+        top, vals = top_k(scores, k)
+        out_idx = np.full((len(q), top.shape[1]), -1, dtype=np.int64)
+        out_scores = np.full(out_idx.shape, np.nan, dtype=np.float32)
+        self._fill(out_idx, out_scores, np.arange(len(q)), top, vals)
+        return Recommendations(ids, out_idx, out_scores, self.item_map_, [None] * len(q))
+
+    # ---- artifacts -----------------------------------------------------------------------------
+    def _state(self) -> dict[str, np.ndarray]:
+        state = {f"module.{k}": v.detach().cpu().numpy() for k, v in self.module_.state_dict().items()}
+        state["sequences.tokens"] = self.sequences_.tokens
+        state["sequences.indptr"] = self.sequences_.indptr
+        if self.sequences_.times is not None:
+            state["sequences.times"] = self.sequences_.times
+        return state
+
+    def _load_state(self, tensors: dict[str, np.ndarray], extra: dict) -> None:
+        self.module_ = self._build(len(self.item_map_))
+        self.module_.load_state_dict({k[len("module."):]: torch.from_numpy(np.array(v))
+                                      for k, v in tensors.items() if k.startswith("module.")})
+        self.module_.eval()
+        self.sequences_ = Sequences(tensors["sequences.tokens"], tensors["sequences.indptr"],
+                                    tensors.get("sequences.times"))

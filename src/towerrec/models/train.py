@@ -1,0 +1,211 @@
+"""The one training loop for every torch model (minGPT's trainer idea: nothing in here knows
+what a tower or a sequence is).
+
+A model provides a module with `compute_loss(batch) -> scalar`, the number of training samples
+and `make_batch(sample_idx, rng) -> batch` (numpy indices in, a dict of CPU tensors out). The
+loop does AdamW, epochs, seeded shuffling, per-epoch validation on NDCG@10 with early stopping
+and restores the best checkpoint; it records `history` (loss, valid metric, seconds per epoch).
+
+It runs unchanged under `torchrun --nproc_per_node N`: the process group is initialised from the
+environment (gloo on CPU, nccl on CUDA), the module is wrapped in DistributedDataParallel, each
+global batch is split across ranks (rank r takes every N-th sample, like DistributedSampler, so
+the number of optimiser steps matches one process), only rank 0 evaluates and prints, and the
+early-stopping decision is broadcast from rank 0.
+"""
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from towerrec.data.interactions import Interactions
+from towerrec.evaluate import evaluate_scores
+from towerrec.models.base import FitOptions
+from towerrec.progress import progress
+
+ScoreFn = Callable[[np.ndarray], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 20
+    batch_size: int = 1024          # global batch; split across ranks under torchrun
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.0       # AdamW, decoupled
+    patience: int = 3               # epochs without a better valid metric before stopping
+    grad_clip: float = 0.0          # max global grad norm; 0 = off
+    metric: str = "NDCG@10"
+
+
+@dataclass
+class TrainResult:
+    history: list[dict] = field(default_factory=list)  # per epoch: epoch, loss, valid, seconds
+    best_epoch: int = -1
+    best_metric: float | None = None
+    seconds_to_best: float | None = None
+    world_size: int = 1
+
+
+@dataclass(frozen=True)
+class DistContext:
+    rank: int
+    world: int
+    device: torch.device
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def distributed_context(options: FitOptions) -> DistContext:
+    """Rank, world size and device; initialises the process group when run under torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    device = options.torch_device()
+    if world > 1:
+        if device.type == "cuda":
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            torch.cuda.set_device(device)
+        if not dist.is_initialized():
+            dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        return DistContext(dist.get_rank(), dist.get_world_size(), device)
+    return DistContext(0, 1, device)
+
+
+def shard(n_samples: int, batch_size: int, epoch: int, seed: int, ctx: DistContext) -> list[np.ndarray]:
+    """This rank's batches for one epoch: a seeded global permutation (the same on every rank),
+    padded by wrap-around to a multiple of the world size, rank r taking positions r::world, cut
+    into batches of batch_size // world. Every rank gets the same number of batches."""
+    perm = np.random.default_rng([seed, epoch]).permutation(n_samples)
+    if ctx.world > 1:
+        pad = (-len(perm)) % ctx.world
+        perm = np.concatenate([perm, perm[:pad]])[ctx.rank::ctx.world]
+    bs = max(1, batch_size // ctx.world)
+    return [perm[s:s + bs] for s in range(0, len(perm), bs)]
+
+
+def to_device(batch: Any, device: torch.device) -> Any:
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(to_device(v, device) for v in batch)
+    return batch
+
+
+class _Loss(nn.Module):
+    """DDP hooks a module's forward; this makes forward(batch) = module.compute_loss(batch)."""
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module = module
+
+    def forward(self, batch: Any) -> torch.Tensor:
+        return self.module.compute_loss(batch)
+
+
+def train(module: nn.Module, *, n_samples: int, make_batch: Callable[[np.ndarray, np.random.Generator], Any],
+          config: TrainConfig, options: FitOptions, valid: Interactions | None = None,
+          valid_scorer: Callable[[], ScoreFn] | None = None, exclude_rows: sp.csr_matrix | None = None,
+          desc: str = "train") -> TrainResult:
+    """Train `module` in place and return its history; the best-validated weights are restored.
+
+    `valid_scorer()` is called once per validation (module in eval mode, no grad) and returns
+    `score_fn(user_idx [b]) -> [b, n_items]`; `exclude_rows` [n_users, n_items] masks train items.
+    Without `valid`, every epoch runs and the last weights are kept.
+    """
+    ctx = distributed_context(options)
+    torch.manual_seed(options.seed + ctx.rank)
+    module.to(ctx.device)
+    wrapped: nn.Module = _Loss(module)
+    if ctx.world > 1:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        wrapped = DDP(wrapped, device_ids=[ctx.device] if ctx.device.type == "cuda" else None,
+                      broadcast_buffers=False, find_unused_parameters=True)
+    params = [p for p in module.parameters() if p.requires_grad]
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]   # biases, norms, temperature
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=config.learning_rate)
+    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if ctx.device.type == "cuda" else nullcontext())
+    result = TrainResult(world_size=ctx.world)
+    best_state: dict[str, torch.Tensor] | None = None
+    bad_epochs = 0
+    start = time.perf_counter()
+    show = options.progress if ctx.main else False
+    bar = progress(range(config.epochs), desc=desc, total=config.epochs, show=show)
+    for epoch in bar:
+        t0 = time.perf_counter()
+        module.train()
+        rng = np.random.default_rng([options.seed, epoch, ctx.rank, 1])
+        total = torch.zeros(2, dtype=torch.float64)
+        for idx in shard(n_samples, config.batch_size, epoch, options.seed, ctx):
+            batch = to_device(make_batch(idx, rng), ctx.device)
+            with autocast:
+                loss = wrapped(batch)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if config.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+            optimizer.step()
+            total += torch.tensor([float(loss.detach()) * len(idx), len(idx)], dtype=torch.float64)
+        if ctx.world > 1:
+            dist.all_reduce(total)
+        record: dict[str, Any] = {"epoch": epoch, "loss": float(total[0] / max(total[1], 1)),
+                                  "seconds": time.perf_counter() - t0}
+        decision = torch.zeros(3, dtype=torch.float64)  # [metric, improved, stop]
+        if valid is not None and valid_scorer is not None:
+            if ctx.main:
+                t1 = time.perf_counter()
+                module.eval()
+                with torch.no_grad():
+                    res = evaluate_scores(valid_scorer(), valid, exclude_rows=exclude_rows, k=(10,),
+                                          metrics=(config.metric.split("@")[0],), desc="valid")
+                value = res.summary[config.metric]
+                improved = result.best_metric is None or value > result.best_metric
+                bad = 0 if improved else bad_epochs + 1
+                decision[:] = torch.tensor([value, float(improved), float(bad >= config.patience)])
+                record["eval_seconds"] = time.perf_counter() - t1
+            if ctx.world > 1:
+                dist.broadcast(decision, 0)
+            value, improved, stop = float(decision[0]), bool(decision[1]), bool(decision[2])
+            record[f"valid_{config.metric}"] = value
+            if improved:
+                result.best_metric, result.best_epoch = value, epoch
+                result.seconds_to_best = time.perf_counter() - start
+                best_state = {k: v.detach().clone() for k, v in module.state_dict().items()}
+                bad_epochs = 0
+            else:
+                bad_epochs += 1
+        else:
+            stop = False
+            result.best_epoch, result.seconds_to_best = epoch, time.perf_counter() - start
+        record["elapsed"] = time.perf_counter() - start
+        result.history.append(record)
+        if ctx.main:
+            if hasattr(bar, "set_postfix"):
+                bar.set_postfix(loss=f"{record['loss']:.4f}",
+                                **({config.metric: f"{record[f'valid_{config.metric}']:.4f}"}
+                                   if f"valid_{config.metric}" in record else {}))
+            if options.verbose:
+                metric = record.get(f"valid_{config.metric}")
+                print(f"{desc} epoch {epoch}: loss {record['loss']:.4f}"
+                      + (f", valid {config.metric} {metric:.4f}" if metric is not None else "")
+                      + f" ({record['seconds']:.1f}s)", flush=True)
+        if stop:
+            break
+    if best_state is not None:
+        module.load_state_dict(best_state)
+    module.eval()
+    return result
+

@@ -1,0 +1,211 @@
+"""The item catalogue as the API shows it: titles, attributes, title search and attribute filters.
+
+An artifact carries `item_titles.json` (a title per item index, written by `towerrec train`) and,
+optionally, `items.parquet`: one row per item with an `item_id` column and any attribute columns
+(genres, year, ...), written by `write_item_table`. `towerrec serve --items FILE` reads the same
+table from a CSV/Parquet file instead.
+
+Filters are `{"attribute": value}` pairs, all of which must hold. A value is a string or number
+(equality; a `|`-separated attribute such as `genres` matches any of its parts, ignoring case), a
+list of those (any of them), or `{"min": a, "max": b}` for a numeric attribute.
+"""
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from towerrec.data.idmap import IdMap
+from towerrec.errors import TowerrecError
+
+ITEM_TABLE = "items.parquet"
+TITLES = "item_titles.json"
+
+
+class FilterError(TowerrecError):
+    """A filter names an unknown attribute or has a value of the wrong kind."""
+
+
+def write_item_table(path: str | Path, items: pd.DataFrame, item_map: IdMap) -> Path:
+    """Write `path/items.parquet`: the rows of `items` (with an `item_id` column) in item-index order.
+
+    Items with no row get missing attributes; URL-like and constant columns are kept as they are:
+    the API shows what the table holds.
+    """
+    frame = items.copy()
+    frame["item_id"] = frame["item_id"].astype(str)
+    frame = frame.drop_duplicates("item_id").set_index("item_id").reindex(pd.Index(item_map.to_list(), name="item_id"))
+    out = Path(path) / ITEM_TABLE
+    frame.reset_index().to_parquet(out, index=False)
+    return out
+
+
+def read_item_table(path: str | Path) -> pd.DataFrame:
+    """An items table from CSV/TSV/Parquet; the id column is `item_id` (else the first column)."""
+    path = Path(path)
+    if not path.exists():
+        raise TowerrecError(f"{path}: items file not found")
+    if path.suffix == ".parquet":
+        frame = pd.read_parquet(path)
+    else:
+        frame = pd.read_csv(path, sep="\t" if path.suffix in (".tsv", ".tab") else ",", dtype=str,
+                            keep_default_na=False, na_values=[""])
+    col = "item_id" if "item_id" in frame.columns else frame.columns[0]
+    frame = frame.rename(columns={col: "item_id"})
+    frame["item_id"] = frame["item_id"].astype(str)
+    # numbers stored as text in CSV become numbers, so numeric filters and ranges work
+    for c in frame.columns:
+        if c != "item_id" and not pd.api.types.is_numeric_dtype(frame[c]):
+            converted = pd.to_numeric(frame[c], errors="coerce")
+            if converted.notna().sum() == frame[c].notna().sum() and frame[c].notna().any():
+                whole = converted.dropna().eq(converted.dropna().round()).all()
+                frame[c] = converted.astype("Int64") if whole else converted
+    return frame
+
+
+class Catalogue:
+    """Titles and attributes aligned to the model's item indices; filters give boolean masks [n_items]."""
+
+    def __init__(self, item_map: IdMap, popularity: np.ndarray, titles: list[str] | None = None,
+                 attributes: pd.DataFrame | None = None) -> None:
+        self.item_map = item_map
+        self.popularity = np.asarray(popularity, dtype=np.float64)
+        self.titles = list(titles) if titles is not None else None
+        if self.titles is not None and len(self.titles) != len(item_map):
+            raise TowerrecError(f"{TITLES} has {len(self.titles)} titles for {len(item_map)} items")
+        self.attributes: dict[str, pd.Series] = {}
+        if attributes is not None:
+            frame = attributes.drop_duplicates("item_id").set_index("item_id").reindex(
+                pd.Index(item_map.to_list()))
+            for col in frame.columns:
+                if col.lower() != "title":
+                    self.attributes[col] = frame[col].reset_index(drop=True)
+        self._values = {c: s.astype(object).where(s.notna(), None).tolist() for c, s in self.attributes.items()}
+        search_text = self.titles if self.titles is not None else item_map.to_list()
+        self._search = pd.Series(search_text, dtype=object).str.lower()
+        self._mask_cached = lru_cache(maxsize=512)(self._mask_one)
+
+    @classmethod
+    def from_artifact(cls, path: str | Path, item_map: IdMap, popularity: np.ndarray,
+                      items_file: str | Path | None = None) -> "Catalogue":
+        path = Path(path)
+        titles = json.loads((path / TITLES).read_text()) if (path / TITLES).exists() else None
+        table = None
+        if items_file is not None:
+            table = read_item_table(items_file)
+        elif (path / ITEM_TABLE).exists():
+            table = read_item_table(path / ITEM_TABLE)
+        if titles is None and table is not None:
+            title_col = next((c for c in table.columns if c.lower() in ("title", "name")), None)
+            if title_col is not None:
+                lookup = table.drop_duplicates("item_id").set_index("item_id")[title_col]
+                found = lookup.reindex(pd.Index(item_map.to_list()))
+                titles = [str(t) if isinstance(t, str) and t else i for t, i in zip(found, item_map.to_list())]
+        return cls(item_map, popularity, titles, table)
+
+    def __len__(self) -> int:
+        return len(self.item_map)
+
+    @property
+    def attribute_names(self) -> list[str]:
+        return list(self.attributes)
+
+    # ---- display -----------------------------------------------------------------------------
+    def describe(self, item_idx: int) -> dict:
+        """`{"item_id", "title"?, "attributes"?}` for one item index."""
+        out: dict = {"item_id": str(self.item_map.ids[item_idx])}
+        if self.titles is not None:
+            out["title"] = self.titles[item_idx]
+        if self._values:
+            out["attributes"] = {c: _plain(v[item_idx]) for c, v in self._values.items()}
+        return out
+
+    def search(self, query: str, limit: int) -> np.ndarray:
+        """Item indices whose title (or id) contains `query`, case-insensitive, most popular first."""
+        q = query.strip().lower()
+        if q:
+            hits = np.flatnonzero(self._search.str.contains(q, regex=False, na=False).to_numpy())
+        else:
+            hits = np.arange(len(self))
+        order = np.argsort(-self.popularity[hits], kind="stable")[:limit]
+        return hits[order]
+
+    # ---- filters -----------------------------------------------------------------------------
+    def mask(self, filters: dict | None) -> np.ndarray | None:
+        """bool [n_items] of items passing every filter; None when there are no filters."""
+        if not filters:
+            return None
+        out = np.ones(len(self), dtype=bool)
+        for name, value in filters.items():
+            if name not in self.attributes:
+                known = ", ".join(self.attributes) or "none (this artifact has no item attributes)"
+                raise FilterError(f"unknown filter attribute {name!r}; known attributes: {known}")
+            out &= self._mask_cached(name, _freeze(value))
+        return out
+
+    def _mask_one(self, name: str, value: object) -> np.ndarray:
+        series = self.attributes[name]
+        numeric = pd.api.types.is_numeric_dtype(series)
+        if isinstance(value, tuple) and value and value[0] == "range":
+            if not numeric:
+                raise FilterError(f"filter {name!r}: min/max needs a numeric attribute")
+            _, lo, hi = value
+            values = series.to_numpy(dtype=np.float64, na_value=np.nan)
+            keep = ~np.isnan(values)
+            if lo is not None:
+                keep &= values >= lo
+            if hi is not None:
+                keep &= values <= hi
+            return keep
+        if isinstance(value, tuple):   # any of a list
+            out = np.zeros(len(self), dtype=bool)
+            for v in value:
+                out |= self._mask_cached(name, v)
+            return out
+        if numeric:
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                raise FilterError(f"filter {name!r}: expected a number, a list of numbers or {{'min','max'}}, "
+                                  f"got {value!r}")
+            return series.to_numpy(dtype=np.float64, na_value=np.nan) == float(value)
+        if not isinstance(value, str) or not value:
+            raise FilterError(f"filter {name!r}: expected a non-empty string or a list of them, got {value!r}")
+        return self._tokens(name).eq(str(value).strip().lower()).groupby(level=0).any().reindex(
+            range(len(self)), fill_value=False).to_numpy(dtype=bool)
+
+    def _tokens(self, name: str) -> pd.Series:
+        """The attribute split on '|', lower-cased; index = item index (repeated for multi-valued)."""
+        cache = self.__dict__.setdefault("_token_cache", {})
+        if name not in cache:
+            text = self.attributes[name].astype("string").str.lower()
+            cache[name] = text.str.split("|").explode().str.strip().dropna()
+        return cache[name]
+
+
+def _freeze(value: object) -> object:
+    """A hashable form of a filter value: lists -> tuples, {"min","max"} -> ("range", lo, hi)."""
+    if isinstance(value, dict):
+        unknown = set(value) - {"min", "max"}
+        if unknown or not value:
+            raise FilterError(f"a range filter has keys 'min' and/or 'max', got {sorted(value)}")
+        return ("range", value.get("min"), value.get("max"))
+    if isinstance(value, list):
+        if not value:
+            raise FilterError("an any-of filter needs at least one value")
+        if any(isinstance(v, (list, dict)) for v in value):
+            raise FilterError(f"an any-of filter lists strings or numbers, got {value!r}")
+        return tuple(value)
+    if value is None:
+        raise FilterError("a filter value cannot be null")
+    return value
+
+
+def _plain(value: object) -> object:
+    """JSON-safe Python scalars (numpy numbers, NaN -> None)."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value

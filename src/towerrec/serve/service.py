@@ -1,0 +1,234 @@
+"""What the REST app does, without HTTP: a loaded model + catalogue + retrieval index answering queries.
+
+Models that expose embeddings (see `Embeddings`) are served through `towerrec.index` (exact or
+FAISS); every other model (EASE, ItemKNN, popularity, MLP scorers) through its own
+`Recommender.recommend`, so offline evaluation and serving share one code path.
+
+The embedding protocol, for a model to be served from an ANN index:
+
+    item_embeddings_: Tensor [n_items, d]
+    user_embeddings(user_idx: np.ndarray) -> Tensor [n, d]           # users seen in training
+    history_embeddings(seen: scipy.sparse.csr_matrix) -> Tensor [n, d]  # rows = item histories (optional)
+    embedding_metric: "ip" | "cosine"                                 # optional, default "ip"
+
+with `score_users(u) == user_embeddings(u) @ item_embeddings_.T` (for "ip"), so the exact index
+reproduces the model's own ranking. ALS is adapted from `user_factors_`, `item_factors_`, `fold_in`.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from towerrec.errors import TowerrecError, UnknownIdError
+from towerrec.index import ExactIndex, FaissConfig, FaissIndex, build_index, recall_at_k
+from towerrec.models.base import Recommendations, Recommender
+from towerrec.ranking import mask_rows, top_k
+from towerrec.serve.catalogue import Catalogue
+
+#: queries used to measure ANN recall@10 against exact search at start-up
+RECALL_QUERIES = 200
+
+
+@dataclass(frozen=True)
+class Embeddings:
+    """A model's retrieval view: item vectors, and how to embed a known user or an item history."""
+
+    items: np.ndarray                                     # [n_items, d]
+    users: Callable[[np.ndarray], np.ndarray]             # user_idx -> [n, d]
+    histories: Callable[[sp.csr_matrix], np.ndarray] | None
+    metric: str = "ip"
+
+
+def _numpy(fn: Callable) -> Callable:
+    return lambda arg: np.ascontiguousarray(torch.as_tensor(fn(arg)).detach().cpu().float().numpy())
+
+
+def embeddings_of(model: Recommender) -> Embeddings | None:
+    """The model's embeddings by the protocol above, ALS's factors, or None (served by `recommend`)."""
+    if hasattr(model, "item_embeddings_") and callable(getattr(model, "user_embeddings", None)):
+        histories = getattr(model, "history_embeddings", None)
+        return Embeddings(items=_numpy(lambda _: model.item_embeddings_)(None), users=_numpy(model.user_embeddings),
+                          histories=_numpy(histories) if callable(histories) else None,
+                          metric=getattr(model, "embedding_metric", "ip"))
+    if hasattr(model, "item_factors_") and hasattr(model, "user_factors_"):
+        fold_in = getattr(model, "fold_in", None)
+        return Embeddings(items=_numpy(lambda _: model.item_factors_)(None),
+                          users=_numpy(lambda idx: model.user_factors_[torch.from_numpy(idx)]),
+                          histories=_numpy(fold_in) if callable(fold_in) else None)
+    return None
+
+
+@dataclass(frozen=True)
+class Query:
+    """One recommendation request in index space (ids already checked)."""
+
+    user_id: str | None
+    history: Sequence[str] | None
+    k: int
+    exclude_seen: bool = True
+    exclude_items: Sequence[str] = ()
+    filters: dict | None = None
+
+
+class RecommenderService:
+    """Loads nothing itself: give it a fitted model and a catalogue (see `from_artifact`)."""
+
+    def __init__(self, model: Recommender, catalogue: Catalogue, *, index_kind: str = "auto",
+                 faiss_config: FaissConfig | None = None, artifact: str | None = None,
+                 meta: dict | None = None, recall_queries: int = RECALL_QUERIES) -> None:
+        self.model = model
+        self.catalogue = catalogue
+        self.artifact = artifact
+        self.meta = meta or {}
+        self.embeddings = embeddings_of(model)
+        self.index: ExactIndex | FaissIndex | None = None
+        self.exact: ExactIndex | None = None
+        self.recall_at_10: float | None = None
+        if self.embeddings is not None:
+            self.index = build_index(self.embeddings.items, self.embeddings.metric, index_kind, faiss_config)
+            self.exact = self.index.exact if isinstance(self.index, FaissIndex) else self.index
+            if isinstance(self.index, FaissIndex):
+                self.recall_at_10 = recall_at_k(self.index, self.exact, self.sample_queries(recall_queries), k=10)
+            else:
+                self.recall_at_10 = 1.0
+        elif index_kind == "faiss":
+            raise TowerrecError(f"--index faiss needs a model with embeddings; {model.name} is served by its own "
+                                "exact scoring (see towerrec.serve.service for the embedding protocol)")
+        # one id per request: a dict lookup is ~100x cheaper than building a pandas Index for it
+        self._user_pos = {u: i for i, u in enumerate(model.user_map_.ids.tolist())}
+        self._item_pos = {v: i for i, v in enumerate(model.item_map_.ids.tolist())}
+        self.started = time.time()
+
+    @classmethod
+    def from_artifact(cls, path: str | Path, *, index_kind: str = "auto", items_file: str | None = None,
+                      faiss_config: FaissConfig | None = None) -> "RecommenderService":
+        import json
+
+        from towerrec.models import load_model
+
+        model = load_model(str(path))
+        catalogue = Catalogue.from_artifact(path, model.item_map_, model.item_popularity_, items_file)
+        meta = json.loads((Path(path) / "model.json").read_text())
+        return cls(model, catalogue, index_kind=index_kind, faiss_config=faiss_config, artifact=str(path), meta=meta)
+
+    # ---- queries -----------------------------------------------------------------------------
+    def sample_queries(self, n: int, seed: int = 0) -> np.ndarray:
+        """Embeddings of up to n training users (seeded sample): the traffic ANN recall is measured on."""
+        assert self.embeddings is not None
+        n_users = len(self.model.user_map_)
+        rng = np.random.default_rng(seed)
+        users = np.sort(rng.choice(n_users, min(n, n_users), replace=False)) if n_users else np.array([], np.int64)
+        return self.embeddings.users(users.astype(np.int64))
+
+    def recommend(self, q: Query) -> Recommendations:
+        """Top-k for a known user, else from `history`, else popularity; `.fallback` says which."""
+        model = self.model
+        history = list(q.history or [])
+        hist_idx = self.item_indices(history)
+        # unknown excluded items cannot be recommended anyway
+        excl = np.fromiter((self._item_pos[i] for i in q.exclude_items if i in self._item_pos), dtype=np.int64)
+        allowed = self.catalogue.mask(q.filters)
+        user_idx = self._user_pos.get(q.user_id, -1) if q.user_id is not None else -1
+        uid = np.array([q.user_id if q.user_id is not None else "<history>"], dtype=object)
+        if q.exclude_seen:
+            excl = np.union1d(excl, hist_idx)
+        if user_idx < 0 and len(hist_idx) and model.supports_history:
+            kind: str | None = "history"
+        elif user_idx < 0:
+            kind = "popularity"
+        else:
+            kind = None
+        if kind == "popularity":
+            return self._popularity(uid, q.k, excl, allowed)
+        if self.embeddings is None:
+            return self._by_model(uid, user_idx, history, q, excl, allowed, kind)
+        if kind == "history" and self.embeddings.histories is None:
+            return self._popularity(uid, q.k, excl, allowed)
+        if kind is None:
+            query = self.embeddings.users(np.array([user_idx], dtype=np.int64))
+            if q.exclude_seen:
+                seen = model.seen_.indices[model.seen_.indptr[user_idx]:model.seen_.indptr[user_idx + 1]]
+                excl = np.union1d(excl, seen)
+        else:
+            query = self.embeddings.histories(_csr_rows([hist_idx], model.n_items))
+        exclude = _csr_rows([excl], model.n_items) if len(excl) else None
+        idx, scores = self.index.search(query, min(q.k, model.n_items), exclude=exclude, allowed=allowed)
+        return Recommendations(uid, idx, scores, model.item_map_, [kind])
+
+    def _by_model(self, uid: np.ndarray, user_idx: int, history: list[str], q: Query, excl: np.ndarray,
+                  allowed: np.ndarray | None, kind: str | None) -> Recommendations:
+        """Models without embeddings: their own `recommend`, with filters as extra exclusions."""
+        if allowed is not None:
+            excl = np.union1d(excl, np.flatnonzero(~allowed))
+        ids = self.model.item_map_.ids[excl].tolist() if len(excl) else None
+        if kind is None:
+            recs = self.model.recommend([q.user_id], k=q.k, exclude_seen=q.exclude_seen, exclude_items=ids)
+            return Recommendations(uid, recs.item_idx, recs.scores, recs.item_map, [None])
+        recs = self.model.recommend(history=history, k=q.k, exclude_seen=q.exclude_seen, exclude_items=ids)
+        return Recommendations(uid, recs.item_idx, recs.scores, recs.item_map, recs.fallback)
+
+    def _popularity(self, uid: np.ndarray, k: int, excl: np.ndarray, allowed: np.ndarray | None) -> Recommendations:
+        scores = torch.from_numpy(self.model.item_popularity_.astype(np.float32)[None, :].copy())
+        if len(excl):
+            mask_rows(scores, _csr_rows([excl], self.model.n_items), np.array([0]))
+        if allowed is not None:
+            scores[0, torch.from_numpy(np.flatnonzero(~allowed))] = -torch.inf
+        top, vals = top_k(scores, k)
+        idx = np.where(torch.isfinite(vals).numpy(), top.numpy(), -1)
+        return Recommendations(uid, idx, np.where(idx >= 0, vals.numpy(), np.nan), self.model.item_map_, ["popularity"])
+
+    def similar(self, item_id: str, k: int) -> Recommendations:
+        """Items most similar to `item_id`: the model's own `similar_items`, else its item embeddings."""
+        idx = self.item_indices([item_id])
+        try:
+            return self.model.similar_items([item_id], k=k)
+        except NotImplementedError:
+            if self.embeddings is None:
+                raise
+        query = self.embeddings.items[idx]
+        exclude = _csr_rows([idx], self.model.n_items)
+        top, scores = self.index.search(query, min(k, self.model.n_items), exclude=exclude)
+        return Recommendations(np.array([item_id], dtype=object), top, scores, self.model.item_map_, [None])
+
+    def item_indices(self, item_ids: Sequence[str]) -> np.ndarray:
+        """Indices of `item_ids`; UnknownIdError names the unknown ones (the API turns it into a 4xx)."""
+        idx = np.fromiter((self._item_pos.get(i, -1) for i in item_ids), dtype=np.int64, count=len(item_ids))
+        if (idx < 0).any():
+            bad = [i for i, j in zip(item_ids, idx) if j < 0][:5]
+            raise UnknownIdError(f"unknown item(s): {', '.join(map(str, bad))}")
+        return idx
+
+    # ---- description -------------------------------------------------------------------------
+    def info(self) -> dict:
+        from towerrec import __version__
+
+        model = self.model
+        index = self.index.describe() if self.index is not None else {
+            "kind": "model", "note": f"{model.name} has no embeddings: exact scores from the model itself"}
+        return {
+            "model": model.name, "config": self.meta.get("config", {}), "artifact": self.artifact,
+            "artifact_towerrec_version": self.meta.get("towerrec"), "towerrec_version": __version__,
+            "data": {"users": len(model.user_map_), "items": model.n_items, "interactions": int(model.seen_.nnz),
+                     **({"dataset": self.meta["extra"]["dataset"]} if "dataset" in self.meta.get("extra", {}) else {})},
+            "catalogue": {"items": len(self.catalogue), "titles": self.catalogue.titles is not None,
+                          "attributes": self.catalogue.attribute_names},
+            "supports_history": model.supports_history,
+            "index": {**index, "recall_at_10_vs_exact": self.recall_at_10},
+            "uptime_seconds": round(time.time() - self.started, 1),
+        }
+
+
+def _csr_rows(rows: list[np.ndarray], n_cols: int) -> sp.csr_matrix:
+    """CSR [len(rows), n_cols] of ones at each row's column indices."""
+    cols = np.concatenate(rows).astype(np.int64) if rows else np.array([], np.int64)
+    indptr = np.concatenate([[0], np.cumsum([len(r) for r in rows])])
+    return sp.csr_matrix((np.ones(len(cols), dtype=np.float32), cols, indptr), shape=(len(rows), n_cols))
+
+
+__all__ = ["Embeddings", "Query", "RecommenderService", "UnknownIdError", "embeddings_of"]

@@ -1,0 +1,30 @@
+"""A tower: named input encoders, concatenated, an MLP on top, optional L2 normalisation."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+class Tower(nn.Module):
+    """y = normalize(MLP(concat_k encoder_k(x[k]))).
+
+    `inputs` maps a key of the input dict to the module that encodes it (an `IdEmbedding` for
+    "id", a `TableEncoder` for "features", `nn.Identity` for an already pooled "history", ...).
+    Each encoder returns [b, d_k]; `mlp` maps [b, sum d_k] -> [b, dim].
+
+    forward: {key: input} -> [b, dim]
+    """
+
+    def __init__(self, inputs: dict[str, nn.Module], mlp: nn.Module, *, normalize: bool = False) -> None:
+        super().__init__()
+        if not inputs:
+            raise ValueError("a tower needs at least one input")
+        self.inputs = nn.ModuleDict(inputs)
+        self.mlp = mlp
+        self.normalize = normalize
+
+    def forward(self, x: dict) -> torch.Tensor:
+        h = torch.cat([enc(x[key]) for key, enc in self.inputs.items()], dim=1)
+        y = self.mlp(h)
+        return F.normalize(y, dim=-1) if self.normalize else y

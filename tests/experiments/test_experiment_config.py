@@ -1,0 +1,134 @@
+"""Experiment files: every mistake names the key and its line; a valid file becomes frozen specs."""
+from __future__ import annotations
+
+import re
+import textwrap
+
+import pytest
+
+from towerrec.cli import main
+from towerrec.errors import TowerrecError
+from towerrec.experiments.config import key_lines, parse_experiment
+
+VALID = textwrap.dedent("""\
+    name = "x"
+    seeds = [3, 1]
+    [data]
+    source = "ml-100k"
+    kcore = [5, 2]
+    columns = {user = "uid", time = "ts"}
+    [split]
+    method = "loo"
+    [evaluation]
+    metrics = ["NDCG", "Recall"]
+    k = [20, 10]
+    [models.big-ease]
+    model = "ease"
+    l2 = 100
+    [tune.big-ease]
+    l2 = {low = 1.0, high = 10.0, log = true}
+    """)
+
+
+def error_of(text: str) -> str:
+    with pytest.raises(TowerrecError) as info:
+        parse_experiment(text, "exp.toml")
+    return str(info.value)
+
+
+def line_of(message: str) -> int:
+    match = re.match(r"exp\.toml:(\d+): ", message)
+    assert match, message
+    return int(match.group(1))
+
+
+def test_valid_file_gives_typed_specs():
+    exp = parse_experiment(VALID, "exp.toml")
+    assert exp.seeds == (3, 1)
+    assert (exp.data.user_kcore, exp.data.item_kcore) == (5, 2)
+    assert exp.data.load_options().user_col == "uid" and exp.data.load_options().time_col == "ts"
+    assert exp.split.method == "loo"
+    assert exp.evaluation.k == (10, 20) and exp.evaluation.primary == "NDCG@10"
+    assert exp.evaluation.eval_k == (1, 5, 10, 20, 50)
+    assert exp.models["big-ease"].model == "ease" and exp.models["big-ease"].overrides == {"l2": 100}
+    space = exp.tune["big-ease"][0]
+    assert (space.name, space.kind, space.low, space.high, space.log) == ("l2", "float", 1.0, 10.0, True)
+    assert exp.models["big-ease"].build().config.l2 == 100
+
+
+def test_key_lines_tracks_tables_inline_tables_and_multiline_values():
+    text = textwrap.dedent("""\
+        top = 1
+        arr = [
+          "a = 1",   # a string that looks like a key
+          2,
+        ]
+        [t]
+        s = \"\"\"
+        fake = 3
+        \"\"\"
+        inline = {a = 1, b = {c = 2}}
+        "quoted key" = 4
+        d.e = 5
+        """)
+    lines = key_lines(text)
+    assert lines[("top",)] == 1 and lines[("arr",)] == 2
+    assert lines[("t",)] == 6 and lines[("t", "s")] == 7 and lines[("t", "inline")] == 10
+    assert lines[("t", "inline", "b", "c")] == 10
+    assert lines[("t", "quoted key")] == 11 and lines[("t", "d", "e")] == 12
+    assert ("fake",) not in lines and ("t", "fake") not in lines and ("a",) not in lines
+
+
+def test_unknown_top_level_key_names_key_and_line():
+    message = error_of(VALID.replace('name = "x"\n', 'name = "x"\nseedz = [1]\n'))
+    assert "'seedz'" in message and line_of(message) == 2
+
+
+def test_unknown_key_is_located_in_its_own_table():
+    # `method` is legal in [split]; the same key in [evaluation] is unknown and must point there
+    text = VALID.replace('k = [20, 10]\n', 'k = [20, 10]\nmethod = "random"\n')
+    message = error_of(text)
+    assert "'method'" in message and "[evaluation]" in message
+    assert line_of(message) == text.splitlines().index('method = "random"') + 1
+
+
+def test_unknown_key_inside_an_inline_table():
+    text = VALID.replace("log = true}", "log = true, hihg = 3}")
+    message = error_of(text)
+    assert "'hihg'" in message and line_of(message) == len(VALID.splitlines())
+
+
+def test_unknown_model_names_the_known_ones():
+    text = VALID.replace('model = "ease"', 'model = "easy"')
+    message = error_of(text)
+    assert "'easy'" in message and "ease" in message and line_of(message) == 13
+
+
+def test_unknown_model_field_and_bad_type():
+    message = error_of(VALID.replace("l2 = 100", "lambda = 100"))
+    assert "'lambda'" in message and "l2" in message and line_of(message) == 14
+    message = error_of(VALID.replace("l2 = 100", 'l2 = "100"'))
+    assert "l2" in message and line_of(message) == 14
+
+
+@pytest.mark.parametrize("old,new,needle,line", [
+    ('method = "loo"', 'method = "looo"', "split.method", 8),
+    ('metrics = ["NDCG", "Recall"]', 'metrics = ["NDCG", "Recal"]', "Recal", 10),
+    ('k = [20, 10]', 'k = [20, 10]\nprimary = "MRR@10"', "primary", 12),
+    ("[tune.big-ease]", "[tune.ease]", "[tune.ease]", 15),
+    ("log = true}", "log = true, step = 1.0}", "step", 16),
+    ('kcore = [5, 2]', 'kcore = [5, 2, 1]', "kcore", 5),
+    ('seeds = [3, 1]', 'seeds = [3, 3]', "seeds", 2),
+])
+def test_other_mistakes_point_at_their_line(old, new, needle, line):
+    message = error_of(VALID.replace(old, new))
+    assert needle in message and line_of(message) == line
+
+
+def test_cli_reports_a_config_mistake_in_one_line(tmp_path, capsys):
+    path = tmp_path / "exp.toml"
+    path.write_text(VALID.replace("[data]\n", "[data]\nsorce = 1\n"))
+    assert main(["run", str(path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"{path}:4:" in err and "'sorce'" in err
+    assert not (tmp_path / "out").exists()

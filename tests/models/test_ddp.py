@@ -1,0 +1,75 @@
+"""The shared training loop under torchrun: 2 CPU processes (gloo) train like 1 process."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+WORKER = textwrap.dedent('''
+    import hashlib, json, os, sys
+    import numpy as np, pandas as pd, torch
+    from towerrec.data.interactions import Interactions
+    from towerrec.evaluate import evaluate
+    from towerrec.models.base import FitOptions
+    from towerrec.models.two_tower import TwoTower, TwoTowerConfig
+    from towerrec.split import random_split
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for u in range(200):                       # 4 taste blocks of 25 items
+        block = u % 4
+        for i in rng.choice(25, 10, replace=False):
+            rows.append((f"u{u}", f"i{block * 25 + i}"))
+        rows.append((f"u{u}", f"i{rng.integers(100)}"))
+    inter = Interactions.from_frame(pd.DataFrame(rows, columns=["user_id", "item_id"]).drop_duplicates())
+    split = random_split(inter, seed=0)
+    config = TwoTowerConfig.for_preset("hybrid", text="none", epochs=6, patience=6, batch_size=256,
+                                       embedding_dim=16, id_dim=16, learning_rate=1e-2, temperature=0.1,
+                                       hidden=(), dropout=0.0)
+    model = TwoTower(config).fit(split.train, valid=split.valid, options=FitOptions(seed=0, threads=1, progress=False))
+    rank = int(os.environ.get("RANK", "0"))
+    digest = hashlib.sha256(b"".join(p.detach().numpy().tobytes() for p in model.module_.parameters())).hexdigest()
+    ndcg = evaluate(model, split.test, exclude=[split.train, split.valid]).summary["NDCG@10"]
+    out = {"rank": rank, "world": int(os.environ.get("WORLD_SIZE", "1")), "digest": digest, "test_ndcg": ndcg,
+           "history": model.history_}
+    with open(os.path.join(sys.argv[1], f"rank{rank}.json"), "w") as f:
+        json.dump(out, f)
+''')
+
+
+def _run(cmd: list[str], tmp: Path) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOWERREC_PROGRESS": "0"}
+    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(key, None)
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240, cwd=tmp)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+
+def test_two_processes_train_like_one(tmp_path):
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER)
+    single, multi = tmp_path / "single", tmp_path / "ddp"
+    single.mkdir()
+    multi.mkdir()
+    _run([sys.executable, str(script), str(single)], tmp_path)
+    _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1", "--nproc_per_node", "2",
+          str(script), str(multi)], tmp_path)
+    one = json.loads((single / "rank0.json").read_text())
+    r0, r1 = (json.loads((multi / f"rank{r}.json").read_text()) for r in (0, 1))
+    assert one["world"] == 1 and r0["world"] == r1["world"] == 2
+    assert r0["digest"] == r1["digest"]                       # DDP kept the replicas identical
+    record = lambda run: [(h["loss"], h["valid_NDCG@10"]) for h in run["history"]]   # noqa: E731
+    assert record(r0) == record(r1)                          # same all-reduced loss, broadcast valid metric
+    assert len(r0["history"]) == len(one["history"]) == 6
+    # training converges the same way: losses fall, and both reach a similar test NDCG@10
+    for run in (one, r0):
+        losses = [h["loss"] for h in run["history"]]
+        assert losses[-1] < losses[0]
+    # chance is about 0.05; knowing the blocks perfectly gives about 0.3 (16 block items left per user)
+    assert one["test_ndcg"] > 0.15 and r0["test_ndcg"] > 0.15
+    assert abs(one["test_ndcg"] - r0["test_ndcg"]) < 0.1, (one["test_ndcg"], r0["test_ndcg"])

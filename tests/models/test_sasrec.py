@@ -1,0 +1,75 @@
+"""SASRec: the next item of a periodic sequence ranks first, for every loss; order matters;
+save/load and seeding are exact."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from sequence_checks import OPTIONS, assert_next_item_first, assert_save_load_same_scores, periodic_split
+
+from towerrec.errors import NotFittedError, TowerrecError
+from towerrec.models import MODELS
+from towerrec.models.sasrec import SASRec
+
+TINY = dict(embedding_dim=16, max_len=10, blocks=1, heads=1, inner_dim=32, dropout=0.1, attn_dropout=0.1,
+            epochs=8, batch_size=64, learning_rate=1e-2, patience=8)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)   # tiny ops: threading only costs (2-core CI boxes)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def periodic():
+    return periodic_split()
+
+
+@pytest.fixture(scope="module")
+def fitted(periodic):
+    split, _ = periodic
+    torch.set_num_threads(1)
+    return SASRec(**TINY).fit(split.train, valid=split.valid, options=OPTIONS)
+
+
+def test_registered():
+    assert MODELS["sasrec"] is SASRec
+
+
+def test_next_item_ranks_first(fitted, periodic):
+    split, cycle = periodic
+    assert_next_item_first(fitted, split, cycle)
+    assert fitted.best_epoch_ >= 0 and len(fitted.history_) <= TINY["epochs"]
+
+
+@pytest.mark.parametrize("loss,extra", [("sampled_softmax", {"n_negatives": 8}),
+                                        ("sampled_softmax", {"n_negatives": 8, "negative_sampler": "popularity"}),
+                                        ("bce", {"n_negatives": 4}), ("gbce", {"n_negatives": 4})])
+def test_every_loss_learns_the_cycle(periodic, loss, extra):
+    split, cycle = periodic
+    model = SASRec(**{**TINY, "epochs": 20, "patience": 20}, loss=loss, **extra).fit(split.train, valid=split.valid, options=OPTIONS)
+    assert_next_item_first(model, split, cycle)
+
+
+def test_pre_ln_variant_learns_too(periodic):
+    split, cycle = periodic
+    model = SASRec(**TINY, norm_first=True).fit(split.train, valid=split.valid, options=OPTIONS)
+    assert_next_item_first(model, split, cycle)
+
+
+def test_save_load_and_seed(fitted, periodic, tmp_path):
+    split, _ = periodic
+    assert_save_load_same_scores(fitted, tmp_path)
+    again = SASRec(**TINY).fit(split.train, valid=split.valid, options=OPTIONS)
+    assert torch.equal(again.score_users(np.arange(6)), fitted.score_users(np.arange(6)))
+
+
+def test_errors(periodic):
+    split, _ = periodic
+    with pytest.raises(NotFittedError):
+        SASRec().recommend(["u1"])
+    with pytest.raises(TowerrecError, match="unknown loss"):
+        SASRec(**TINY, loss="hinge").fit(split.train, options=OPTIONS)

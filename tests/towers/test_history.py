@@ -1,0 +1,66 @@
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from towerrec.towers.history import HistoryPooling, history_batch
+
+
+def _csr():
+    # user 0: items 1, 2, 3; user 1: no items; user 2: item 3
+    return sp.csr_matrix((np.ones(4), ([0, 0, 0, 2], [1, 2, 3, 3])), shape=(3, 5))
+
+
+def _tensors(h):
+    return {k: torch.from_numpy(v) for k, v in h.items()}
+
+
+def test_history_batch_excludes_target_and_uniques():
+    m = _csr()
+    h = history_batch(m.indptr, m.indices, np.array([0, 1, 2, 0]), n_items=5, exclude=np.array([2, 0, 4, 9]))
+    assert h["items"].tolist() == [1, 2, 3]
+    assert h["offsets"].tolist() == [0, 3, 3, 4]
+    flat = h["items"][h["inverse"]]
+    assert flat.tolist() == [1, 2, 3, 3, 1, 2, 3]
+    assert h["weights"].tolist() == [1, 0, 1, 1, 1, 1, 1]    # target 2 left out of row 0 only
+
+
+def test_history_dropout_is_seeded():
+    m = _csr()
+    a = history_batch(m.indptr, m.indices, np.array([0] * 50), n_items=5, keep_prob=0.5, rng=np.random.default_rng(1))
+    b = history_batch(m.indptr, m.indices, np.array([0] * 50), n_items=5, keep_prob=0.5, rng=np.random.default_rng(1))
+    assert np.array_equal(a["weights"], b["weights"])
+    assert 0.3 < a["weights"].mean() < 0.7
+
+
+def test_mean_pooling_masks_and_empty_rows():
+    m = _csr()
+    h = _tensors(history_batch(m.indptr, m.indices, np.array([0, 1, 2]), n_items=5, exclude=np.array([3, -1, -1])))
+    reps = torch.randn(len(h["items"]), 4)
+    out = HistoryPooling(4, "mean")(reps, h["inverse"], h["offsets"], h["weights"])
+    assert out.shape == (3, 4)
+    assert torch.allclose(out[0], reps[:2].mean(0), atol=1e-6)     # items 1, 2 (3 excluded)
+    assert torch.all(out[1] == 0)
+    assert torch.allclose(out[2], reps[2], atol=1e-6)
+
+
+def test_attention_pooling_is_a_convex_combination_and_ignores_masked():
+    m = _csr()
+    h = _tensors(history_batch(m.indptr, m.indices, np.array([0, 1]), n_items=5, exclude=np.array([3, -1])))
+    reps = torch.randn(len(h["items"]), 4)
+    pool = HistoryPooling(4, "attention")
+    out = pool(reps, h["inverse"], h["offsets"], h["weights"])
+    assert torch.all(out[1] == 0)
+    reps2 = reps.clone()
+    reps2[2] += 100.0                                  # the masked item must not matter
+    out2 = pool(reps2, h["inverse"], h["offsets"], h["weights"])
+    assert torch.allclose(out[0], out2[0], atol=1e-5)
+    lo, hi = reps[:2].min(0).values, reps[:2].max(0).values
+    assert torch.all(out[0] >= lo - 1e-5) and torch.all(out[0] <= hi + 1e-5)
+
+
+def test_pooling_gradients_flow():
+    m = _csr()
+    h = _tensors(history_batch(m.indptr, m.indices, np.array([0, 2]), n_items=5))
+    reps = torch.randn(len(h["items"]), 4, requires_grad=True)
+    HistoryPooling(4, "attention")(reps, h["inverse"], h["offsets"], h["weights"]).sum().backward()
+    assert reps.grad is not None and reps.grad.abs().sum() > 0

@@ -1,0 +1,58 @@
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from towerrec.towers.mlp import MLP
+from towerrec.towers.scorers import CosineScorer, DotScorer, MLPScorer, make_scorer
+from towerrec.towers.tower import Tower
+from towerrec.towers.features import IdEmbedding
+
+
+def test_mlp_shapes_and_options():
+    assert MLP(8, (), 4)(torch.randn(3, 8)).shape == (3, 4)
+    mlp = MLP(8, (16, 16), 4, activation="relu", dropout=0.1, norm="layer")
+    assert mlp(torch.randn(3, 8)).shape == (3, 4)
+    assert any(isinstance(m, nn.LayerNorm) for m in mlp.modules())
+    with pytest.raises(ValueError):
+        MLP(8, (), 4, activation="nope")
+
+
+def test_tower_concatenates_and_normalises():
+    tower = Tower({"id": IdEmbedding(5, 3), "history": nn.Identity()}, MLP(5, (), 4), normalize=True)
+    y = tower({"id": torch.tensor([1, 2]), "history": torch.randn(2, 2)})
+    assert y.shape == (2, 4)
+    assert torch.allclose(y.norm(dim=1), torch.ones(2), atol=1e-5)
+    with pytest.raises(ValueError):
+        Tower({}, MLP(1, (), 1))
+
+
+def test_dot_and_cosine_scorers_agree_with_formula():
+    y, z = torch.randn(3, 4), torch.randn(5, 4)
+    assert torch.allclose(DotScorer()(y, z), y @ z.T, atol=1e-5)
+    cos = CosineScorer(0.1)
+    expected = torch.nn.functional.cosine_similarity(y[:, None], z[None], dim=-1) / 0.1
+    assert torch.allclose(cos(y, z), expected, atol=1e-4)
+    assert torch.allclose(cos.pair(y, z[:3]), expected.diagonal()[:3], atol=1e-4)
+    assert not any(p.requires_grad for p in cos.parameters())
+
+
+def test_learnable_temperature_gets_gradient_and_is_clamped():
+    cos = CosineScorer(0.05, learnable=True)
+    cos(torch.randn(2, 3), torch.randn(4, 3)).sum().backward()
+    assert cos.log_temperature.grad is not None
+    with torch.no_grad():
+        cos.log_temperature.fill_(math.log(1e-6))
+    assert cos.temperature.item() == pytest.approx(0.01)
+
+
+def test_mlp_scorer_all_pairs_equals_pairwise_and_has_no_index():
+    s = MLPScorer(4, chunk=2)
+    y, z = torch.randn(3, 4), torch.randn(5, 4)
+    full = s(y, z)
+    assert full.shape == (3, 5)
+    assert torch.allclose(full[1, 4], s.pair(y[1:2], z[4:5])[0], atol=1e-5)
+    assert not s.supports_index and CosineScorer().supports_index
+    with pytest.raises(ValueError):
+        make_scorer("bilinear", 4)
