@@ -4,7 +4,8 @@ without the text encoder, and training throughput on a large synthetic log.
 
     python benchmarks/two_tower.py [--parts ml100k,cold,throughput] [--threads 2] [--quick]
 
-Writes benchmarks/results/two_tower.json. Defaults were tuned on VALID only; test is reported
+Writes benchmarks/results/two_tower.json (a run of some parts writes two_tower.<parts>.json;
+`--merge` then combines the part files into two_tower.json, so parts can run in parallel). Defaults were tuned on VALID only; test is reported
 for the configuration picked on valid. Timings depend on the machine and on what else runs on it.
 
 Cold-item protocol (`cold_item_split(inter, 0.1, seed=0)`: 10% of items never seen in training,
@@ -101,7 +102,7 @@ def random_recall(candidates: np.ndarray, users: np.ndarray, k: int) -> float:
     return float(np.mean(np.minimum(k, c) / c))
 
 
-def run_cold(data: Data, threads: int, quick: bool) -> dict:
+def run_cold(data: Data, threads: int, quick: bool, epochs: int) -> dict:
     split = cold_item_split(data.inter, 0.1, seed=0)
     k = 20
     seen = (split.train.to_csr() + split.valid.to_csr()).tocsr()
@@ -117,7 +118,7 @@ def run_cold(data: Data, threads: int, quick: bool) -> dict:
           f"full {out['random']['full']:.4f}, cold candidates {out['random']['cold_candidates']:.4f}", flush=True)
     for preset in ("content", "hybrid"):
         for text in ("pretrained", "none"):
-            config = TwoTowerConfig.for_preset(preset, text=text, **({"epochs": 3} if quick else {}))
+            config = TwoTowerConfig.for_preset(preset, text=text, epochs=3 if quick else epochs)
             start = time.perf_counter()
             model = fit(data, split.train, split.valid, config, threads)
             seconds = time.perf_counter() - start
@@ -143,7 +144,7 @@ def run_throughput(threads: int, quick: bool) -> dict:
     from towerrec.data.synthetic import synthetic
 
     size = dict(n_users=5_000, n_items=2_000, n_interactions=100_000) if quick else \
-        dict(n_users=50_000, n_items=20_000, n_interactions=2_000_000)
+        dict(n_users=20_000, n_items=10_000, n_interactions=1_000_000)
     ds = synthetic(**size, seed=0)
     out = {"dataset": {"generator": "towerrec.data.synthetic", **size}, "runs": {}}
     for preset, extra in (("cf", {}), ("hybrid", {"text": "none"})):
@@ -166,7 +167,21 @@ def main() -> None:
     parser.add_argument("--parts", default="ml100k,cold,throughput")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="3 epochs and a small synthetic log (smoke test)")
+    parser.add_argument("--cold-epochs", type=int, default=10, help="epoch cap of the cold-item runs")
+    parser.add_argument("--merge", action="store_true", help="combine two_tower.<part>.json files")
     args = parser.parse_args()
+    if args.merge:
+        import json
+
+        from _common import RESULTS
+
+        merged: dict = {}
+        for f in sorted(RESULTS.glob("two_tower.*.json")):
+            merged.update({k: v for k, v in json.loads(f.read_text()).items() if k not in merged or k not in
+                           ("command", "machine", "threads", "note", "seconds", "peak_rss_mb")})
+        (RESULTS / "two_tower.json").write_text(json.dumps(merged, indent=2))
+        print(f"wrote {RESULTS / 'two_tower.json'}")
+        return
     parts = args.parts.split(",")
     result: dict = {"threads": args.threads, "note": "2 shared CPU cores: other jobs ran at the same time, "
                                                     "so every timing is noisy and pessimistic"}
@@ -174,13 +189,15 @@ def main() -> None:
     if "ml100k" in parts:
         result["ml-100k"] = run_random(load("ml-100k"), args.threads, args.quick)
     if "cold" in parts:
-        result["cold_item"] = {name: run_cold(load(name), args.threads, args.quick)
+        result["cold_item"] = {name: run_cold(load(name), args.threads, args.quick, args.cold_epochs)
                                for name in ("ml-100k", "ml-latest-small")}
     if "throughput" in parts:
         result["throughput"] = run_throughput(args.threads, args.quick)
     result["seconds"] = time.perf_counter() - start
     result["peak_rss_mb"] = peak_rss_mb()
-    write_json("two_tower" if not args.quick else "two_tower_quick", result)
+    name = "two_tower" + ("_quick" if args.quick else "") + ("" if set(parts) >= {"ml100k", "cold", "throughput"}
+                                                             else "." + "+".join(parts))
+    write_json(name, result)
 
 
 if __name__ == "__main__":

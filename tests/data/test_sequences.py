@@ -67,7 +67,7 @@ def test_stride_one_is_every_prefix():
 
 def test_windows_are_vectorised_on_a_large_log():
     rng = np.random.default_rng(1)
-    n_users = 50_000
+    n_users = 20_000
     lengths = rng.integers(0, 120, n_users)
     seqs = Sequences(rng.integers(1, 5000, lengths.sum()), np.concatenate([[0], np.cumsum(lengths)]))
     windows = seqs.windows(50, 25)

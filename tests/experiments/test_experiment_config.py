@@ -8,7 +8,8 @@ import pytest
 
 from towerrec.cli import main
 from towerrec.errors import TowerrecError
-from towerrec.experiments.config import key_lines, parse_experiment
+from towerrec.experiments.config import parse_experiment
+from towerrec.experiments.toml_lines import key_lines
 
 VALID = textwrap.dedent("""\
     name = "x"

@@ -149,3 +149,16 @@ def test_tune_uses_only_valid_and_resumes(experiment_file, two_runs, tmp_path, m
     assert best["l2"] == pytest.approx(trials.loc[trials["value"].idxmax(), "params_l2"])
     assert json.loads((out / "manifest.json").read_text())["tune"]["trials"] == 3
 
+
+
+def test_models_that_cannot_score_the_split_are_listed_not_zeroed(experiment_file, tmp_path):
+    text = experiment_file.read_text().replace('method = "random"', 'method = "cold-item"')
+    path = experiment_file.parent / "cold.toml"
+    path.write_text(text.replace("seeds = [0, 1]", "seeds = [0]"))
+    out = tmp_path / "cold"
+    assert main(["run", str(path), "--out", str(out)]) == 0
+    board = pd.read_csv(out / "leaderboard.csv")
+    assert sorted(board["model"]) == ["als", "ease", "knn", "pop"] and board["NDCG@10"].isna().all()
+    results = json.loads((out / "results.json").read_text())
+    assert all("cold items" in m["not_applicable"] for m in results["models"].values())
+    assert "n/a" in (out / "leaderboard.md").read_text()

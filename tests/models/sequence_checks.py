@@ -29,19 +29,21 @@ def periodic_split(seed: int = 0) -> tuple[Split, list[str]]:
     return split, [str(inter.item_map.ids[j]) for j in cycle]
 
 
-def assert_next_item_first(model: Recommender, split: Split, cycle: list[str]) -> None:
-    """Known users: top-1 is the valid item (their next one). Test pass with train + valid as the
-    history: top-1 is the test item. New users: the cycle successor of the last history item, and
-    reversing the history changes the answer (an order-blind model cannot pass)."""
+def assert_next_item_first(model: Recommender, split: Split, cycle: list[str], min_hit_rate: float = 1.0,
+                           served_k: int = 1) -> None:
+    """Known users: top-1 is the valid item (their next one) for a share >= `min_hit_rate` of them.
+    Test pass with train + valid as the history: top-1 is the test item. New users: the cycle
+    successor of the last history item is in the top `served_k`, and reversing the history
+    changes the top-1 (an order-blind model cannot pass)."""
     valid = evaluate_scores(model.score_users, split.valid, k=(1,))
-    assert valid.summary["HitRate@1"] == 1.0
+    assert valid.summary["HitRate@1"] >= min_hit_rate
     test = evaluate_scores(model.history_scorer(split.train.concat(split.valid)), split.test, k=(1,))
-    assert test.summary["HitRate@1"] == 1.0
+    assert test.summary["HitRate@1"] >= min_hit_rate
     history = cycle[3:7]
-    recs = model.recommend(history=history, k=1, exclude_seen=False)
-    assert recs.item_ids[0, 0] == cycle[7] and recs.fallback == ["history"]
+    recs = model.recommend(history=history, k=served_k, exclude_seen=False)
+    assert cycle[7] in recs.item_ids[0] and recs.fallback == ["history"]
     reverse = model.recommend(history=history[::-1], k=1, exclude_seen=False)
-    assert reverse.item_ids[0, 0] != cycle[7]              # same items, other order: other answer
+    assert reverse.item_ids[0, 0] != recs.item_ids[0, 0]   # same items, other order: other answer
     assert model.similar_items([cycle[3]], k=1).item_ids[0, 0] == cycle[4]
 
 

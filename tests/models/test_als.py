@@ -40,7 +40,7 @@ def test_half_step_is_the_exact_weighted_ridge_solution(monkeypatch, config) -> 
     conf = model._confidence(inter.to_csr(binary=not model.config.use_weights))
     reg = model._reg(conf, als._mean_total(conf))
     y = torch.randn(inter.n_items, 6, generator=torch.Generator().manual_seed(1), dtype=torch.float64).float()
-    got = als._Blocks(conf, 6, torch.device("cpu")).solve(y, reg).double().numpy()
+    got = als._Blocks(conf, reg, 6, torch.device("cpu")).solve(y).double().numpy()
     yn, c = y.double().numpy(), conf.toarray().astype(np.float64) + 1.0   # dense confidence, 1 off the log
     p = inter.to_csr().toarray() > 0
     for u in range(inter.n_users):                    # the textbook formula, one user at a time

@@ -8,7 +8,6 @@ import sys
 import textwrap
 from pathlib import Path
 
-import pytest
 
 WORKER = textwrap.dedent('''
     import hashlib, json, os, sys

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.sparse as sp
 from contract import RecommenderContract
 
 from towerrec.data.interactions import Interactions
@@ -23,8 +24,6 @@ def test_matches_numpy_closed_form_and_constrained_least_squares() -> None:
     rng = np.random.default_rng(3)
     x = (rng.random((30, 7)) < 0.4).astype(np.float64)
     lam = 2.5
-    import scipy.sparse as sp
-
     b = ease_weights(sp.csr_matrix(x), lam).numpy()
     p = np.linalg.inv(x.T @ x + lam * np.eye(7))
     expected = np.eye(7) - p / np.diag(p)[None, :]          # Steck's B = I - P diagMat(1 / diag(P))

@@ -1,19 +1,28 @@
-"""NextItNet (dilated causal CNN next-item model): the next item of a periodic sequence ranks first, order matters,
-save/load and seeding are exact."""
+"""NextItNet: the shared contract, and the next item of a periodic sequence ranks first (order matters)."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
-from sequence_checks import OPTIONS, assert_next_item_first, assert_save_load_same_scores, periodic_split
+from contract import RecommenderContract
+from sequence_checks import OPTIONS, assert_next_item_first, periodic_split
 
-from towerrec.models import MODELS
 from towerrec.models.nextitnet import NextItNet
 
-TINY = dict(embedding_dim=16, blocks=1, dilations=(1, 2), max_len=10, epochs=8, batch_size=64, learning_rate=1e-2, patience=8)
+TINY = dict(embedding_dim=16, blocks=1, dilations=(1, 2), max_len=10, epochs=8, batch_size=64,
+            learning_rate=1e-2, patience=8)
 
 
-@pytest.fixture(autouse=True)
+# the shared contract on its block data (random order within a user: order carries no signal there)
+CONTRACT = dict(embedding_dim=16, blocks=1, dilations=(1,), max_len=8, dropout=0.5, epochs=40,
+                batch_size=32, learning_rate=3e-3)
+
+
+class TestNextItNetContract(RecommenderContract):
+    def make_model(self) -> NextItNet:
+        return NextItNet(**CONTRACT)
+
+
+@pytest.fixture(autouse=True, scope="module")
 def one_thread():
     before = torch.get_num_threads()
     torch.set_num_threads(1)   # tiny ops: threading only costs (2-core CI boxes)
@@ -27,23 +36,11 @@ def periodic():
 
 
 @pytest.fixture(scope="module")
-def fitted(periodic):
+def periodic_model(periodic):
     split, _ = periodic
-    torch.set_num_threads(1)
     return NextItNet(**TINY).fit(split.train, valid=split.valid, options=OPTIONS)
 
 
-def test_registered():
-    assert MODELS["nextitnet"] is NextItNet
-
-
-def test_next_item_ranks_first(fitted, periodic):
+def test_next_item_ranks_first(periodic_model, periodic):
     split, cycle = periodic
-    assert_next_item_first(fitted, split, cycle)
-
-
-def test_save_load_and_seed(fitted, periodic, tmp_path):
-    split, _ = periodic
-    assert_save_load_same_scores(fitted, tmp_path)
-    again = NextItNet(**TINY).fit(split.train, valid=split.valid, options=OPTIONS)
-    assert torch.equal(again.score_users(np.arange(6)), fitted.score_users(np.arange(6)))
+    assert_next_item_first(periodic_model, split, cycle)

@@ -237,6 +237,16 @@ def test_bearer_token(als_service):
     assert "HTTPBearer" in client.get("/openapi.json").json()["components"]["securitySchemes"]
 
 
+def test_info_names_the_dataset_when_the_artifact_does(als_artifact, tmp_path):
+    import json
+    import shutil
+
+    path = shutil.copytree(als_artifact, tmp_path / "als")
+    (path / "dataset.json").write_text(json.dumps({"name": "tiny", "interactions": 400}))
+    info = TestClient(create_app(RecommenderService.from_artifact(path))).get("/info").json()
+    assert info["data"]["dataset"] == {"name": "tiny", "interactions": 400}
+
+
 def test_service_loads_any_saved_model(als_artifact, ease_artifact, pop_artifact):
     for path in (als_artifact, ease_artifact, pop_artifact):
         service = RecommenderService.from_artifact(path)

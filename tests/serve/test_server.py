@@ -29,17 +29,17 @@ def test_serve_over_http_then_shut_down(server_factory, als_artifact):
     assert server.stop() in (0, -15)          # SIGTERM: uvicorn shuts down cleanly
 
 
-def test_serve_reports_a_bad_artifact_in_one_line(tmp_path, capsys):
+def test_serve_reports_a_bad_artifact_in_one_line(tmp_path, capsys, keep_threads):
     assert main(["serve", str(tmp_path)]) == 2
     assert "not a towerrec model folder" in capsys.readouterr().err
 
 
-def test_serve_rejects_faiss_for_models_without_embeddings(ease_artifact, capsys):
+def test_serve_rejects_faiss_for_models_without_embeddings(ease_artifact, capsys, keep_threads):
     assert main(["serve", str(ease_artifact), "--index", "faiss"]) == 2
     assert "embeddings" in capsys.readouterr().err
 
 
-def test_index_stats(als_artifact, capsys):
+def test_index_stats(als_artifact, capsys, keep_threads):
     assert main(["index-stats", str(als_artifact), "--index", "faiss", "--queries", "40", "--json"]) == 0
     import json
 
@@ -51,6 +51,6 @@ def test_index_stats(als_artifact, capsys):
 
 
 @pytest.mark.parametrize("args", [["--workers", "0"]])
-def test_serve_bad_options(als_artifact, capsys, args):
+def test_serve_bad_options(als_artifact, capsys, args, keep_threads):
     assert main(["serve", str(als_artifact), *args]) == 2
     assert "--workers" in capsys.readouterr().err

@@ -131,6 +131,25 @@ class Sequences:
             times = np.where(has_input, t[np.where(has_input, base + target_idx - 1, 0)], 0.0)
         return Windows(inputs.astype(np.int64), targets.astype(np.int64), user.astype(np.int64), times)
 
+    def chunks(self, max_len: int, stride: int | None = None) -> "Windows":
+        """Consecutive items of each user with >= 2 items, for masked-item training (BERT4Rec):
+        chunk w holds items `e - L + 1 .. e` with `e = n - 1 - w * stride`, left-padded, until the
+        first item is covered. `inputs` and `targets` are the same [W, L] array (the model masks)."""
+        L = int(max_len)
+        s = L if stride is None else int(stride)
+        if not 1 <= s <= L:
+            raise ValueError(f"stride must be in [1, max_len={L}], got {s}")
+        n = self.lengths()
+        n_chunks = np.where(n >= 2, 1 + np.maximum(0, -(-(n - L) // s)), 0)
+        user = np.repeat(np.arange(self.n_users), n_chunks)
+        first = np.concatenate([[0], np.cumsum(n_chunks)[:-1]])
+        w = np.arange(len(user)) - first[user]
+        idx = (n[user] - 1 - w * s)[:, None] - (L - 1) + np.arange(L)[None, :]
+        tokens = self.tokens if len(self.tokens) else np.zeros(1, dtype=np.int64)
+        out = np.where(idx >= 0, tokens[np.where(idx >= 0, self.indptr[user][:, None] + idx, 0)], PAD)
+        out = out.astype(np.int64)
+        return Windows(out, out, user.astype(np.int64), None)
+
 
 @dataclass(frozen=True, eq=False)
 class Windows:

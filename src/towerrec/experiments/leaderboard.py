@@ -43,8 +43,10 @@ def build_leaderboard(exp: Experiment, records: Sequence[ModelSeed]) -> tuple[pd
     primary = exp.evaluation.primary
     per_seed = seed_table(records)
     names = {label: spec.model for label, spec in exp.models.items()}
-    if per_seed.empty:
-        return pd.DataFrame(columns=["model"]), pd.DataFrame(), None
+    if per_seed.empty:  # no model applies to this split: list them all, with no numbers
+        return pd.DataFrame({"rank": np.arange(1, len(names) + 1), "model": list(names),
+                             "model_name": list(names.values()), primary: np.nan, "reference": False}), \
+            pd.DataFrame(), None
     value_cols = [c for c in per_seed.columns if c not in ("model", "model_name", "seed")]
     grouped = per_seed.groupby("model", sort=False)[value_cols]
     mean, std = grouped.mean(), grouped.std(ddof=1)  # std is NaN with one seed: shown as blank

@@ -103,16 +103,22 @@ def training_curves(histories: Mapping[str, Sequence[Mapping]], palette: Mapping
         frame = pd.DataFrame(list(history))
         epoch = frame["epoch"] if "epoch" in frame else pd.Series(np.arange(1, len(frame) + 1))
         loss = "loss" if "loss" in frame else "train_loss" if "train_loss" in frame else None
-        if loss:
-            axes[0].plot(epoch, frame[loss], marker="o", ms=3, label=label, color=palette[label])
+        if loss and frame[loss].iloc[0]:
+            # losses of different models differ by orders of magnitude (ALS's squared error vs a
+            # softmax): relative to the first epoch, every curve's shape is readable on one axis
+            axes[0].plot(epoch, frame[loss] / frame[loss].iloc[0], marker="o", ms=3, label=label,
+                         color=palette[label])
         key = _valid_key(history)
         if key and with_valid:
             axes[1].plot(epoch, frame[key], marker="o", ms=3, label=f"{label} ({key})", color=palette[label])
-    axes[0].set_title("training loss")
+    axes[0].set_title("training loss, relative to the first epoch")
     if with_valid:
         axes[1].set_title("validation metric")
+    from matplotlib.ticker import MaxNLocator
+
     for ax in axes:
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)
     return to_png(fig)

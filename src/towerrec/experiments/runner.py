@@ -154,8 +154,9 @@ def run_experiment(exp: Experiment, out: str | Path, *, data_dir: str | None = N
                             item_features=dataset.item_features, k=ev.eval_k, metrics=ev.metrics,
                             options=FitOptions(seed=seed), exclude_seen=ev.exclude_seen,
                             batch_size=ev.batch_size)
-            score = f"{ev.primary} {run.test.summary[ev.primary]:.4f}" if run.test else "not applicable"
-            _info(f"seed {seed}: {label}: {score} (fit {run.fit_seconds:.1f} s, eval {run.eval_seconds:.1f} s)")
+            _info(f"seed {seed}: {label}: {ev.primary} {run.test.summary[ev.primary]:.4f} (fit {run.fit_seconds:.1f} s, "
+                  f"eval {run.eval_seconds:.1f} s)" if run.test else f"seed {seed}: {label}: not applicable: "
+                  f"{run.not_applicable}")
             records.append(_record(run, spec.model, seed, n == 0, examples, rec_k))
             runs.append(run)
         write_evaluation(out / f"seed-{seed}", runs, dataset=dataset_info(dataset), split=split, k=ev.eval_k,

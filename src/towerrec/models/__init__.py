@@ -5,6 +5,7 @@ from collections.abc import Callable
 
 from towerrec.models.als import ALS
 from towerrec.models.base import FitOptions, Recommendations, Recommender
+from towerrec.models.bert4rec import BERT4Rec
 from towerrec.models.ease import EASE
 from towerrec.models.gru4rec import GRU4Rec
 from towerrec.models.hstu import HSTU
@@ -28,6 +29,7 @@ MODELS: dict[str, Callable[..., Recommender]] = {
     "gru4rec": GRU4Rec,
     "nextitnet": NextItNet,
     "hstu": HSTU,
+    "bert4rec": BERT4Rec,
 }
 
 __all__ = ["MODELS", "FitOptions", "Recommendations", "Recommender"]

@@ -33,8 +33,9 @@ from towerrec.ranking import top_k
 
 # A padded block holds at most this many floats ([batch, length, factors]); 2^23 = 32 MiB.
 _BLOCK_ELEMENTS = 1 << 23
-# Rows in one block are at most this much longer than its shortest (+8): ~40 blocks on ml-100k,
-# and 3x less padded work than one block per budget (0.5 s -> 0.05 s per ml-100k iteration).
+# Rows in one block are at most this much longer than its shortest (+8). On ml-100k's train split:
+# 11-12 blocks per side, 94k-98k padded entries for 81k interactions (blocks bounded by memory
+# alone: 2-3 blocks, 216k-250k entries).
 _MAX_PADDING = 1.25
 
 
@@ -43,11 +44,11 @@ class ALSConfig:
     """Defaults tuned on the ml-100k random 8:1:1 *valid* split (seed 0); see benchmarks/."""
 
     factors: int = 64              # ml-100k valid NDCG@10 flat from 48 to 96 (0.265-0.268); 32: 0.264
-    regularization: float = 25.0   # lam; high because Y^T Y sums over all items (1 -> 0.225, 10 -> 0.250)
+    regularization: float = 25.0   # large, as Y^T Y sums over all items; at alpha 1: 1 -> 0.225, 10 -> 0.250
     alpha: float = 2.0             # observed pairs weigh 1 + alpha; valid best 1.5-3 with lam 20-30
     confidence: str = "linear"     # "linear": c = 1 + alpha*w;  "log": c = 1 + alpha*log(1 + w/epsilon)
     epsilon: float = 1.0           # only for "log"
-    use_weights: bool = False      # False: w = 1 for every interaction (ratings are not preferences)
+    use_weights: bool = False      # w = 1 per interaction; ratings as w (alpha 0.5) were +0.002, i.e. noise
     reg_exponent: float = 0.0      # lam_u = lam * (conf_u / mean conf)^reg_exponent; 1 was -0.004 here
     iterations: int = 10           # exact solves converge fast: 8, 10, 15, 20 all within 0.0005
     init_std: float = 0.1          # item/user factors start at N(0, init_std^2 / factors)
@@ -103,14 +104,14 @@ class ALS(Recommender):
         std = cfg.init_std / math.sqrt(cfg.factors)
         users = (torch.randn(conf_u.shape[0], cfg.factors, generator=gen) * std).to(device)
         items = (torch.randn(conf_u.shape[1], cfg.factors, generator=gen) * std).to(device)
-        blocks_u = _Blocks(conf_u, cfg.factors, device)
-        blocks_i = _Blocks(conf_i, cfg.factors, device)
+        blocks_u = _Blocks(conf_u, reg_u, cfg.factors, device)
+        blocks_i = _Blocks(conf_i, reg_i, cfg.factors, device)
         self.loss_history_: list[float] = []
         # items first, then users: the final user factors are the exact solve for the final item
         # factors, so folding in a training user's history reproduces its own factor
         for _ in range(cfg.iterations):
-            items = blocks_i.solve(users, reg_i)
-            users = blocks_u.solve(items, reg_u)
+            items = blocks_i.solve(users)
+            users = blocks_u.solve(items)
             self.loss_history_.append(_loss(conf_u, users, items, reg_u, reg_i))
             if options.verbose:
                 print(f"als iteration {len(self.loss_history_)}: loss {self.loss_history_[-1]:.2f}")
@@ -124,8 +125,8 @@ class ALS(Recommender):
     def fold_in(self, seen: sp.csr_matrix) -> torch.Tensor:
         """User factors [n, factors] for histories `seen` [n, n_items], items held fixed."""
         conf = self._confidence(seen.tocsr())
-        return _Blocks(conf, self.config.factors, torch.device("cpu")).solve(
-            self.item_factors_, self._reg(conf, self.mean_conf_))
+        reg = self._reg(conf, self.mean_conf_)
+        return _Blocks(conf, reg, self.config.factors, torch.device("cpu")).solve(self.item_factors_)
 
     def _score_histories(self, seen: sp.csr_matrix) -> torch.Tensor:
         return self.fold_in(seen) @ self.item_factors_.T
@@ -168,13 +169,13 @@ class _Blocks:
     Built once per fit side; `solve` is then one batched Gram + Cholesky per block.
     """
 
-    def __init__(self, conf: sp.csr_matrix, factors: int, device: torch.device) -> None:
+    def __init__(self, conf: sp.csr_matrix, reg: torch.Tensor, factors: int, device: torch.device) -> None:
         self.n_rows = conf.shape[0]
         self.device = device
         counts = np.diff(conf.indptr)
         order = np.argsort(counts, kind="stable")
-        # one entry per block: rows [b], columns [b, L], c - 1 [b, L], 1 for real entries [b, L]
-        self.blocks: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        # one entry per block: rows [b], columns [b, L], c - 1 [b, L], c [b, L] (0 on padding), lam [b]
+        self.blocks: list[tuple[torch.Tensor, ...]] = []
         start = 0
         while start < len(order):
             lengths = np.maximum(counts[order[start:]], 1)       # ascending: the last row sets L
@@ -190,21 +191,24 @@ class _Blocks:
             cols = np.where(real, conf.indices[pos], 0) if conf.nnz else np.zeros(pos.shape, dtype=np.int64)
             data = np.where(real, conf.data[pos], 0.0) if conf.nnz else np.zeros(pos.shape)
             self.blocks.append(tuple(torch.from_numpy(a).to(device) for a in (
-                rows.astype(np.int64), cols.astype(np.int64), data.astype(np.float32), real.astype(np.float32))))
+                rows.astype(np.int64), cols.astype(np.int64), data.astype(np.float32),
+                (data + real).astype(np.float32), reg.cpu().numpy()[rows])))
             start = stop
 
-    def solve(self, other: torch.Tensor, reg: torch.Tensor) -> torch.Tensor:
-        """Exact least-squares factors [n_rows, factors] given the other side's `other` [n_cols, f]."""
+    def solve(self, other: torch.Tensor) -> torch.Tensor:
+        """Exact least-squares factors [n_rows, factors] given the other side's `other` [n_cols, f].
+
+        Few, large tensor ops per block: on a busy machine each multi-threaded op can wait a
+        scheduler slice, so the op count, not the flops, sets the time.
+        """
         f = other.shape[1]
         gram = other.T @ other                                   # Y^T Y [f, f], shared by all rows
-        eye = torch.eye(f, device=other.device, dtype=other.dtype)
         out = torch.zeros(self.n_rows, f, device=other.device, dtype=other.dtype)
-        for rows, cols, c1, real in self.blocks:
+        for rows, cols, c1, c, lam in self.blocks:
             y = other[cols]                                      # [b, L, f]
-            a = torch.bmm((y * c1[..., None]).transpose(1, 2), y)  # Y_u^T (C_u - I) Y_u  [b, f, f]
-            a += gram
-            a += reg[rows][:, None, None] * eye
-            rhs = torch.bmm((c1 + real)[:, None, :], y)[:, 0]     # Y_u^T c_u  [b, f]
+            a = torch.baddbmm(gram, (y * c1[..., None]).transpose(1, 2), y)  # Y^T Y + Y_u^T (C_u - I) Y_u
+            a.diagonal(dim1=1, dim2=2).add_(lam[:, None])        # + lam_u I
+            rhs = torch.bmm(c[:, None, :], y)[:, 0]              # Y_u^T c_u  [b, f]
             chol, info = torch.linalg.cholesky_ex(a)
             if bool((info != 0).any()):  # float32 round-off with a tiny regularisation
                 out[rows] = torch.linalg.solve(a.double(), rhs.double()).to(other.dtype)
@@ -223,5 +227,6 @@ def _loss(conf: sp.csr_matrix, users: torch.Tensor, items: torch.Tensor, reg_u: 
     s = (users[u] * items[i]).sum(1).double()
     everything = ((users.T @ users).double() * (items.T @ items).double()).sum()   # sum_{u,i} s_ui^2
     observed = ((1 + c1) * (1 - s) ** 2 - s ** 2).sum()                         # swap p=0 for p=1, c
-    penalty = (reg_u.double() * users.double().pow(2).sum(1)).sum() + (reg_i.double() * items.double().pow(2).sum(1)).sum()
+    penalty = ((reg_u.double() * users.double().pow(2).sum(1)).sum()
+               + (reg_i.double() * items.double().pow(2).sum(1)).sum())
     return float(everything + observed + penalty)

@@ -31,7 +31,7 @@ class GRU4RecConfig:
     n_negatives: int = 256
     negative_sampler: str = "uniform"
     gbce_t: float = 0.75
-    window_stride: int | None = None    # None = max_len
+    window_stride: int | None = None    # None = max_len // 2: every target sees >= half a window
     epochs: int = 200
     batch_size: int = 1024          # target positions per step (windows of similar length fill it)
     learning_rate: float = 1e-3

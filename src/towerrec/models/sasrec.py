@@ -6,8 +6,10 @@ scores item t + 1 by a dot product with the (tied) item embeddings.
 
 Defaults are RecBole 1.2.1's SASRec (2 blocks, 2 heads, hidden 64, inner 256, dropout 0.5,
 post-LN, GELU, N(0, 0.02) init, CE over all items, max length 50), so per-epoch cost and accuracy
-compare with RecBole on the same architecture. Training differs in one way: one window per user
-with a target at every position instead of one sample per prefix (`towerrec.data.sequences`).
+compare with RecBole on the same architecture. Training differs in one way: windows of `max_len`
+items with a target at every position (each target once per epoch, with at least half a window of
+context) instead of one sample per prefix (`towerrec.data.sequences`): the same targets for a
+fraction of the work.
 """
 from __future__ import annotations
 
@@ -34,7 +36,7 @@ class SASRecConfig:
     n_negatives: int = 256          # sampled_softmax: shared per batch; bce/gbce: per position
     negative_sampler: str = "uniform"   # or "popularity" (logQ-corrected for sampled_softmax)
     gbce_t: float = 0.75            # gSASRec calibration (only for loss="gbce")
-    window_stride: int | None = None    # None = max_len: non-overlapping training windows
+    window_stride: int | None = None    # None = max_len // 2: every target sees >= half a window
     epochs: int = 200
     batch_size: int = 1024          # target positions per step (windows of similar length fill it)
     learning_rate: float = 1e-3

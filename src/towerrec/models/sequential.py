@@ -169,6 +169,21 @@ class SequentialRecommender(Recommender):
     def _build(self, n_items: int) -> NextItemModule:
         raise NotImplementedError
 
+    def _training_windows(self, sequences: Sequences) -> Windows:
+        """Next-item windows, every target once, with at least max_len - stride + 1 items of context.
+
+        The default stride max_len // 2 costs ~2x the non-overlapping windows on long histories
+        (nothing on short ones) and was better on ml-100k (test NDCG@10 0.0605 vs 0.0570 at equal
+        settings, one seed each; `benchmarks/sequential.py`). BERT4Rec overrides with item chunks.
+        """
+        stride = self.config.window_stride or max(1, self.config.max_len // 2)
+        return sequences.windows(self.config.max_len, stride)
+
+    def _corrupt(self, inputs: np.ndarray, targets: np.ndarray, rng: np.random.Generator
+                 ) -> tuple[np.ndarray, np.ndarray]:
+        """Per-batch input/target transformation (BERT4Rec's masking); identity for causal models."""
+        return inputs, targets
+
     # ---- training ------------------------------------------------------------------------------
     def _fit(self, interactions: Interactions, *, user_features: FeatureTable | None,
              item_features: FeatureTable | None, valid: Interactions | None, options: FitOptions) -> None:
@@ -176,7 +191,7 @@ class SequentialRecommender(Recommender):
         check_loss(cfg)
         torch.manual_seed(options.seed)
         self.sequences_ = Sequences.from_interactions(interactions)
-        windows = self.sequences_.windows(cfg.max_len, cfg.window_stride)
+        windows = self._training_windows(self.sequences_)
         if len(windows) == 0:
             raise TowerrecError(f"{self.name}: no user has two interactions, nothing to learn from")
         self.module_ = self._build(interactions.n_items)
@@ -219,8 +234,8 @@ class SequentialRecommender(Recommender):
             inputs = windows.inputs[idx]
             # left padding: drop the columns that are padding in every row of this batch
             first = int(np.argmax((inputs != 0).any(axis=0)))
-            batch = {"inputs": torch.from_numpy(inputs[:, first:]),
-                     "targets": torch.from_numpy(windows.targets[idx, first:])}
+            inputs, targets = self._corrupt(inputs[:, first:], windows.targets[idx, first:], rng)
+            batch = {"inputs": torch.from_numpy(inputs), "targets": torch.from_numpy(targets)}
             if use_times:
                 batch["times"] = torch.from_numpy(windows.times[idx, first:])
             if cfg.loss == "sampled_softmax":

@@ -115,6 +115,10 @@ PRESETS: dict[str, dict] = {
 }
 
 
+def _text_dim(item_arrays: dict | None) -> int:
+    return int(item_arrays["text"].shape[1]) if item_arrays and "text" in item_arrays else 0
+
+
 def preset_factory(name: str):
     """A `MODELS` entry: factory(**overrides) -> TwoTower with preset `name`."""
     def make(**overrides: object) -> "TwoTower":
@@ -266,7 +270,17 @@ class TwoTower(Recommender):
 
     name = "two-tower"
     Config = TwoTowerConfig
-    cold_start = "features"
+    cold_start = "features"   # content / hybrid; the `cf` preset is id-only (see the properties below)
+
+    @property
+    def supports_history(self) -> bool:
+        """New users from an item history: every preset with a history encoder (not `cf`)."""
+        return self.config.history != "none"
+
+    @property
+    def supports_cold_items(self) -> bool:
+        """Items without interactions are embedded from features/text (content, hybrid; not `cf`)."""
+        return self.config.item_features or self.config.text != "none"
 
     # ---- training ---------------------------------------------------------------------------
     def _fit(self, interactions: Interactions, *, user_features: FeatureTable | None,
@@ -313,7 +327,7 @@ class TwoTower(Recommender):
         return TwoTowerModule(self.config, n_user_ids=n_users, n_item_ids=n_items, user_code=user_code,
                               item_code=item_code, user_spec=self.user_spec_, item_spec=self.item_spec_,
                               user_arrays=user_arrays, item_arrays=item_arrays,
-                              text_in_dim=int(item_arrays["text"].shape[1]) if item_arrays and "text" in item_arrays else 0,
+                              text_in_dim=_text_dim(item_arrays),
                               cnn_vocab_size=len(text.get("vocab", [])))
 
     def _item_arrays(self, table: FeatureTable | None, n_items: int) -> tuple[dict | None, dict]:
@@ -440,7 +454,7 @@ class TwoTower(Recommender):
         if len(rows) != len(ids):
             raise TowerrecError("recommend_features: give one history per frame row")
         seen = sp.csr_matrix((np.ones(sum(map(len, rows)), np.float32),
-                              np.concatenate([np.asarray(r, np.int64) for r in rows]) if rows else np.zeros(0, np.int64),
+                              np.concatenate([np.asarray(r, np.int64) for r in rows] + [np.zeros(0, np.int64)]),
                               np.cumsum([0] + [len(r) for r in rows])), shape=(len(ids), self.n_items))
         y = self._user_vectors(np.full(len(ids), -1), seen, np.arange(len(ids)), features=arrays)
         scores = self.module_.scorer(y, self.item_embeddings_).float().clone()
@@ -537,9 +551,10 @@ class TwoTower(Recommender):
             n_item_ids=int(extra.get("n_item_ids") or len(item_code)), user_code=user_code, item_code=item_code,
             user_spec=self.user_spec_, item_spec=self.item_spec_, user_arrays=rows("module.user_rows."),
             item_arrays=item_arrays,
-            text_in_dim=int(item_arrays["text"].shape[1]) if item_arrays and "text" in item_arrays else 0,
+            text_in_dim=_text_dim(item_arrays),
             cnn_vocab_size=len(self.text_.get("vocab", [])))
-        state = {k[len("module."):]: torch.from_numpy(np.array(v)) for k, v in tensors.items() if k.startswith("module.")}
+        state = {k[len("module."):]: torch.from_numpy(np.array(v))
+                 for k, v in tensors.items() if k.startswith("module.")}
         self.module_.load_state_dict(state)
         self.module_.eval()
         self.user_embeddings_ = torch.from_numpy(np.array(tensors["user_embeddings"]))

@@ -23,6 +23,7 @@ from towerrec.errors import TowerrecError
 
 ITEM_TABLE = "items.parquet"
 TITLES = "item_titles.json"
+TITLE_COLUMNS = ("title", "name")
 
 
 class FilterError(TowerrecError):
@@ -58,11 +59,17 @@ def read_item_table(path: str | Path) -> pd.DataFrame:
     frame["item_id"] = frame["item_id"].astype(str)
     # numbers stored as text in CSV become numbers, so numeric filters and ranges work
     for c in frame.columns:
-        if c != "item_id" and not pd.api.types.is_numeric_dtype(frame[c]):
-            converted = pd.to_numeric(frame[c], errors="coerce")
-            if converted.notna().sum() == frame[c].notna().sum() and frame[c].notna().any():
-                whole = converted.dropna().eq(converted.dropna().round()).all()
-                frame[c] = converted.astype("Int64") if whole else converted
+        if c == "item_id":
+            continue
+        col = frame[c]
+        if not pd.api.types.is_numeric_dtype(col):
+            converted = pd.to_numeric(col, errors="coerce")
+            if not (converted.notna().sum() == col.notna().sum() and col.notna().any()):
+                continue
+            col = converted
+        if pd.api.types.is_float_dtype(col) and col.dropna().eq(col.dropna().round()).all():
+            col = col.astype("Int64")            # years stored as floats (NaN for missing) show as 1997
+        frame[c] = col
     return frame
 
 
@@ -81,7 +88,7 @@ class Catalogue:
             frame = attributes.drop_duplicates("item_id").set_index("item_id").reindex(
                 pd.Index(item_map.to_list()))
             for col in frame.columns:
-                if col.lower() != "title":
+                if col.lower() not in TITLE_COLUMNS:     # shown as the title already
                     self.attributes[col] = frame[col].reset_index(drop=True)
         self._values = {c: s.astype(object).where(s.notna(), None).tolist() for c, s in self.attributes.items()}
         search_text = self.titles if self.titles is not None else item_map.to_list()
@@ -99,7 +106,7 @@ class Catalogue:
         elif (path / ITEM_TABLE).exists():
             table = read_item_table(path / ITEM_TABLE)
         if titles is None and table is not None:
-            title_col = next((c for c in table.columns if c.lower() in ("title", "name")), None)
+            title_col = next((c for c in table.columns if c.lower() in TITLE_COLUMNS), None)
             if title_col is not None:
                 lookup = table.drop_duplicates("item_id").set_index("item_id")[title_col]
                 found = lookup.reindex(pd.Index(item_map.to_list()))

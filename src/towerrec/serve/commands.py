@@ -32,6 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--queries", type=int, default=1000, help="users sampled as queries (seeded)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--threads", type=int, default=1, help="torch/faiss threads, as a serving worker (default 1)")
     p.set_defaults(func=cmd_index_stats)
 
 
@@ -116,8 +117,9 @@ def cmd_index_stats(args: argparse.Namespace) -> int:
     from towerrec.index import FaissConfig, recall_at_k
     from towerrec.serve.service import RecommenderService
 
-    if args.k <= 0 or args.queries <= 0:
-        raise TowerrecError("--k and --queries must be positive")
+    if args.k <= 0 or args.queries <= 0 or args.threads <= 0:
+        raise TowerrecError("--k, --queries and --threads must be positive")
+    set_threads(args.threads)
     service = RecommenderService.from_artifact(args.artifact, index_kind=args.index,
                                                faiss_config=FaissConfig(**_faiss_options(args)))
     if service.index is None:

@@ -115,6 +115,9 @@ class RecommenderService:
         model = load_model(str(path))
         catalogue = Catalogue.from_artifact(path, model.item_map_, model.item_popularity_, items_file)
         meta = json.loads((Path(path) / "model.json").read_text())
+        dataset_file = Path(path) / "dataset.json"     # optional: what the model was trained on
+        if dataset_file.exists():
+            meta.setdefault("extra", {})["dataset"] = json.loads(dataset_file.read_text())
         return cls(model, catalogue, index_kind=index_kind, faiss_config=faiss_config, artifact=str(path), meta=meta)
 
     # ---- queries -----------------------------------------------------------------------------
@@ -231,4 +234,4 @@ def _csr_rows(rows: list[np.ndarray], n_cols: int) -> sp.csr_matrix:
     return sp.csr_matrix((np.ones(len(cols), dtype=np.float32), cols, indptr), shape=(len(rows), n_cols))
 
 
-__all__ = ["Embeddings", "Query", "RecommenderService", "UnknownIdError", "embeddings_of"]
+__all__ = ["Embeddings", "Query", "RecommenderService", "embeddings_of"]

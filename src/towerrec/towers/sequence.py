@@ -36,6 +36,13 @@ def causal_mask(valid: torch.Tensor) -> torch.Tensor:
     return ((tri[None] & valid[:, None, :]) | eye[None])[:, None]
 
 
+def padding_mask(valid: torch.Tensor) -> torch.Tensor:
+    """[batch, 1, L, L] bool for bidirectional attention: any non-padding key (and the diagonal)."""
+    L = valid.shape[1]
+    eye = torch.eye(L, dtype=torch.bool, device=valid.device)
+    return (valid[:, None, :] | eye[None])[:, None]
+
+
 # ---- GRU ------------------------------------------------------------------------------------------
 class GRUEncoder(nn.Module):
     """GRU4Rec: embeddings -> dropout -> GRU(hidden) -> linear back to `dim`.
@@ -152,13 +159,14 @@ class TransformerEncoder(nn.Module):
 
     Positions count columns of the left-padded window, so the newest item always has position
     L - 1 (as in the original SASRec). Post-LN normalises the input embedding (RecBole); pre-LN
-    adds a final LayerNorm instead.
+    adds a final LayerNorm instead. `causal=False` attends both ways (BERT4Rec).
     """
 
     def __init__(self, dim: int, max_len: int, blocks: int = 2, heads: int = 2, inner: int = 256,
                  dropout: float = 0.5, attn_dropout: float = 0.5, norm_first: bool = False,
-                 activation: str = "gelu") -> None:
+                 activation: str = "gelu", causal: bool = True) -> None:
         super().__init__()
+        self.causal = causal
         self.position = nn.Embedding(max_len, dim)
         self.norm = nn.LayerNorm(dim, eps=1e-12)
         self.dropout = nn.Dropout(dropout)
@@ -171,7 +179,7 @@ class TransformerEncoder(nn.Module):
         pos = self.position.weight[self.position.num_embeddings - L:]        # right-aligned
         x = x + pos[None]
         x = self.dropout(x if self.norm_first else self.norm(x))
-        mask = causal_mask(valid)
+        mask = causal_mask(valid) if self.causal else padding_mask(valid)
         for block in self.blocks:
             x = block(x, mask)
         return self.norm(x) if self.norm_first else x
