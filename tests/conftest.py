@@ -1,7 +1,6 @@
 """Shared fixtures. Real data lives in ../shared/data: missing data fails under CI=true, else skips."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -10,18 +9,7 @@ import pytest
 
 from towerrec.data.interactions import Interactions
 
-SHARED_DATA = Path(os.environ.get("TOWERREC_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
-
-
-def shared_dataset(name: str) -> Path:
-    """Path of ../shared/data/<name>; a missing folder fails in CI and skips elsewhere."""
-    path = SHARED_DATA / name
-    if not (path / "interactions.csv").exists():
-        message = f"real dataset {name!r} not found at {path}"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
+from shared_data import SHARED_DATA, shared_dataset  # noqa: E402,F401
 
 
 @pytest.fixture

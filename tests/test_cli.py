@@ -98,6 +98,9 @@ def test_train_then_recommend_known_and_new_user(ml100k_dir, tmp_path, capsys):
     assert "Star Wars" not in capsys.readouterr().out  # item 50 is in the history: excluded
     assert main(["recommend", str(art), "--users", "all", "--k", "5", "--out", str(tmp_path / "r.csv")]) == 0
     assert len(pd.read_csv(tmp_path / "r.csv")) == 943 * 5
+    assert main(["recommend", str(art), "--users", "all", "--k", "2", "--out", str(tmp_path / "r.parquet")]) == 0
+    recs = pd.read_parquet(tmp_path / "r.parquet")
+    assert len(recs) == 943 * 2 and recs.user_id.nunique() == 943
 
 
 def test_datasets_lists_where_each_was_found(ml100k_dir, capsys):
@@ -109,6 +112,10 @@ def test_datasets_lists_where_each_was_found(ml100k_dir, capsys):
 
 
 def test_quickstart_falls_back_to_synthetic_in_one_line(tmp_path, monkeypatch, capsys):
+    from towerrec import models
+
+    # the fallback path is what is under test; two quick models keep it to seconds
+    monkeypatch.setattr(models, "MODELS", {n: models.MODELS[n] for n in ("pop", "ease")})
     monkeypatch.delenv("TOWERREC_DATA", raising=False)
     monkeypatch.setenv("TOWERREC_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("HOME", str(tmp_path))

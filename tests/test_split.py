@@ -21,7 +21,7 @@ def rows(inter: Interactions) -> set[int]:
 
 @pytest.fixture(scope="module")
 def ml100k():
-    from conftest import shared_dataset
+    from shared_data import shared_dataset
 
     inter, _ = load_interactions(shared_dataset("ml-100k") / "interactions.csv")
     return inter

@@ -262,7 +262,10 @@ def cmd_train(args: argparse.Namespace) -> int:
               f"(split {args.split}, seed {args.seed}, full ranking)")
     path = model.save(args.out)
     if dataset.items is not None:
+        from towerrec.serve.catalogue import write_item_table
+
         _save_titles(path, dataset)
+        write_item_table(path, dataset.items, model.item_map_)  # attributes for serving filters
     print(f"saved {name} to {path}")
     return 0
 
@@ -306,7 +309,6 @@ def cmd_recommend(args: argparse.Namespace) -> int:
 
 def _batch_recommend(model, args: argparse.Namespace) -> int:
     import numpy as np
-    import pandas as pd
 
     from towerrec.progress import progress
 
@@ -321,17 +323,32 @@ def _batch_recommend(model, args: argparse.Namespace) -> int:
     if not args.out:
         raise TowerrecError("--users needs --out FILE (.csv or .parquet)")
     out = Path(args.out)
-    frames = []
-    batch = 4096
-    for start in progress(range(0, len(users), batch), desc="recommend", total=-(-len(users) // batch)):
-        frames.append(model.recommend(users[start:start + batch], k=args.k).to_frame())
-    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
-        columns=["user_id", "rank", "item_id", "score"])
-    if out.suffix == ".parquet":
-        frame.to_parquet(out, index=False)
-    else:
-        frame.to_csv(out, index=False)
-    print(f"wrote {len(frame):,} rows for {len(users):,} users to {out}")
+    if out.suffix not in (".csv", ".parquet"):
+        raise TowerrecError(f"--out must end in .csv or .parquet, got {out.name!r}")
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    # memory stays bounded: at most ~16M scores per batch, and each batch is written as it comes
+    batch = max(1, min(4096, 2**24 // max(model.n_items, 1)))
+    tmp = out.with_name(out.name + ".tmp")
+    schema = pa.schema([("user_id", pa.string()), ("rank", pa.int64()), ("item_id", pa.string()),
+                        ("score", pa.float32())])
+    writer = pq.ParquetWriter(tmp, schema) if out.suffix == ".parquet" else None
+    n_rows = 0
+    try:
+        for start in progress(range(0, len(users), batch), desc="recommend", total=-(-len(users) // batch)):
+            frame = model.recommend(users[start:start + batch], k=args.k, batch_size=batch).to_frame()
+            frame = frame.astype({"user_id": str, "item_id": str, "rank": "int64", "score": "float32"})
+            if writer is not None:
+                writer.write_table(pa.Table.from_pandas(frame, schema=schema, preserve_index=False))
+            else:
+                frame.to_csv(tmp, mode="a" if n_rows else "w", header=not n_rows, index=False)
+            n_rows += len(frame)
+    finally:
+        if writer is not None:
+            writer.close()
+    tmp.replace(out)
+    print(f"wrote {n_rows:,} rows for {len(users):,} users to {out}")
     return 0
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import shared_dataset
+from shared_data import shared_dataset
 
 from towerrec.data.datasets import DATASETS, convert_archive, list_datasets, load_dataset, resolve
 from towerrec.data.load import LoadOptions

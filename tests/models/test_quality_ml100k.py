@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import shared_dataset
+from shared_data import shared_dataset
 
 from towerrec.data.load import load_interactions
 from towerrec.evaluate import evaluate

@@ -221,7 +221,7 @@ def test_training_history_target_is_left_out(data):
 
 
 def _ml100k():
-    from conftest import shared_dataset
+    from shared_data import shared_dataset
     from towerrec.data.load import load_interactions
 
     folder = shared_dataset("ml-100k")

@@ -15,6 +15,9 @@ overlapping targets are trained only once, in the window where they have the mos
 target is trained exactly once per epoch with at least `L - stride + 1` items of context (all of
 them, up to L, when `stride == 1`, which is exactly RecBole's "every prefix").
 
+`Sequences.chunks` cuts plain item windows for masked-item training (BERT4Rec), and
+`periodic_interactions` makes a synthetic log whose next items are known (tests, examples).
+
 Everything is vectorised with numpy index arithmetic: no Python loop per user or interaction.
 """
 from __future__ import annotations

@@ -10,7 +10,7 @@ retrieval setup.
 
 Time: with timestamps, the relative time bias reads log2-buckets of |t_query - t_key| (seconds);
 with `position` data it reads position gaps. `recommend(history=[...])` carries no times, so a
-served history is scored with all time gaps 0 (the relative position bias still applies).
+served history is scored without the time bias (the relative position bias still applies).
 """
 from __future__ import annotations
 

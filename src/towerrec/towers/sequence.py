@@ -1,18 +1,19 @@
-"""Causal sequence encoders: a user as the state after reading their items in order.
+"""Sequence encoders: a user as the state after reading their items in order.
 
 Every encoder maps item vectors `x [batch, L, dim]` of a left-padded sequence (newest item in the
 last column, see `towerrec.data.sequences`) and `valid [batch, L]` (False on padding) to outputs
 `[batch, L, dim]` where position t depends only on positions <= t. Output t is the user state
 after item t, trained to predict item t + 1; the last column is the state used for serving.
-Padded positions produce finite values that callers ignore.
+Padded positions produce finite values that callers ignore. (`TransformerEncoder(causal=False)`
+attends both ways, for BERT4Rec.)
 
 - `GRUEncoder`: GRU4Rec (Hidasi et al., ICLR 2016; Hidasi & Karatzoglou, CIKM 2018).
 - `CausalConvEncoder`: NextItNet's dilated residual causal convolutions (Yuan et al., WSDM 2019).
 - `TransformerEncoder`: SASRec's causal self-attention (Kang & McAuley, ICDM 2018), pre- or
   post-LayerNorm (post-LN as in RecBole's SASRec, pre-LN as in the original code).
 - `HSTUEncoder`: the HSTU block of "Actions Speak Louder than Words" (Zhai et al., ICML 2024):
-  pointwise SiLU attention normalised by length, gated by U, with learned relative position and
-  (log-bucketed) relative time biases.
+  pointwise SiLU attention divided by the window length, gated by U, with learned relative
+  position and (log2-bucketed) relative time biases.
 
 They are plain `nn.Module`s, usable by any tower (e.g. a two-tower user side over item ids).
 """
