@@ -258,8 +258,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         model.fit(split.train, user_features=dataset.user_features, item_features=dataset.item_features,
                   valid=split.valid, options=options)
         valid, test = evaluate_on_split(model, split, k=(10,))
-        print(f"{name}: valid NDCG@10 {valid.summary['NDCG@10']:.4f}, test NDCG@10 {test.summary['NDCG@10']:.4f} "
-              f"(split {args.split}, seed {args.seed}, full ranking)")
+        if os.environ.get("RANK", "0") == "0":
+            print(f"{name}: valid NDCG@10 {valid.summary['NDCG@10']:.4f}, "
+                  f"test NDCG@10 {test.summary['NDCG@10']:.4f} (split {args.split}, seed {args.seed}, full ranking)")
+    if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 writes the artifact
+        return 0
     path = model.save(args.out)
     if dataset.items is not None:
         from towerrec.serve.catalogue import write_item_table

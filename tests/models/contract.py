@@ -251,7 +251,7 @@ class RecommenderContract:
         recs = fitted.recommend(history=history, k=fitted.n_items)
         listed = [i for i in recs.item_ids[0] if i is not None]
         assert not set(listed) & set(history), "history items must be excluded"
-        if fitted.cold_start != "history":
+        if not fitted.supports_history:
             assert recs.fallback == ["popularity"]
             return
         assert recs.fallback == ["history"]
