@@ -86,7 +86,10 @@ def _info(message: str) -> None:
 
 
 def _read_toml(path: str) -> dict:
-    import tomllib
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
 
     try:
         with open(path, "rb") as fh:

@@ -87,8 +87,14 @@ def evaluate_on_split(model: Recommender, split: Split, *, k: Sequence[int] = (1
     test_ex = [split.train, split.valid] if exclude_seen else []
     valid = evaluate(model, split.valid, exclude=valid_ex, k=k, metrics=metrics, batch_size=batch_size,
                      desc=f"{model.name} valid")
-    test = evaluate(model, split.test, exclude=test_ex, k=k, metrics=metrics, batch_size=batch_size,
-                    desc=f"{model.name} test")
+    if hasattr(model, "history_scorer"):
+        # order-aware models read the newest history at test time: train + valid (RecBole's protocol)
+        test = evaluate_scores(model.history_scorer(split.train.concat(split.valid)), split.test,
+                               exclude=test_ex, k=k, metrics=metrics, batch_size=batch_size,
+                               item_share=model.item_popularity_, desc=f"{model.name} test")
+    else:
+        test = evaluate(model, split.test, exclude=test_ex, k=k, metrics=metrics, batch_size=batch_size,
+                        desc=f"{model.name} test")
     return valid, test
 
 

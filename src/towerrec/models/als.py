@@ -18,7 +18,6 @@ factorised with one batched Cholesky. There is no Python loop over users.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,8 +27,7 @@ import torch
 from towerrec.data.features import FeatureTable
 from towerrec.data.interactions import Interactions
 from towerrec.errors import TowerrecError
-from towerrec.models.base import FitOptions, Recommendations, Recommender
-from towerrec.ranking import top_k
+from towerrec.models.base import FitOptions, Recommender
 
 # A padded block holds at most this many floats ([batch, length, factors]); 2^23 = 32 MiB.
 _BLOCK_ELEMENTS = 1 << 23
@@ -131,19 +129,10 @@ class ALS(Recommender):
     def _score_histories(self, seen: sp.csr_matrix) -> torch.Tensor:
         return self.fold_in(seen) @ self.item_factors_.T
 
-    def similar_items(self, item_ids: Sequence[str] | str, k: int = 10) -> Recommendations:
-        """Items ranked by the cosine of their factors with the query item's."""
-        self._check_fitted()
-        ids = np.asarray([item_ids] if isinstance(item_ids, str) else list(item_ids), dtype=object)
-        q = self.item_map_.index(ids)
+    def _item_scores(self, item_idx: np.ndarray) -> torch.Tensor:
+        """Cosine of the item factors with each query item's."""
         unit = torch.nn.functional.normalize(self.item_factors_, dim=1)
-        scores = unit[torch.from_numpy(q)] @ unit.T
-        scores[torch.arange(len(q)), torch.from_numpy(q)] = -torch.inf
-        top, vals = top_k(scores, k)
-        out_idx = np.full((len(q), top.shape[1]), -1, dtype=np.int64)
-        out_scores = np.full(out_idx.shape, np.nan, dtype=np.float32)
-        self._fill(out_idx, out_scores, np.arange(len(q)), top, vals)
-        return Recommendations(ids, out_idx, out_scores, self.item_map_, [None] * len(q))
+        return unit[torch.from_numpy(item_idx)] @ unit.T
 
     # ---- artifacts ----------------------------------------------------------------------------
     def _state(self) -> dict[str, np.ndarray]:

@@ -236,9 +236,22 @@ class Recommender:
         out_idx[pos, : top_np.shape[1]] = top_np
         out_scores[pos, : vals_np.shape[1]] = np.where(top_np >= 0, vals_np, np.nan)
 
-    def similar_items(self, item_ids: Sequence[str], k: int = 10) -> Recommendations:
-        """Items most similar to each of `item_ids` (the query item itself excluded)."""
+    def _item_scores(self, item_idx: np.ndarray) -> torch.Tensor:
+        """Similarity of each query item to every item, [len(item_idx), n_items]; -inf = never."""
         raise NotImplementedError(f"{self.name} has no item-item similarity")
+
+    def similar_items(self, item_ids: Sequence[str] | str, k: int = 10) -> Recommendations:
+        """Items most similar to each of `item_ids` (the query item itself excluded)."""
+        self._check_fitted()
+        ids = np.asarray([item_ids] if isinstance(item_ids, str) else list(item_ids), dtype=object)
+        q = self.item_map_.index(ids)
+        scores = self._item_scores(q).float().clone()
+        scores[torch.arange(len(q)), torch.from_numpy(q)] = -torch.inf
+        top, vals = top_k(scores, k)
+        out_idx = np.full((len(q), top.shape[1]), -1, dtype=np.int64)
+        out_scores = np.full(out_idx.shape, np.nan, dtype=np.float32)
+        self._fill(out_idx, out_scores, np.arange(len(q)), top, vals)
+        return Recommendations(ids, out_idx, out_scores, self.item_map_, [None] * len(q))
 
     # ---- artifacts -------------------------------------------------------------------------
     def _state(self) -> dict[str, np.ndarray]:

@@ -11,7 +11,6 @@ O(n_items^3) time), so it suits catalogues up to roughly 10-20k items.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,8 +20,7 @@ import torch
 from towerrec.data.features import FeatureTable
 from towerrec.data.interactions import Interactions
 from towerrec.errors import TowerrecError
-from towerrec.models.base import FitOptions, Recommendations, Recommender
-from towerrec.ranking import top_k
+from towerrec.models.base import FitOptions, Recommender
 
 
 @dataclass(frozen=True)
@@ -58,18 +56,9 @@ class EASE(Recommender):
     def _score_users(self, user_idx: np.ndarray) -> torch.Tensor:
         return self._score_histories(self.seen_[user_idx])
 
-    def similar_items(self, item_ids: Sequence[str] | str, k: int = 10) -> Recommendations:
-        """Items j ranked by B[q, j]: what the model recommends to someone who has seen only q."""
-        self._check_fitted()
-        ids = np.asarray([item_ids] if isinstance(item_ids, str) else list(item_ids), dtype=object)
-        q = self.item_map_.index(ids)
-        scores = self.weights_[torch.from_numpy(q)].clone()
-        scores[torch.arange(len(q)), torch.from_numpy(q)] = -torch.inf
-        top, vals = top_k(scores, k)
-        out_idx = np.full((len(q), top.shape[1]), -1, dtype=np.int64)
-        out_scores = np.full(out_idx.shape, np.nan, dtype=np.float32)
-        self._fill(out_idx, out_scores, np.arange(len(q)), top, vals)
-        return Recommendations(ids, out_idx, out_scores, self.item_map_, [None] * len(q))
+    def _item_scores(self, item_idx: np.ndarray) -> torch.Tensor:
+        """Rows B[q, :]: what the model recommends to someone who has seen only q."""
+        return self.weights_[torch.from_numpy(item_idx)]
 
     def _state(self) -> dict[str, np.ndarray]:
         return {"weights": self.weights_.numpy()}

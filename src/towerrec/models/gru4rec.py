@@ -27,6 +27,7 @@ class GRU4RecConfig:
     layers: int = 1
     dropout: float = 0.3            # on the input embeddings (RecBole dropout_prob)
     max_len: int = 50
+    seen_bias: bool = False         # learn one offset for items already in the window (off: vanilla)
     loss: str = "ce"                # "ce" | "sampled_softmax" | "bce" | "gbce"
     n_negatives: int = 256
     negative_sampler: str = "uniform"

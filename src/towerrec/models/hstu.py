@@ -32,6 +32,7 @@ class HSTUConfig:
     dropout: float = 0.2
     time_buckets: int = 32          # log2 buckets of the time gap; 0 disables the time bias
     temperature: float = 0.05       # scores are cosine / temperature
+    seen_bias: bool = False         # learn one offset for items already in the window (off: vanilla)
     loss: str = "ce"                # "ce" | "sampled_softmax" | "bce" | "gbce"
     n_negatives: int = 256
     negative_sampler: str = "uniform"

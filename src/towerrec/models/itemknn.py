@@ -13,7 +13,6 @@ rated datasets", RecSys 2013.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,8 +21,7 @@ import torch
 
 from towerrec.data.features import FeatureTable
 from towerrec.data.interactions import Interactions
-from towerrec.models.base import FitOptions, Recommendations, Recommender
-from towerrec.ranking import top_k
+from towerrec.models.base import FitOptions, Recommender
 
 # Similarity is computed for this many (source x target) pairs at a time: 2^24 float32 = 64 MiB.
 _BLOCK_ELEMENTS = 1 << 24
@@ -66,22 +64,11 @@ class ItemKNN(Recommender):
     def _score_users(self, user_idx: np.ndarray) -> torch.Tensor:
         return self._score_histories(self.seen_[user_idx])
 
-    def similar_items(self, item_ids: Sequence[str] | str, k: int = 10) -> Recommendations:
-        """Items j ranked by S[q, j]: what the model recommends to someone who has seen only q.
-
-        Items with zero similarity are left out (the row is padded with -1).
-        """
-        self._check_fitted()
-        ids = np.asarray([item_ids] if isinstance(item_ids, str) else list(item_ids), dtype=object)
-        q = self.item_map_.index(ids)
-        scores = torch.from_numpy(self.similarity_[q].toarray())
+    def _item_scores(self, item_idx: np.ndarray) -> torch.Tensor:
+        """Rows S[q, :]; items with zero similarity are never listed (rows padded with -1)."""
+        scores = torch.from_numpy(self.similarity_[item_idx].toarray())
         scores[scores <= 0] = -torch.inf
-        scores[torch.arange(len(q)), torch.from_numpy(q)] = -torch.inf
-        top, vals = top_k(scores, k)
-        out_idx = np.full((len(q), top.shape[1]), -1, dtype=np.int64)
-        out_scores = np.full(out_idx.shape, np.nan, dtype=np.float32)
-        self._fill(out_idx, out_scores, np.arange(len(q)), top, vals)
-        return Recommendations(ids, out_idx, out_scores, self.item_map_, [None] * len(q))
+        return scores
 
     # ---- artifacts ----------------------------------------------------------------------------
     def _state(self) -> dict[str, np.ndarray]:

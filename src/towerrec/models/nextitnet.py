@@ -24,6 +24,7 @@ class NextItNetConfig:
     blocks: int = 5                 # repeats of `dilations`: 10 residual blocks
     dropout: float = 0.0            # on the input embeddings (the paper uses none)
     max_len: int = 50
+    seen_bias: bool = False         # learn one offset for items already in the window (off: vanilla)
     loss: str = "ce"                # "ce" | "sampled_softmax" | "bce" | "gbce"
     n_negatives: int = 256
     negative_sampler: str = "uniform"

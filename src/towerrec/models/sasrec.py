@@ -32,6 +32,7 @@ class SASRecConfig:
     attn_dropout: float = 0.5
     norm_first: bool = False        # post-LN as RecBole; True = pre-LN as the paper's code
     activation: str = "gelu"
+    seen_bias: bool = False         # learn one offset for items already in the window (off: vanilla)
     loss: str = "ce"                # "ce" | "sampled_softmax" | "bce" | "gbce"
     n_negatives: int = 256          # sampled_softmax: shared per batch; bce/gbce: per position
     negative_sampler: str = "uniform"   # or "popularity" (logQ-corrected for sampled_softmax)

@@ -48,7 +48,14 @@ class NextItemModule(nn.Module):
     the positive and `n_negatives` negatives shared by the batch, logQ-corrected when drawn by
     popularity; "bce" / "gbce" = logistic loss with `n_negatives` negatives per position (gSASRec's
     calibrated gBCE for "gbce", plain BCE as in the SASRec paper for "bce").
+
+    `config.seen_bias` adds one learned offset to the score of every item already in the input
+    window (a repeat-or-explore prior in the spirit of RepeatNet, Ren et al., AAAI 2019): it turns
+    negative on logs without repeats (MovieLens) and positive where people re-consume (music).
+    Off by default: vanilla SASRec/GRU4Rec have no such term.
     """
+
+    SEEN_SCALE = 10.0   # the bias is SEEN_SCALE * a scalar: one AdamW step then moves it by ~0.01
 
     def __init__(self, n_items: int, config: Any) -> None:
         super().__init__()
@@ -57,6 +64,7 @@ class NextItemModule(nn.Module):
         self.n_negatives = config.n_negatives
         self.gbce_beta = losses.gbce_beta(config.n_negatives, n_items, config.gbce_t) if config.loss == "gbce" else 1.0
         self.item_embedding = nn.Embedding(n_items + 1, config.embedding_dim, padding_idx=0)
+        self.seen_logit = nn.Parameter(torch.zeros(())) if getattr(config, "seen_bias", False) else None
 
     def encode(self, inputs: torch.Tensor, times: torch.Tensor | None = None) -> torch.Tensor:
         raise NotImplementedError
@@ -72,7 +80,22 @@ class NextItemModule(nn.Module):
     def score(self, inputs: torch.Tensor, times: torch.Tensor | None = None) -> torch.Tensor:
         """[B, n_items] scores of the next item after each (left-padded) sequence [B, L]."""
         state = self.encode(inputs, times)[:, -1]
-        return state @ self.item_vectors().T
+        scores = state @ self.item_vectors().T
+        if self.seen_logit is not None:
+            seen = torch.zeros(len(inputs), self.n_items + 1, device=inputs.device).scatter_(1, inputs, 1.0)
+            scores = scores + self.SEEN_SCALE * self.seen_logit * seen[:, 1:]
+        return scores
+
+    def seen_before(self, inputs: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
+        """[N, n_items + 1] 1.0 where a token is among the inputs at positions <= t of the window of
+        each target position (b, t) selected by `where` [B, L] (rows in `where`'s order)."""
+        B, L = inputs.shape
+        tri = torch.ones(L, L, dtype=torch.bool, device=inputs.device).tril()          # [t, s]: s <= t
+        b, t, s = (where[:, :, None] & tri[None] & (inputs[:, None, :] > 0)).nonzero(as_tuple=True)
+        row = (torch.cumsum(where.reshape(-1).long(), 0) - 1).view(B, L)
+        seen = torch.zeros(int(where.sum()), self.n_items + 1, device=inputs.device)
+        seen[row[b, t], inputs[b, s]] = 1.0
+        return seen
 
     def compute_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """batch: inputs, targets [B, L] tokens (0 = no loss), optional times [B, L], negatives
@@ -82,12 +105,20 @@ class NextItemModule(nn.Module):
         where = targets > 0
         h = hidden[where]                                          # [N, dim]
         pos = targets[where]                                       # [N] tokens
+        bias = None
+        if self.seen_logit is not None:
+            bias = self.SEEN_SCALE * self.seen_logit * self.seen_before(batch["inputs"], where)  # [N, n_items + 1]
         if self.loss_name == "ce":
-            return losses.full_softmax(h @ self.item_vectors().T, pos - 1)
+            logits = h @ self.item_vectors().T
+            return losses.full_softmax(logits if bias is None else logits + bias[:, 1:], pos - 1)
         positive = (h * self.output_vectors(pos)).sum(-1)          # [N]
+        if bias is not None:
+            positive = positive + bias.gather(1, pos[:, None])[:, 0]
         negatives = batch["negatives"]
         if self.loss_name == "sampled_softmax":
             negative = h @ self.output_vectors(negatives).T        # [N, M]
+            if bias is not None:
+                negative = negative + bias[:, negatives]
             log_q = batch.get("log_q")
             return losses.shared_negative_softmax(
                 positive, negative, same_item=negatives[None, :] == pos[:, None],
@@ -95,6 +126,8 @@ class NextItemModule(nn.Module):
                 log_q_negative=None if log_q is None else log_q[negatives])
         neg = negatives[where]                                     # [N, M]
         negative = torch.einsum("nd,nmd->nm", h, self.output_vectors(neg))
+        if bias is not None:
+            negative = negative + bias.gather(1, neg)
         negative = negative.masked_fill(neg == pos[:, None], -torch.inf)  # an accidental hit is no negative
         if self.loss_name == "bce":
             return losses.bce(positive, negative.clamp_min(-1e4))
