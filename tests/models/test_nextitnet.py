@@ -38,7 +38,7 @@ def periodic():
 @pytest.fixture(scope="module")
 def periodic_model(periodic):
     split, _ = periodic
-    return NextItNet(**TINY).fit(split.train, valid=split.valid, options=OPTIONS)
+    return NextItNet(**TINY).fit(split.train, options=OPTIONS)   # all epochs: valid HitRate@1 saturates early
 
 
 def test_next_item_ranks_first(periodic_model, periodic):

@@ -2,19 +2,17 @@
 both LayerNorm placements; order matters; save/load after early stopping is exact."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
-from contract import RecommenderContract
+from contract import RecommenderContract, block_data
 from sequence_checks import OPTIONS, assert_next_item_first, assert_save_load_same_scores, periodic_split
 
-from towerrec.data.sequences import periodic_interactions
 from towerrec.errors import NotFittedError, TowerrecError
+from towerrec.evaluate import evaluate_scores
 from towerrec.models.sasrec import SASRec
-from towerrec.split import leave_one_out
 
-TINY = dict(embedding_dim=16, max_len=10, blocks=1, heads=1, inner_dim=32, dropout=0.1, attn_dropout=0.1,
-            epochs=8, batch_size=64, learning_rate=1e-2, patience=8)
+TINY = dict(embedding_dim=16, max_len=10, blocks=1, heads=1, inner_dim=32, dropout=0.0, attn_dropout=0.0,
+            epochs=20, batch_size=64, learning_rate=1e-2)
 
 
 # the shared contract on its block data (random order within a user: order carries no signal there)
@@ -43,28 +41,35 @@ def periodic():
 @pytest.fixture(scope="module")
 def periodic_model(periodic):
     split, _ = periodic
-    return SASRec(**TINY).fit(split.train, valid=split.valid, options=OPTIONS)
+    return SASRec(**TINY).fit(split.train, options=OPTIONS)   # all epochs: valid HitRate@1 saturates early
 
 
 def test_next_item_ranks_first(periodic_model, periodic):
     split, cycle = periodic
     assert_next_item_first(periodic_model, split, cycle)
-    assert periodic_model.best_epoch_ >= 0 and len(periodic_model.history_) <= TINY["epochs"]
 
 
-@pytest.mark.parametrize("loss,extra", [("sampled_softmax", {"n_negatives": 8}),
-                                        ("sampled_softmax", {"n_negatives": 8, "negative_sampler": "popularity"}),
-                                        ("bce", {"n_negatives": 4}), ("gbce", {"n_negatives": 4})])
+def test_early_stopping_restores_the_best_epoch(periodic):
+    split, _ = periodic
+    model = SASRec(**{**TINY, "patience": 2}).fit(split.train, valid=split.valid, options=OPTIONS)
+    curve = [h["valid_NDCG@10"] for h in model.history_]
+    assert len(curve) < TINY["epochs"] and model.best_epoch_ == curve.index(max(curve))
+    again = evaluate_scores(model.score_users, split.valid, k=(10,), metrics=("NDCG",)).summary["NDCG@10"]
+    assert again == pytest.approx(max(curve), abs=1e-6)
+
+
+@pytest.mark.parametrize("loss,extra", [("sampled_softmax", {}), ("sampled_softmax", {"negative_sampler": "popularity"}),
+                                        ("bce", {}), ("gbce", {})])
 def test_every_loss_learns_the_cycle(periodic, loss, extra):
     split, cycle = periodic
-    model = SASRec(**{**TINY, "epochs": 20, "patience": 20}, loss=loss, **extra)
-    model.fit(split.train, valid=split.valid, options=OPTIONS)
-    assert_next_item_first(model, split, cycle)
+    # 8 negatives out of 12 items: a weak signal, so 80% top-1 (an order-blind model gets ~50%)
+    model = SASRec(**{**TINY, "epochs": 30}, loss=loss, n_negatives=8, **extra).fit(split.train, options=OPTIONS)
+    assert_next_item_first(model, split, cycle, min_hit_rate=0.8, served_k=3, check_similar=False)
 
 
 def test_pre_ln_variant_learns_too(periodic):
     split, cycle = periodic
-    model = SASRec(**TINY, norm_first=True).fit(split.train, valid=split.valid, options=OPTIONS)
+    model = SASRec(**TINY, norm_first=True).fit(split.train, options=OPTIONS)
     assert_next_item_first(model, split, cycle)
 
 
@@ -90,15 +95,16 @@ def test_seen_before_marks_the_items_each_position_has_read():
 
 
 def test_seen_bias_learns_that_items_do_not_repeat():
-    inter = periodic_interactions(n_users=60, period=12, length=(6, 11), seed=1)   # a walk never wraps
-    split = leave_one_out(inter)
-    plain = SASRec(**TINY).fit(split.train, valid=split.valid, options=OPTIONS)
-    model = SASRec(**TINY, seen_bias=True).fit(split.train, valid=split.valid, options=OPTIONS)
+    """On the contract's block data nobody re-reads an item, so the learned offset turns negative
+    and, with nothing masked, the one unread item of the user's block comes first."""
+    data = block_data(4, 6, 10)
+    users = sorted(data.user_block)
+
+    def unmasked_hits(model: SASRec) -> int:
+        recs = model.recommend(users, k=1, exclude_seen=False)
+        return sum(recs.item_ids[row, 0] == data.missing[user] for row, user in enumerate(users))
+
+    plain = SASRec(**CONTRACT).fit(data.train, options=OPTIONS)
+    model = SASRec(**CONTRACT, seen_bias=True).fit(data.train, options=OPTIONS)
     assert model.module_.seen_logit.item() < 0 and plain.module_.seen_logit is None
-    users = np.arange(inter.n_users)
-    seen = torch.from_numpy(split.train.to_csr()[users].toarray() > 0)
-
-    def seen_in_top3(m: SASRec) -> float:
-        return seen.gather(1, m.score_users(users).topk(3).indices).float().mean().item()
-
-    assert seen_in_top3(model) < seen_in_top3(plain)   # already-read items move down the list
+    assert unmasked_hits(model) == len(users) > 2 * unmasked_hits(plain)    # 40 vs 8 when written

@@ -173,13 +173,15 @@ class Windows:
 
 
 def periodic_interactions(n_users: int = 60, period: int = 12, length: tuple[int, int] = (6, 14),
-                          seed: int = 0) -> Interactions:
+                          seed: int = 0, backward_share: float = 0.0) -> Interactions:
     """A synthetic log where the next item is known: items form one cycle (in a seeded random
-    order, so item index order is not cycle order) and each user walks it from a random start.
+    order, so item index order is not cycle order) and each user walks it from a random start,
+    forwards, or backwards for a `backward_share` of them (user ids "r..." instead of "u...").
 
-    The right next item after any history is the cycle successor of its last item; a model that
-    ignores order cannot tell [a, b, c] from [c, b, a]. Timestamps are the step numbers, with rows
-    shuffled so that only the time column gives the order. For tests and examples.
+    The right next item after any history is the neighbour of its last item in the walk's
+    direction; with both directions, [a, b, c] and [c, b, a] are both real histories with other
+    answers, which a model that ignores order cannot tell apart. Timestamps are the step numbers,
+    with rows shuffled so that only the time column gives the order. For tests and examples.
     """
     import pandas as pd
 
@@ -189,9 +191,11 @@ def periodic_interactions(n_users: int = 60, period: int = 12, length: tuple[int
     user = np.repeat(np.arange(n_users), lengths)
     step = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
     start = rng.integers(0, period, n_users)
-    item = cycle[(start[user] + step) % period]
+    backward = rng.random(n_users) < backward_share
+    item = cycle[(start[user] + np.where(backward[user], -step, step)) % period]
     shuffle = rng.permutation(len(user))
-    frame = pd.DataFrame({"user_id": [f"u{u}" for u in user[shuffle]],
+    names = np.where(backward, "r", "u").astype(object) + np.arange(n_users).astype(str).astype(object)
+    frame = pd.DataFrame({"user_id": names[user[shuffle]],
                           "item_id": [f"i{i}" for i in item[shuffle]],
                           "timestamp": 1_000 + step[shuffle] * 60})
     return Interactions.from_frame(frame, time_col="timestamp")

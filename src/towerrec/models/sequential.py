@@ -12,7 +12,7 @@ for the test pass of a leave-one-out split (RecBole's protocol).
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -25,9 +25,8 @@ from towerrec.data.interactions import Interactions
 from towerrec.data.sequences import Sequences, Windows
 from towerrec.errors import TowerrecError
 from towerrec.models import losses
-from towerrec.models.base import FitOptions, Recommendations, Recommender
+from towerrec.models.base import FitOptions, Recommender
 from towerrec.models.train import TrainConfig, train
-from towerrec.ranking import top_k
 
 SEQUENCE_LOSSES = ("ce", "sampled_softmax", "bce", "gbce")
 
@@ -333,18 +332,9 @@ class SequentialRecommender(Recommender):
         seqs = Sequences.from_interactions(interactions)
         return lambda user_idx: self._score_from(seqs, np.asarray(user_idx, dtype=np.int64)).cpu()
 
-    def similar_items(self, item_ids: Sequence[str] | str, k: int = 10) -> Recommendations:
-        """Items whose next-item scores are highest after a history made of the query item alone."""
-        self._check_fitted()
-        ids = np.asarray([item_ids] if isinstance(item_ids, str) else list(item_ids), dtype=object)
-        q = self.item_map_.index(ids)
-        scores = self._score_sequences([np.array([i]) for i in q]).clone()
-        scores[torch.arange(len(q)), torch.from_numpy(q)] = -torch.inf
-        top, vals = top_k(scores, k)
-        out_idx = np.full((len(q), top.shape[1]), -1, dtype=np.int64)
-        out_scores = np.full(out_idx.shape, np.nan, dtype=np.float32)
-        self._fill(out_idx, out_scores, np.arange(len(q)), top, vals)
-        return Recommendations(ids, out_idx, out_scores, self.item_map_, [None] * len(q))
+    def _item_scores(self, item_idx: np.ndarray) -> torch.Tensor:
+        """`similar_items`: next-item scores after a history made of the query item alone."""
+        return self._score_sequences(list(np.asarray(item_idx, dtype=np.int64)[:, None]))
 
     # ---- artifacts -----------------------------------------------------------------------------
     def _state(self) -> dict[str, np.ndarray]:
