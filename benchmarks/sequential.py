@@ -199,7 +199,7 @@ def main() -> None:
             todo = [(n, {}) for n in names]
         for run, overrides in todo:
             record = spawn(dataset, run.split("-scaling")[0], overrides, args.threads)
-            record["run"] = run
+            record["run"] = run if args.threads == 1 else f"{run}@{args.threads}threads"
             record["rerun"] = (f"python benchmarks/sequential.py --datasets {dataset} --threads {args.threads} "
                                + ("--scaling" if args.scaling else f"--runs {run}"))
             save(record)
