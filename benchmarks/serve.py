@@ -5,14 +5,14 @@ time, k=10: exact top-k vs FAISS (fast-scan PQ + exact re-rank), build time, ANN
 exact, p50/p95/p99, and the cost of over-fetching under exclusions and a filter.
 Part 2 (HTTP): `towerrec serve` in a subprocess on 127.0.0.1, driven by a bounded keep-alive load
 generator (asyncio, raw HTTP/1.1, stops after --duration seconds): ml-100k models (EASE, ALS;
-`--models ...,two-tower` once that exists, or `--artifact PATH`) and the synthetic catalogues
+`--models ease,als,hybrid`: any `towerrec train --model` name, or `--artifact PATH`) and the synthetic catalogues
 (served as an ALS artifact with random factors), each exact and FAISS. Latency at concurrency 1,
 then throughput at --concurrency. Every non-2xx is counted; a 5xx fails the targets.
 
     python benchmarks/serve.py                      # everything (~10 min on 2 cores)
     python benchmarks/serve.py --quick              # 20K items, short runs (~2 min): a smoke test
     python benchmarks/serve.py --sizes 100000 --skip-http --name serve-100k
-    python benchmarks/serve.py --sizes "" --skip-index --models two-tower --name serve-two-tower
+    python benchmarks/serve.py --sizes "" --skip-index --models hybrid --name serve-two-tower
 
 Writes benchmarks/results/serve.json with the targets and whether each was met, and the load
 average before and after: on a shared machine the tails (p99) are what suffers first.
@@ -293,7 +293,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="100000,1000000", help="synthetic catalogue sizes")
     parser.add_argument("--queries", type=int, default=1000, help="single queries timed per index")
-    parser.add_argument("--models", default="ease,als", help="ml-100k models to train and serve")
+    parser.add_argument("--models", default="ease,als,hybrid", help="ml-100k models to train and serve")
     parser.add_argument("--artifact", action="append", default=[], help="extra artifact folder(s) to serve")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds of load per HTTP run")
     parser.add_argument("--max-requests", type=int, default=20_000, help="cap per HTTP run")

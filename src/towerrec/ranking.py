@@ -51,3 +51,23 @@ def top_k(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         vals = torch.gather(sub, 1, cols)
         idx[tied], values[tied] = _order_desc_then_index(cols, vals)
     return idx, values
+
+
+def top_k_row(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """`top_k` for one row of scores [n_items] in numpy: the serving path, where one request's
+    handful of torch calls would cost more than the product itself. Same order and ties."""
+    n = scores.shape[0]
+    k = min(k, n)
+    if k == n:
+        idx = np.argsort(-scores, kind="stable")
+        return idx, scores[idx]
+    cand = np.argpartition(-scores, k)[:k + 1]               # the k+1 largest, unordered
+    cand = cand[np.lexsort((cand, -scores[cand]))]           # by score desc, then index
+    kth = scores[cand[k - 1]]
+    if scores[cand[k]] == kth:                               # a tie at the boundary: lowest indices win
+        above = np.flatnonzero(scores > kth)
+        equal = np.flatnonzero(scores == kth)[:k - len(above)]
+        cand = np.concatenate([above, equal])
+        cand = cand[np.lexsort((cand, -scores[cand]))]
+    idx = cand[:k]
+    return idx, scores[idx]

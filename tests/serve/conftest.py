@@ -16,11 +16,13 @@ import pytest
 
 pytest.importorskip("fastapi")
 
+from towerrec.data.features import FeatureTable  # noqa: E402
 from towerrec.data.interactions import Interactions  # noqa: E402
 from towerrec.models.als import ALS  # noqa: E402
 from towerrec.models.base import FitOptions  # noqa: E402
 from towerrec.models.ease import EASE  # noqa: E402
 from towerrec.models.pop import Popularity  # noqa: E402
+from towerrec.models.two_tower import TwoTower, TwoTowerConfig  # noqa: E402
 from towerrec.serve.catalogue import write_item_table  # noqa: E402
 
 GENRES = ["Comedy", "Drama", "Horror", "Action"]
@@ -98,6 +100,17 @@ def als_artifact(tmp_path_factory, tiny_inter) -> Path:
 def ease_artifact(tmp_path_factory, tiny_inter) -> Path:
     model = EASE().fit(tiny_inter, options=FitOptions(seed=0))
     return save_artifact(model, tmp_path_factory.mktemp("art") / "ease", tiny_inter)
+
+
+@pytest.fixture(scope="session")
+def two_tower_artifact(tmp_path_factory, tiny_inter) -> Path:
+    """Hybrid two-tower (ids + genres + year + a CNN over titles: no sentence model needed)."""
+    items = FeatureTable.from_frame(items_table(), tiny_inter.item_map, id_col="item_id", kinds={"title": "text"})
+    config = TwoTowerConfig.for_preset("hybrid", text="cnn", epochs=40, embedding_dim=8, id_dim=8, feature_dim=4,
+                                       text_dim=8, hidden=(), dropout=0.0, learning_rate=1e-2, batch_size=128)
+    model = TwoTower(config).fit(tiny_inter, item_features=items, options=FitOptions(seed=0, threads=1,
+                                                                                      progress=False))
+    return save_artifact(model, tmp_path_factory.mktemp("art") / "two_tower", tiny_inter)
 
 
 @pytest.fixture(scope="session")

@@ -3,9 +3,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 from fastapi.testclient import TestClient
 
 from towerrec.models import load_model
+from towerrec.models.base import FitOptions
+from towerrec.models.two_tower import TwoTower, TwoTowerConfig
 from towerrec.serve.app import create_app
 from towerrec.serve.schemas import MAX_K
 from towerrec.serve.service import RecommenderService
@@ -21,10 +24,16 @@ def ease_service(ease_artifact) -> RecommenderService:
     return RecommenderService.from_artifact(ease_artifact)
 
 
-@pytest.fixture(scope="module", params=["als", "ease"])
-def client(request, als_service, ease_service) -> TestClient:
-    """Both serving paths: ALS through the retrieval index, EASE through its own `recommend`."""
-    service = als_service if request.param == "als" else ease_service
+@pytest.fixture(scope="module")
+def two_tower_service(two_tower_artifact) -> RecommenderService:
+    return RecommenderService.from_artifact(two_tower_artifact)
+
+
+@pytest.fixture(scope="module", params=["als", "ease", "two_tower"])
+def client(request, als_service, ease_service, two_tower_service) -> TestClient:
+    """Both serving paths: ALS and the two-tower model through the retrieval index, EASE through
+    its own `recommend`."""
+    service = {"als": als_service, "ease": ease_service, "two_tower": two_tower_service}[request.param]
     return TestClient(create_app(service))
 
 
@@ -247,8 +256,36 @@ def test_info_names_the_dataset_when_the_artifact_does(als_artifact, tmp_path):
     assert info["data"]["dataset"] == {"name": "tiny", "interactions": 400}
 
 
-def test_service_loads_any_saved_model(als_artifact, ease_artifact, pop_artifact):
-    for path in (als_artifact, ease_artifact, pop_artifact):
+def test_service_loads_any_saved_model(als_artifact, ease_artifact, pop_artifact, two_tower_artifact):
+    for path in (als_artifact, ease_artifact, pop_artifact, two_tower_artifact):
         service = RecommenderService.from_artifact(path)
         assert service.model.name == load_model(str(path)).name
-        assert (service.index is not None) == (service.model.name == "als")
+        assert (service.index is not None) == (service.model.name in ("als", "two-tower"))
+
+
+def test_two_tower_index_reproduces_the_models_scores(two_tower_service):
+    """The index path (query vectors @ item vectors) gives the model's own ranking and scores,
+    for known users and for a new user given a history."""
+    model = two_tower_service.model
+    users = model.user_map_.ids[:5].tolist()
+    offline = model.recommend(users, k=10)
+    idx, scores = two_tower_service.index.search(two_tower_service.embeddings.users(np.arange(5)), k=10,
+                                                 exclude=model.seen_[:5])
+    np.testing.assert_array_equal(idx, offline.item_idx)
+    np.testing.assert_allclose(scores, offline.scores, rtol=1e-4, atol=1e-4)
+    history = model.item_map_.ids[:3].tolist()
+    by_model = model.recommend(history=history, k=10)
+    cols = model.item_map_.index(history)
+    seen = sp.csr_matrix((np.ones(len(cols), np.float32), (np.zeros(len(cols), int), cols)), shape=(1, model.n_items))
+    idx, _ = two_tower_service.index.search(two_tower_service.embeddings.histories(seen), k=10, exclude=seen)
+    np.testing.assert_array_equal(idx, by_model.item_idx)
+
+
+def test_mlp_scorer_is_served_by_exact_recommend(tiny_inter):
+    """An MLP scorer cannot use an inner-product index: the service scores every pair instead."""
+    config = TwoTowerConfig.for_preset("cf", scorer="mlp", epochs=1, embedding_dim=8, id_dim=8, hidden=())
+    model = TwoTower(config).fit(tiny_inter, options=FitOptions(seed=0, threads=1, progress=False))
+    assert model.embedding_metric is None
+    from towerrec.serve.service import embeddings_of
+
+    assert embeddings_of(model) is None

@@ -428,6 +428,32 @@ class TwoTower(Recommender):
     def _score_users(self, user_idx: np.ndarray) -> torch.Tensor:
         return self.module_.scorer(self.user_embeddings_[torch.from_numpy(user_idx)], self.item_embeddings_)
 
+    # ---- retrieval view (towerrec.serve.service embedding protocol) ---------------------------
+    @property
+    def embedding_metric(self) -> str | None:
+        """"ip" when an inner-product index over `item_embeddings_` reproduces the scores (dot and
+        cosine scorers); None for the MLP scorer, which must score every pair and so is served
+        by exact `recommend` instead of an ANN index."""
+        return "ip" if getattr(self.module_.scorer, "supports_index", False) else None
+
+    @torch.no_grad()
+    def user_embeddings(self, user_idx: np.ndarray) -> torch.Tensor:
+        """Query vectors [n, d] of training users: `user_embeddings(u) @ item_embeddings_.T` equals
+        the model's scores for u (for index-capable scorers)."""
+        self._check_fitted()
+        return self.module_.scorer.query(self.user_embeddings_[torch.from_numpy(np.asarray(user_idx, np.int64))])
+
+    @torch.no_grad()
+    def history_embeddings(self, seen: sp.csr_matrix) -> torch.Tensor:
+        """Query vectors [n, d] of new users from their item histories (rows of `seen`)."""
+        self._check_fitted()
+        if self.config.history == "none":
+            raise NotImplementedError(f"{self.name}[{self.config.preset}] has no history encoder: it cannot "
+                                      "embed users it was not trained on (use the content or hybrid preset)")
+        seen = sp.csr_matrix(seen)
+        y = self._user_vectors(np.full(seen.shape[0], -1), seen, np.arange(seen.shape[0]))
+        return self.module_.scorer.query(y)
+
     @torch.no_grad()
     def _score_histories(self, seen: sp.csr_matrix) -> torch.Tensor:
         """New users from their item histories (rows of `seen` [n, n_items]): no user id, no

@@ -153,7 +153,10 @@ def create_app(service: RecommenderService, *, token: str | None = None,
         return service.info()
 
     @app.post("/recommend", response_model=schemas.RecommendResponse, dependencies=protected, responses=errors)
-    def recommend(body: schemas.RecommendRequest) -> dict:
+    # async on purpose: one request is ~0.3 ms of numpy. In FastAPI's thread pool, 8 concurrent
+    # requests fought over the GIL (every torch/numpy call releases and re-takes it) and a single
+    # worker managed ~300 req/s; on the event loop it serves ~1,000 (benchmarks/serve.py).
+    async def recommend(body: schemas.RecommendRequest) -> dict:
         """Top-k items for a known user, a new user's `history`, or (fallback) by popularity."""
         filters = {k: (v.model_dump() if isinstance(v, schemas.Range) else v) for k, v in (body.filters or {}).items()}
         try:

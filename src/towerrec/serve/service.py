@@ -9,7 +9,8 @@ The embedding protocol, for a model to be served from an ANN index:
     item_embeddings_: Tensor [n_items, d]
     user_embeddings(user_idx: np.ndarray) -> Tensor [n, d]           # users seen in training
     history_embeddings(seen: scipy.sparse.csr_matrix) -> Tensor [n, d]  # rows = item histories (optional)
-    embedding_metric: "ip" | "cosine"                                 # optional, default "ip"
+    embedding_metric: "ip" | "cosine" | None                          # optional, default "ip";
+                                                                      # None: not index-servable
 
 with `score_users(u) == user_embeddings(u) @ item_embeddings_.T` (for "ip"), so the exact index
 reproduces the model's own ranking. ALS is adapted from `user_factors_`, `item_factors_`, `fold_in`.
@@ -33,6 +34,8 @@ from towerrec.serve.catalogue import Catalogue
 
 #: queries used to measure ANN recall@10 against exact search at start-up
 RECALL_QUERIES = 200
+#: known users' query vectors are computed once at start-up up to this many floats (256 MiB)
+USER_CACHE_FLOATS = 64 * 2**20
 
 
 @dataclass(frozen=True)
@@ -51,7 +54,8 @@ def _numpy(fn: Callable) -> Callable:
 
 def embeddings_of(model: Recommender) -> Embeddings | None:
     """The model's embeddings by the protocol above, ALS's factors, or None (served by `recommend`)."""
-    if hasattr(model, "item_embeddings_") and callable(getattr(model, "user_embeddings", None)):
+    if (hasattr(model, "item_embeddings_") and callable(getattr(model, "user_embeddings", None))
+            and getattr(model, "embedding_metric", "ip") is not None):
         histories = getattr(model, "history_embeddings", None)
         return Embeddings(items=_numpy(lambda _: model.item_embeddings_)(None), users=_numpy(model.user_embeddings),
                           histories=_numpy(histories) if callable(histories) else None,
@@ -90,7 +94,12 @@ class RecommenderService:
         self.index: ExactIndex | FaissIndex | None = None
         self.exact: ExactIndex | None = None
         self.recall_at_10: float | None = None
+        self._user_queries: np.ndarray | None = None
         if self.embeddings is not None:
+            n_users = len(model.user_map_)
+            if n_users * self.embeddings.items.shape[1] <= USER_CACHE_FLOATS:
+                # one row lookup per request instead of a pass through the user tower's last steps
+                self._user_queries = self.embeddings.users(np.arange(n_users, dtype=np.int64))
             self.index = build_index(self.embeddings.items, self.embeddings.metric, index_kind, faiss_config)
             self.exact = self.index.exact if isinstance(self.index, FaissIndex) else self.index
             if isinstance(self.index, FaissIndex):
@@ -154,7 +163,8 @@ class RecommenderService:
         if kind == "history" and self.embeddings.histories is None:
             return self._popularity(uid, q.k, excl, allowed)
         if kind is None:
-            query = self.embeddings.users(np.array([user_idx], dtype=np.int64))
+            query = (self._user_queries[user_idx:user_idx + 1] if self._user_queries is not None
+                     else self.embeddings.users(np.array([user_idx], dtype=np.int64)))
             if q.exclude_seen:
                 seen = model.seen_.indices[model.seen_.indptr[user_idx]:model.seen_.indptr[user_idx + 1]]
                 excl = np.union1d(excl, seen)

@@ -32,6 +32,11 @@ class DotScorer(nn.Module):
     def prepare(self, z: torch.Tensor) -> torch.Tensor:
         return z
 
+    def query(self, y: torch.Tensor) -> torch.Tensor:
+        """User vectors such that query(y) @ prepare(z).T == forward(y, z): an inner-product index
+        over prepared items then returns the model's own scores."""
+        return y / self.temperature
+
 
 class CosineScorer(nn.Module):
     """f(y, z) = cos(y, z) / tau, tau fixed or learnt (log-parametrised, clamped to [0.01, 1])."""
@@ -59,6 +64,10 @@ class CosineScorer(nn.Module):
     def prepare(self, z: torch.Tensor) -> torch.Tensor:
         """Item vectors ready for an inner-product index (unit norm)."""
         return F.normalize(z, dim=-1)
+
+    def query(self, y: torch.Tensor) -> torch.Tensor:
+        """Unit user vectors scaled by 1/tau: their inner product with prepared items is forward(y, z)."""
+        return F.normalize(y, dim=-1) / self.temperature
 
 
 class MLPScorer(nn.Module):
