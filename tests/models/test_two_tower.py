@@ -114,7 +114,11 @@ def test_not_fitted_and_misaligned_features(data):
                                        ("content", {"loss": "bpr", "negatives": 32, "scorer": "dot"}),
                                        ("hybrid", {"loss": "bce", "negatives": 16, "negative_sampler": "popularity",
                                                    "hidden": (32,), "norm": "layer", "learn_temperature": True}),
-                                       ("hybrid", {"scorer": "mlp", "batch_size": 64, "epochs": 2})])
+                                       ("hybrid", {"scorer": "mlp", "batch_size": 64, "epochs": 2}),
+                                       ("hybrid", {"sampling": "users", "users_per_batch": 16, "holdout": 0.3,
+                                                   "loss": "full_softmax", "epochs": 15}),
+                                       ("content", {"sampling": "users", "users_per_batch": 16, "negatives": 16,
+                                                    "epochs": 15})])
 def test_learns_the_genres(data, preset, kw):
     """Every preset and loss beats popularity-free chance by far on a block-structured log."""
     inter, users, items, uf, itf = data
@@ -127,6 +131,13 @@ def test_learns_the_genres(data, preset, kw):
     assert share >= 0.8, (preset, kw, recs.item_ids)
     ndcg = evaluate(model, split.test, exclude=[split.train, split.valid]).summary["NDCG@10"]
     assert ndcg > 0.25, (preset, kw, ndcg)
+
+
+def test_user_sampling_needs_a_history_and_a_softmax(data):
+    inter, users, items, uf, itf = data
+    for kw in ({"history": "none"}, {"loss": "bpr"}, {"holdout": 1.0}, {"sampling": "rows"}):
+        with pytest.raises(TowerrecError, match="sampling"):
+            _fit("hybrid", inter, uf, itf, **{"sampling": "users", **kw})
 
 
 def test_same_seed_same_scores_and_save_load(data, tmp_path):

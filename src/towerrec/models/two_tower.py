@@ -32,6 +32,7 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from towerrec.data.features import FeatureTable
 from towerrec.data.idmap import IdMap
@@ -90,6 +91,14 @@ class TwoTowerConfig:
     negatives: int = 0                # extra negatives per batch (shared by its rows)
     negative_sampler: str = "uniform"  # "uniform" | "popularity"
     # training
+    # "pairs": one sample per (user, item) row, the user's other items as history (the row's item
+    # left out). "users": one sample per user, a random `holdout` share of the user's items are
+    # the targets and the rest the history (Mult-DAE style): each history is pooled once per user
+    # instead of once per row, so an epoch costs O(interactions), not O(sum of squared history
+    # lengths); needs a history encoder and a softmax loss.
+    sampling: str = "pairs"
+    holdout: float = 0.2
+    users_per_batch: int = 128        # "users" sampling: users per step
     epochs: int = 30
     batch_size: int = 1024
     learning_rate: float = 3e-3
@@ -238,6 +247,8 @@ class TwoTowerModule(nn.Module):
         return tower(x)
 
     def compute_loss(self, batch: dict) -> torch.Tensor:
+        if "target_rows" in batch:
+            return self._user_batch_loss(batch)
         c = self.config
         u = self.user_vectors(batch["user_idx"], batch.get("history"))
         pos = batch["item_idx"]
@@ -257,6 +268,33 @@ class TwoTowerModule(nn.Module):
         else:  # the previous row's item as the negative
             negative = logits[:, :b].gather(1, ((torch.arange(b, device=logits.device) - 1) % b)[:, None])
         return bpr(positive, negative) if c.loss == "bpr" else bce(positive, negative)
+
+
+    def _user_batch_loss(self, batch: dict) -> torch.Tensor:
+        """"users" sampling: every held-out item of every user in the batch is a positive.
+        full_softmax scores the whole catalogue; sampled_softmax the batch's distinct targets plus
+        the extra negatives, with logQ (expected count of a candidate) and other targets of the
+        same user removed from each softmax."""
+        c = self.config
+        u = self.user_vectors(batch["user_idx"], batch["history"])            # [B, d]
+        rows, targets = batch["target_rows"], batch["target_items"]           # [T], [T]
+        if c.loss == "full_softmax":
+            logits = self.scorer(u, self.item_vectors(self.trained_items))    # [B, M]
+            cols = torch.searchsorted(self.trained_items, targets)
+            return F.cross_entropy(logits[rows].float(), cols)
+        cands, cols = torch.unique(targets, return_inverse=True)
+        if "negatives" in batch:
+            cands = torch.cat([cands, batch["negatives"]])
+        logits = self.scorer(u, self.item_vectors(cands))                     # [B, C]
+        if c.logq:
+            logits = logits - self.log_q[cands][None, :]
+        logits = logits[rows]                                                 # [T, C]
+        # a user's other targets are positives too, not negatives of this row
+        own = torch.zeros(len(u), len(cands), dtype=torch.bool, device=logits.device)
+        own[rows, cols] = True
+        other = own[rows]
+        other[torch.arange(len(rows), device=logits.device), cols] = False
+        return F.cross_entropy(logits.masked_fill(other, -torch.inf).float(), cols)
 
 
 class TwoTower(Recommender):
@@ -288,6 +326,13 @@ class TwoTower(Recommender):
         c = self.config
         if c.loss not in LOSSES:
             raise TowerrecError(f"loss must be one of {LOSSES}, got {c.loss!r}")
+        if c.sampling not in ("pairs", "users"):
+            raise TowerrecError(f"sampling must be 'pairs' or 'users', got {c.sampling!r}")
+        if c.sampling == "users" and (c.history == "none" or c.loss not in ("full_softmax", "sampled_softmax")
+                                      or not 0.0 < c.holdout < 1.0):
+            raise TowerrecError("sampling='users' needs a history encoder (history 'mean' or 'attention'), "
+                                f"a softmax loss and 0 < holdout < 1 (got history={c.history!r}, loss={c.loss!r}, "
+                                f"holdout={c.holdout})")
         for table, id_map, side in ((user_features, interactions.user_map, "user"),
                                     (item_features, interactions.item_map, "item")):
             if table is not None and table.id_map != id_map:
@@ -306,15 +351,19 @@ class TwoTower(Recommender):
         item_prob = item_counts / max(item_counts.sum(), 1)
         self.module_.log_q.copy_(torch.from_numpy(candidate_log_q(item_prob, c.batch_size, c.negatives,
                                                                   c.negative_sampler)))
-        # training samples are the rows of `interactions`: (user, item) pairs
+        # training samples are the rows of `interactions` ((user, item) pairs) or the active users
         self._train_u, self._train_i = interactions.user_idx.astype(np.int64), interactions.item_idx.astype(np.int64)
         self._trained = np.flatnonzero(item_counts)
-        result = train(self.module_, n_samples=len(interactions), make_batch=self._make_batch,
-                       config=TrainConfig(epochs=c.epochs, batch_size=c.batch_size, learning_rate=c.learning_rate,
-                                          weight_decay=c.weight_decay, patience=c.patience),
+        by_user = c.sampling == "users"
+        self._active_users = np.flatnonzero(user_counts)
+        result = train(self.module_, n_samples=len(self._active_users) if by_user else len(interactions),
+                       make_batch=self._make_user_batch if by_user else self._make_batch,
+                       config=TrainConfig(epochs=c.epochs, batch_size=c.users_per_batch if by_user else c.batch_size,
+                                          learning_rate=c.learning_rate, weight_decay=c.weight_decay,
+                                          patience=c.patience),
                        options=options, valid=valid, valid_scorer=self._valid_scorer, exclude_rows=self.seen_,
                        desc=f"{self.name}[{c.preset}]")
-        del self._train_u, self._train_i
+        del self._train_u, self._train_i, self._active_users
         self.history_ = result.history
         self.best_epoch_ = result.best_epoch
         self.seconds_to_best_ = result.seconds_to_best
@@ -380,6 +429,23 @@ class TwoTower(Recommender):
                 neg = self._train_i[rng.integers(0, len(self._train_i), c.negatives)]
             else:                                   # uniform over items seen in training
                 neg = self._trained[rng.integers(0, len(self._trained), c.negatives)]
+            batch["negatives"] = torch.from_numpy(neg)
+        return batch
+
+    def _make_user_batch(self, idx: np.ndarray, rng: np.random.Generator) -> dict:
+        """"users" sampling: each user's items split at random into history and held-out targets."""
+        c = self.config
+        u = self._active_users[idx]
+        h = history_batch(self.seen_.indptr, self.seen_.indices, u, n_items=self.seen_.shape[1],
+                          keep_prob=1.0 - c.holdout, rng=rng)
+        held = h["weights"] == 0
+        lens = np.diff(np.append(h["offsets"], len(h["inverse"])))
+        rows = np.repeat(np.arange(len(u)), lens)[held]
+        batch: dict = {"user_idx": torch.from_numpy(u), "history": {k: torch.from_numpy(v) for k, v in h.items()},
+                       "target_rows": torch.from_numpy(rows), "target_items": torch.from_numpy(h["items"][h["inverse"][held]])}
+        if c.negatives > 0 and c.loss != "full_softmax":
+            neg = (self._train_i[rng.integers(0, len(self._train_i), c.negatives)] if c.negative_sampler == "popularity"
+                   else self._trained[rng.integers(0, len(self._trained), c.negatives)])
             batch["negatives"] = torch.from_numpy(neg)
         return batch
 
