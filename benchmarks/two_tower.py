@@ -78,11 +78,12 @@ def summary(model: TwoTower, fit_seconds: float) -> dict:
             "history": [{k: round(v, 5) if isinstance(v, float) else v for k, v in h.items()} for h in model.history_]}
 
 
-def run_random(data: Data, threads: int, quick: bool) -> dict:
+def run_random(data: Data, threads: int, quick: bool, presets: tuple[str, ...] = ("cf", "content", "hybrid"),
+               overrides: dict | None = None) -> dict:
     split = random_split(data.inter, seed=0)
     out = {"split": "random 8:1:1 seed 0", "peers_test_NDCG@10": PEERS, "models": {}}
-    for preset in ("cf", "content", "hybrid"):
-        config = TwoTowerConfig.for_preset(preset, **({"epochs": 3} if quick else {}))
+    for preset in presets:
+        config = TwoTowerConfig.for_preset(preset, **({"epochs": 3} if quick else {}), **(overrides or {}))
         start = time.perf_counter()
         model = fit(data, split.train, split.valid, config, threads)
         seconds = time.perf_counter() - start
@@ -169,6 +170,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="3 epochs and a small synthetic log (smoke test)")
     parser.add_argument("--cold-epochs", type=int, default=10, help="epoch cap of the cold-item runs")
     parser.add_argument("--merge", action="store_true", help="combine two_tower.<part>.json files")
+    parser.add_argument("--presets", default="cf,content,hybrid", help="ml100k part: presets to run")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="ml100k part: config override (Python literal), e.g. --set sampling='users'")
+    parser.add_argument("--name", default=None, help="results file name (default from the parts)")
     args = parser.parse_args()
     if args.merge:
         import json
@@ -187,7 +192,17 @@ def main() -> None:
                                                     "so every timing is noisy and pessimistic"}
     start = time.perf_counter()
     if "ml100k" in parts:
-        result["ml-100k"] = run_random(load("ml-100k"), args.threads, args.quick)
+        import ast
+
+        overrides = {}
+        for item in args.set:
+            key, _, value = item.partition("=")
+            try:
+                overrides[key] = ast.literal_eval(value)
+            except (ValueError, SyntaxError):
+                overrides[key] = value
+        result["ml-100k"] = run_random(load("ml-100k"), args.threads, args.quick, tuple(args.presets.split(",")),
+                                       overrides)
     if "cold" in parts:
         result["cold_item"] = {name: run_cold(load(name), args.threads, args.quick, args.cold_epochs)
                                for name in ("ml-100k", "ml-latest-small")}
@@ -197,7 +212,7 @@ def main() -> None:
     result["peak_rss_mb"] = peak_rss_mb()
     name = "two_tower" + ("_quick" if args.quick else "") + ("" if set(parts) >= {"ml100k", "cold", "throughput"}
                                                              else "." + "+".join(parts))
-    write_json(name, result)
+    write_json(args.name or name, result)
 
 
 if __name__ == "__main__":
