@@ -141,14 +141,18 @@ def run_cold(data: Data, threads: int, quick: bool, epochs: int) -> dict:
     return out
 
 
-def run_throughput(threads: int, quick: bool) -> dict:
+THROUGHPUT_SIZES = {"quick": dict(n_users=5_000, n_items=2_000, n_interactions=100_000),
+                    "1m": dict(n_users=20_000, n_items=10_000, n_interactions=1_000_000),
+                    "20m": dict(n_users=500_000, n_items=100_000, n_interactions=20_000_000)}
+
+
+def run_throughput(threads: int, quick: bool, size_name: str = "1m", presets: tuple[str, ...] = ("cf", "hybrid")) -> dict:
     from towerrec.data.synthetic import synthetic
 
-    size = dict(n_users=5_000, n_items=2_000, n_interactions=100_000) if quick else \
-        dict(n_users=20_000, n_items=10_000, n_interactions=1_000_000)
+    size = THROUGHPUT_SIZES["quick" if quick else size_name]
     ds = synthetic(**size, seed=0)
     out = {"dataset": {"generator": "towerrec.data.synthetic", **size}, "runs": {}}
-    for preset, extra in (("cf", {}), ("hybrid", {"text": "none"})):
+    for preset, extra in [(p, {"text": "none"} if p != "cf" else {}) for p in presets]:
         config = TwoTowerConfig.for_preset(preset, epochs=1, **extra)
         start = time.perf_counter()
         model = TwoTower(config).fit(ds.interactions, user_features=ds.user_features, item_features=ds.item_features,
@@ -170,7 +174,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="3 epochs and a small synthetic log (smoke test)")
     parser.add_argument("--cold-epochs", type=int, default=10, help="epoch cap of the cold-item runs")
     parser.add_argument("--merge", action="store_true", help="combine two_tower.<part>.json files")
-    parser.add_argument("--presets", default="cf,content,hybrid", help="ml100k part: presets to run")
+    parser.add_argument("--presets", default=None,
+                        help="presets to run (ml100k part: cf,content,hybrid; throughput part: cf,hybrid)")
+    parser.add_argument("--throughput-size", default="1m", choices=sorted(THROUGHPUT_SIZES),
+                        help="synthetic log of the throughput part (20m: 500K users, 100K items)")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="ml100k part: config override (Python literal), e.g. --set sampling='users'")
     parser.add_argument("--name", default=None, help="results file name (default from the parts)")
@@ -201,13 +208,14 @@ def main() -> None:
                 overrides[key] = ast.literal_eval(value)
             except (ValueError, SyntaxError):
                 overrides[key] = value
-        result["ml-100k"] = run_random(load("ml-100k"), args.threads, args.quick, tuple(args.presets.split(",")),
-                                       overrides)
+        result["ml-100k"] = run_random(load("ml-100k"), args.threads, args.quick,
+                                       tuple((args.presets or "cf,content,hybrid").split(",")), overrides)
     if "cold" in parts:
         result["cold_item"] = {name: run_cold(load(name), args.threads, args.quick, args.cold_epochs)
                                for name in ("ml-100k", "ml-latest-small")}
     if "throughput" in parts:
-        result["throughput"] = run_throughput(args.threads, args.quick)
+        result["throughput"] = run_throughput(args.threads, args.quick, args.throughput_size,
+                                              tuple((args.presets or "cf,hybrid").split(",")))
     result["seconds"] = time.perf_counter() - start
     result["peak_rss_mb"] = peak_rss_mb()
     name = "two_tower" + ("_quick" if args.quick else "") + ("" if set(parts) >= {"ml100k", "cold", "throughput"}

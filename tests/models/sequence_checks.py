@@ -1,10 +1,27 @@
-"""Checks shared by the sequence model tests (SASRec, GRU4Rec, NextItNet, HSTU): on a periodic log
-the next item is known, so a working model must rank it first, and the order of a history must
-change the answer."""
+"""Checks shared by the sequence model tests (SASRec, GRU4Rec, NextItNet, HSTU, BERT4Rec): on a
+periodic log the next item is known, so a working model must rank it first, and the order of a
+history must change the answer.
+
+`SequenceModelTests` bundles what every `test_<model>.py` of a sequence model needs: the shared
+contract (`contract.RecommenderContract`) on the block data, one thread for these tiny ops, the
+periodic split, one model fitted on it, and the next-item check. A test file only sets the model
+class and two configs:
+
+    class TestGRU4Rec(SequenceModelTests):
+        model_class = GRU4Rec
+        contract_config = dict(embedding_dim=16, ...)   # the contract's block data
+        periodic_config = dict(embedding_dim=16, ...)   # the periodic log
+
+and adds its model's own tests as methods (they may use the `periodic` and `periodic_model` fixtures).
+"""
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 import numpy as np
+import pytest
 import torch
+from contract import RecommenderContract
 
 from towerrec.data.sequences import periodic_interactions
 from towerrec.evaluate import evaluate_scores
@@ -61,3 +78,39 @@ def assert_save_load_same_scores(model: Recommender, tmp_path) -> None:
     a = model.recommend(history=["i1", "i2"], k=3, exclude_seen=False)
     b = loaded.recommend(history=["i1", "i2"], k=3, exclude_seen=False)
     assert (a.item_idx == b.item_idx).all()
+
+
+class SequenceModelTests(RecommenderContract):
+    """The contract + the periodic next-item check for one sequence model (see the module docstring)."""
+
+    model_class: ClassVar[type[Recommender]]
+    contract_config: ClassVar[dict[str, Any]] = {}
+    periodic_config: ClassVar[dict[str, Any]] = {}
+    next_item_checks: ClassVar[dict[str, Any]] = {}   # keyword arguments of assert_next_item_first
+
+    def make_model(self) -> Recommender:
+        return self.model_class(**self.contract_config)
+
+    @pytest.fixture(autouse=True, scope="class")
+    @classmethod
+    def one_thread(cls):
+        before = torch.get_num_threads()
+        torch.set_num_threads(1)   # tiny ops: threading only costs (2-core CI boxes)
+        yield
+        torch.set_num_threads(before)
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def periodic(cls) -> tuple[Split, list[str]]:
+        return periodic_split()
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def periodic_model(cls, periodic) -> Recommender:
+        split, _ = periodic
+        # all epochs, no valid split: valid HitRate@1 saturates early
+        return cls.model_class(**cls.periodic_config).fit(split.train, options=OPTIONS)
+
+    def test_next_item_ranks_first(self, periodic_model, periodic) -> None:
+        split, cycle = periodic
+        assert_next_item_first(periodic_model, split, cycle, **self.next_item_checks)
