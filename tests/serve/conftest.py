@@ -51,6 +51,12 @@ def items_table() -> pd.DataFrame:
     })
 
 
+def users_table() -> pd.DataFrame:
+    """Each user's favourite genre block as a categorical `taste` (what the features fallback can use)."""
+    return pd.DataFrame({"user_id": [f"u{u}" for u in range(N_USERS)], "taste": [GENRES[u % 4] for u in range(N_USERS)],
+                         "age": [20 + u for u in range(N_USERS)]})
+
+
 def save_artifact(model, path: Path, inter: Interactions) -> Path:
     model.save(path)
     items = items_table()
@@ -105,12 +111,24 @@ def ease_artifact(tmp_path_factory, tiny_inter) -> Path:
 @pytest.fixture(scope="session")
 def two_tower_artifact(tmp_path_factory, tiny_inter) -> Path:
     """Hybrid two-tower (ids + genres + year + a CNN over titles: no sentence model needed)."""
-    items = FeatureTable.from_frame(items_table(), tiny_inter.item_map, id_col="item_id", kinds={"title": "text"})
+    return save_artifact(_two_tower(tiny_inter, user_features=False), tmp_path_factory.mktemp("art") / "two_tower",
+                         tiny_inter)
+
+
+@pytest.fixture(scope="session")
+def two_tower_users_artifact(tmp_path_factory, tiny_inter) -> Path:
+    """The same, with users' `taste` and `age` as user features (the 'features' fallback)."""
+    return save_artifact(_two_tower(tiny_inter, user_features=True), tmp_path_factory.mktemp("art") / "two_tower_u",
+                         tiny_inter)
+
+
+def _two_tower(inter: Interactions, *, user_features: bool) -> TwoTower:
+    items = FeatureTable.from_frame(items_table(), inter.item_map, id_col="item_id", kinds={"title": "text"})
+    users = FeatureTable.from_frame(users_table(), inter.user_map, id_col="user_id") if user_features else None
     config = TwoTowerConfig.for_preset("hybrid", text="cnn", epochs=40, embedding_dim=8, id_dim=8, feature_dim=4,
                                        text_dim=8, hidden=(), dropout=0.0, learning_rate=1e-2, batch_size=128)
-    model = TwoTower(config).fit(tiny_inter, item_features=items, options=FitOptions(seed=0, threads=1,
-                                                                                      progress=False))
-    return save_artifact(model, tmp_path_factory.mktemp("art") / "two_tower", tiny_inter)
+    return TwoTower(config).fit(inter, user_features=users, item_features=items,
+                                options=FitOptions(seed=0, threads=1, progress=False))
 
 
 @pytest.fixture(scope="session")

@@ -281,6 +281,30 @@ def test_two_tower_index_reproduces_the_models_scores(two_tower_service):
     np.testing.assert_array_equal(idx, by_model.item_idx)
 
 
+def test_new_user_from_features(two_tower_users_artifact, als_service):
+    """A new user described only by attributes gets the 'features' fallback from models with a user
+    feature encoder (a Horror-block taste brings Horror); other models ignore the features."""
+    client = TestClient(create_app(RecommenderService.from_artifact(two_tower_users_artifact)))
+    body = client.post("/recommend", json={"user_id": "newcomer", "user_features": {"taste": "Horror", "age": 30},
+                                           "k": 5}).json()
+    assert body["fallback"] == "features"
+    assert sum(i["attributes"]["genres"].startswith("Horror") for i in body["items"]) >= 3, body["items"]
+    with_history = client.post("/recommend", json={"user_id": "newcomer", "user_features": {"taste": "Horror"},
+                                                   "history": ["i2"], "k": 5}).json()
+    assert with_history["fallback"] == "features" and "i2" not in _ids_of(with_history)
+    bad = client.post("/recommend", json={"user_id": "newcomer", "user_features": {"shoe_size": 44}})
+    assert bad.status_code == 422 and "shoe_size" in bad.json()["detail"]
+    bad = client.post("/recommend", json={"user_id": "newcomer", "user_features": {"age": "old"}})
+    assert bad.status_code == 422 and "age" in bad.json()["detail"]
+    other = TestClient(create_app(als_service)).post(
+        "/recommend", json={"user_id": "newcomer", "user_features": {"taste": "Horror"}}).json()
+    assert other["fallback"] == "popularity"
+
+
+def _ids_of(body: dict) -> list[str]:
+    return [item["item_id"] for item in body["items"]]
+
+
 def test_mlp_scorer_is_served_by_exact_recommend(tiny_inter):
     """An MLP scorer cannot use an inner-product index: the service scores every pair instead."""
     config = TwoTowerConfig.for_preset("cf", scorer="mlp", epochs=1, embedding_dim=8, id_dim=8, hidden=())

@@ -1,7 +1,7 @@
 """Property-based API testing from the app's own OpenAPI spec: no generated request may get a 5xx.
 
 Schemathesis generates valid (positive) and invalid (negative) requests for every operation,
-8 of each, 80 per artifact, against tiny ALS and EASE artifacts served in-process (ASGI, no sockets), and runs
+8 of each, 80 per artifact, against tiny ALS, EASE and two-tower artifacts served in-process (ASGI, no sockets), and runs
 its default checks on each response: not a server error, a documented status code, content type
 and response schema. (Schemathesis's own pytest plugin does not load under pytest 9, so the test
 drives its Python API with Hypothesis directly.)
@@ -27,10 +27,11 @@ CASES = [(label, mode) for label in OPERATIONS for mode in schemathesis.Generati
          if not (mode == schemathesis.GenerationMode.NEGATIVE and label in ("GET /health", "GET /info"))]
 
 
-@pytest.fixture(scope="module", params=["als", "ease"])
-def api_schema(request, als_artifact, ease_artifact):
-    """ALS is served through the retrieval index, EASE through its own `recommend`: both paths."""
-    artifact = als_artifact if request.param == "als" else ease_artifact
+@pytest.fixture(scope="module", params=["als", "ease", "two_tower_users"])
+def api_schema(request, als_artifact, ease_artifact, two_tower_users_artifact):
+    """ALS is served through the retrieval index, EASE through its own `recommend`, the two-tower
+    model through the index with user features (the fuzzed `user_features` reach its encoder)."""
+    artifact = {"als": als_artifact, "ease": ease_artifact, "two_tower_users": two_tower_users_artifact}[request.param]
     app = create_app(RecommenderService.from_artifact(artifact))
     return schemathesis.openapi.from_asgi("/openapi.json", app)
 

@@ -531,24 +531,58 @@ class TwoTower(Recommender):
         y = self._user_vectors(np.full(seen.shape[0], -1), seen, np.arange(seen.shape[0]))
         return self.module_.scorer(y, self.item_embeddings_)
 
+    @property
+    def supports_user_features(self) -> bool:
+        """New users from a feature row (content / hybrid presets with user features)."""
+        return hasattr(self, "module_") and "features" in self.module_.user_tower.inputs
+
+    def _feature_users(self, frame: pd.DataFrame,
+                       histories: Sequence[Sequence[str]] | None) -> tuple[np.ndarray, sp.csr_matrix, torch.Tensor]:
+        """(ids, histories as CSR rows, user vectors [n, d]) of new users given by a feature frame."""
+        self._check_fitted()
+        if not self.supports_user_features:
+            raise NotImplementedError(f"{self.name}[{self.config.preset}] does not use user features")
+        id_col = self.user_spec_.id_col
+        if id_col not in frame.columns:
+            raise TowerrecError(f"user features need a {id_col!r} column; got {list(frame.columns)}")
+        known = {c["name"] for c in self.user_spec_.columns}
+        unknown = sorted(set(frame.columns) - known - {id_col})
+        if unknown:
+            raise TowerrecError(f"unknown user feature(s) {unknown}; this model uses {sorted(known)}")
+        for c in self.user_spec_.columns:
+            if c["kind"] == "numeric" and c["name"] in frame.columns:
+                raw = frame[c["name"]]
+                bad = raw.notna() & pd.to_numeric(raw, errors="coerce").isna()
+                if bad.any():
+                    raise TowerrecError(f"user feature {c['name']!r} is numeric; got {raw[bad].tolist()[:3]}")
+        ids = frame[id_col].astype(str).to_numpy(dtype=object)
+        try:
+            table = encode_frame(frame, self.user_spec_, IdMap(ids, name="user"))
+        except (ValueError, TypeError, KeyError) as exc:
+            raise TowerrecError(f"user features: {exc}") from None
+        arrays = table_arrays(table, self.user_spec_, len(ids))
+        rows = [self.item_map_.index(h) for h in histories] if histories is not None else [[] for _ in ids]
+        if len(rows) != len(ids):
+            raise TowerrecError("user features: give one history per frame row")
+        seen = sp.csr_matrix((np.ones(sum(map(len, rows)), np.float32),
+                              np.concatenate([np.asarray(r, np.int64) for r in rows] + [np.zeros(0, np.int64)]),
+                              np.cumsum([0] + [len(r) for r in rows])), shape=(len(ids), self.n_items))
+        y = self._user_vectors(np.full(len(ids), -1), seen, np.arange(len(ids)), features=arrays)
+        return ids, seen, y
+
+    @torch.no_grad()
+    def feature_embeddings(self, frame: pd.DataFrame,
+                           histories: Sequence[Sequence[str]] | None = None) -> torch.Tensor:
+        """Query vectors [n, d] of new users from their features (and histories), for the index."""
+        return self.module_.scorer.query(self._feature_users(frame, histories)[2])
+
+    @torch.no_grad()
     def recommend_features(self, frame: pd.DataFrame, k: int = 10, *, histories: Sequence[Sequence[str]] | None = None,
                            exclude_seen: bool = True) -> Recommendations:
         """Top-k for new users described by a feature frame (one row per user, `user_id` column,
         the columns of the training user features; unknown categories count as missing) and, if
         given, one item history per row. The user id is a label only: no id embedding is used."""
-        self._check_fitted()
-        if "features" not in self.module_.user_tower.inputs:
-            raise NotImplementedError(f"{self.name}[{self.config.preset}] does not use user features")
-        ids = frame[self.user_spec_.id_col].astype(str).to_numpy(dtype=object)
-        table = encode_frame(frame, self.user_spec_, IdMap(ids, name="user"))
-        arrays = table_arrays(table, self.user_spec_, len(ids))
-        rows = [self.item_map_.index(h) for h in histories] if histories is not None else [[] for _ in ids]
-        if len(rows) != len(ids):
-            raise TowerrecError("recommend_features: give one history per frame row")
-        seen = sp.csr_matrix((np.ones(sum(map(len, rows)), np.float32),
-                              np.concatenate([np.asarray(r, np.int64) for r in rows] + [np.zeros(0, np.int64)]),
-                              np.cumsum([0] + [len(r) for r in rows])), shape=(len(ids), self.n_items))
-        y = self._user_vectors(np.full(len(ids), -1), seen, np.arange(len(ids)), features=arrays)
+        ids, seen, y = self._feature_users(frame, histories)
         scores = self.module_.scorer(y, self.item_embeddings_).float().clone()
         if exclude_seen:
             mask_rows(scores, seen, np.arange(len(ids)))

@@ -162,7 +162,7 @@ def create_app(service: RecommenderService, *, token: str | None = None,
         try:
             recs = service.recommend(ServiceQuery(user_id=body.user_id, history=body.history, k=body.k,
                                                   exclude_seen=body.exclude_seen, exclude_items=body.exclude_items,
-                                                  filters=filters or None))
+                                                  filters=filters or None, user_features=body.user_features))
         except UnknownIdError as exc:   # like /items/{item_id}: the item is not in this catalogue
             raise HTTPException(404, f"history: {exc}") from None
         return {"user_id": body.user_id, "items": _items(service, recs), "fallback": recs.fallback[0],
@@ -206,6 +206,9 @@ def create_app(service: RecommenderService, *, token: str | None = None,
             spec = default_openapi()
             body = spec["components"]["schemas"]["RecommendRequest"]["properties"]
             body["filters"] = filters_schema(service.catalogue, body["filters"].get("description", ""))
+            if getattr(service.model, "supports_user_features", False):
+                body["user_features"] = user_features_schema(service.model.user_spec_.columns,
+                                                             body["user_features"].get("description", ""))
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
@@ -224,6 +227,22 @@ def filters_schema(catalogue, description: str) -> dict:
         else:
             one, extra = {"type": "string", "minLength": 1}, []
         props[name] = {"anyOf": [one, {"type": "array", "items": one, "minItems": 1, "maxItems": 100}, *extra]}
+    return {"anyOf": [{"type": "object", "properties": props, "additionalProperties": False},
+                      {"type": "null"}], "description": description}
+
+
+def user_features_schema(columns: list[dict], description: str) -> dict:
+    """The `user_features` schema of a model that embeds them: its feature names, numbers for
+    numeric ones, a string (or a list, multi-valued) for categories; any other name is a 422."""
+    props = {}
+    for c in columns:
+        if c["kind"] == "numeric":
+            props[c["name"]] = {"type": "number"}
+        elif c["kind"] == "multi":
+            one = {"type": "string", "maxLength": MAX_ID_LENGTH}
+            props[c["name"]] = {"anyOf": [one, {"type": "array", "items": one, "maxItems": 100}]}
+        else:
+            props[c["name"]] = {"type": "string", "maxLength": MAX_ID_LENGTH}
     return {"anyOf": [{"type": "object", "properties": props, "additionalProperties": False},
                       {"type": "null"}], "description": description}
 

@@ -51,7 +51,10 @@ class RecommendRequest(BaseModel):
                           "'history'); for a known user they are only excluded (with exclude_seen). Every id must "
                           "be in the catalogue (else 404)")
     user_features: dict[str, Scalar | list[StrictStr]] | None = Field(
-        None, max_length=64, description="passed to models that embed user features; ignored by others")
+        None, max_length=64, description="a new user's attributes (the training users.csv columns, e.g. "
+                                         "{\"age\": 30, \"occupation\": \"writer\"}; lists for multi-valued ones): "
+                                         "models that embed user features score the user from them (fallback "
+                                         "'features'); other models ignore them. Unknown names are a 422")
     k: int = Field(10, ge=1, le=MAX_K, description="list length")
     exclude_seen: bool = Field(True, description="leave out the user's training items and `history`")
     exclude_items: Annotated[list[ItemId], Field(max_length=MAX_EXCLUDE)] = Field(
@@ -78,7 +81,7 @@ class Item(BaseModel):
 class RecommendResponse(BaseModel):
     user_id: str | None
     items: list[Item]
-    fallback: str | None = Field(None, description='null, or how the list was made: "history" or "popularity"')
+    fallback: str | None = Field(None, description='null, or how the list was made for an unknown user: "features", "history" or "popularity"')
     model: str
     index: str
 

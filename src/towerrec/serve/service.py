@@ -46,6 +46,7 @@ class Embeddings:
     users: Callable[[np.ndarray], np.ndarray]             # user_idx -> [n, d]
     histories: Callable[[sp.csr_matrix], np.ndarray] | None
     metric: str = "ip"
+    features: Callable[..., np.ndarray] | None = None     # ((frame, histories)) -> [n, d]
 
 
 def _numpy(fn: Callable) -> Callable:
@@ -57,9 +58,11 @@ def embeddings_of(model: Recommender) -> Embeddings | None:
     if (hasattr(model, "item_embeddings_") and callable(getattr(model, "user_embeddings", None))
             and getattr(model, "embedding_metric", "ip") is not None):
         histories = getattr(model, "history_embeddings", None)
+        features = (_numpy(lambda args: model.feature_embeddings(*args))
+                    if getattr(model, "supports_user_features", False) else None)
         return Embeddings(items=_numpy(lambda _: model.item_embeddings_)(None), users=_numpy(model.user_embeddings),
-                          histories=_numpy(histories) if callable(histories) else None,
-                          metric=getattr(model, "embedding_metric", "ip"))
+                          histories=_numpy(histories) if callable(histories) and model.supports_history else None,
+                          metric=getattr(model, "embedding_metric", "ip"), features=features)
     if hasattr(model, "item_factors_") and hasattr(model, "user_factors_"):
         fold_in = getattr(model, "fold_in", None)
         return Embeddings(items=_numpy(lambda _: model.item_factors_)(None),
@@ -78,6 +81,7 @@ class Query:
     exclude_seen: bool = True
     exclude_items: Sequence[str] = ()
     filters: dict | None = None
+    user_features: dict | None = None
 
 
 class RecommenderService:
@@ -150,8 +154,11 @@ class RecommenderService:
         uid = np.array([q.user_id if q.user_id is not None else "<history>"], dtype=object)
         if q.exclude_seen:
             excl = np.union1d(excl, hist_idx)
-        if user_idx < 0 and len(hist_idx) and model.supports_history:
-            kind: str | None = "history"
+        features_fn = self.embeddings.features if self.embeddings is not None else None
+        if user_idx < 0 and q.user_features and features_fn is not None:
+            kind: str | None = "features"
+        elif user_idx < 0 and len(hist_idx) and model.supports_history:
+            kind = "history"
         elif user_idx < 0:
             kind = "popularity"
         else:
@@ -168,6 +175,9 @@ class RecommenderService:
             if q.exclude_seen:
                 seen = model.seen_.indices[model.seen_.indptr[user_idx]:model.seen_.indptr[user_idx + 1]]
                 excl = np.union1d(excl, seen)
+        elif kind == "features":
+            query = features_fn((_feature_frame(q.user_features, model.user_spec_.id_col, uid[0]),
+                                 [history] if history else None))
         else:
             query = self.embeddings.histories(_csr_rows([hist_idx], model.n_items))
         exclude = _csr_rows([excl], model.n_items) if len(excl) else None
@@ -235,6 +245,15 @@ class RecommenderService:
             "index": {**index, "recall_at_10_vs_exact": self.recall_at_10},
             "uptime_seconds": round(time.time() - self.started, 1),
         }
+
+
+def _feature_frame(features: dict, id_col: str, user_id: str):
+    """One new user's request features as the one-row frame `feature_embeddings` reads
+    (a list value is a multi-valued attribute, stored `|`-separated as in the training CSV)."""
+    import pandas as pd
+
+    row = {k: ("|".join(v) if isinstance(v, list) else v) for k, v in features.items()}
+    return pd.DataFrame([{**row, id_col: user_id}])
 
 
 def _csr_rows(rows: list[np.ndarray], n_cols: int) -> sp.csr_matrix:
