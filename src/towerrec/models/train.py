@@ -43,6 +43,7 @@ class TrainConfig:
     weight_decay: float = 0.0       # AdamW, decoupled
     patience: int = 3               # epochs without a better valid metric before stopping
     grad_clip: float = 0.0          # max global grad norm; 0 = off
+    steps_per_epoch: int = 0        # > 0: an "epoch" is this many batches (validate more often on big logs)
     metric: str = "NDCG@10"
 
 
@@ -158,7 +159,8 @@ def train(module: nn.Module, *, n_samples: int, make_batch: Callable[[np.ndarray
         module.train()
         rng = np.random.default_rng([options.seed, epoch, ctx.rank, 1])
         total = torch.zeros(2, dtype=torch.float64)
-        for idx in shard(n_samples, config.batch_size, epoch, options.seed, ctx):
+        batches = shard(n_samples, config.batch_size, epoch, options.seed, ctx)
+        for idx in batches[:config.steps_per_epoch] if config.steps_per_epoch > 0 else batches:
             batch = to_device(make_batch(idx, rng), ctx.device)
             with autocast:
                 loss = wrapped(batch)

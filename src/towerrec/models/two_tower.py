@@ -104,6 +104,7 @@ class TwoTowerConfig:
     learning_rate: float = 3e-3
     weight_decay: float = 1e-4
     patience: int = 3
+    steps_per_epoch: int = 0          # > 0: batches per "epoch" (a fresh permutation each time)
 
     @classmethod
     def for_preset(cls, name: str = "hybrid", **overrides: object) -> "TwoTowerConfig":
@@ -360,7 +361,7 @@ class TwoTower(Recommender):
                        make_batch=self._make_user_batch if by_user else self._make_batch,
                        config=TrainConfig(epochs=c.epochs, batch_size=c.users_per_batch if by_user else c.batch_size,
                                           learning_rate=c.learning_rate, weight_decay=c.weight_decay,
-                                          patience=c.patience),
+                                          patience=c.patience, steps_per_epoch=c.steps_per_epoch),
                        options=options, valid=valid, valid_scorer=self._valid_scorer, exclude_rows=self.seen_,
                        desc=f"{self.name}[{c.preset}]")
         del self._train_u, self._train_i, self._active_users
