@@ -270,7 +270,6 @@ class TwoTowerModule(nn.Module):
             negative = logits[:, :b].gather(1, ((torch.arange(b, device=logits.device) - 1) % b)[:, None])
         return bpr(positive, negative) if c.loss == "bpr" else bce(positive, negative)
 
-
     def _user_batch_loss(self, batch: dict) -> torch.Tensor:
         """"users" sampling: every held-out item of every user in the batch is a positive.
         full_softmax scores the whole catalogue; sampled_softmax the batch's distinct targets plus
@@ -514,22 +513,21 @@ class TwoTower(Recommender):
     def history_embeddings(self, seen: sp.csr_matrix) -> torch.Tensor:
         """Query vectors [n, d] of new users from their item histories (rows of `seen`)."""
         self._check_fitted()
+        return self.module_.scorer.query(self._history_users(seen))
+
+    def _history_users(self, seen: sp.csr_matrix) -> torch.Tensor:
+        """User vectors [n, d] from item histories alone (no user id, no user features)."""
         if self.config.history == "none":
             raise NotImplementedError(f"{self.name}[{self.config.preset}] has no history encoder: it cannot "
-                                      "embed users it was not trained on (use the content or hybrid preset)")
+                                      "score users it was not trained on (use the content or hybrid preset)")
         seen = sp.csr_matrix(seen)
-        y = self._user_vectors(np.full(seen.shape[0], -1), seen, np.arange(seen.shape[0]))
-        return self.module_.scorer.query(y)
+        return self._user_vectors(np.full(seen.shape[0], -1), seen, np.arange(seen.shape[0]))
 
     @torch.no_grad()
     def _score_histories(self, seen: sp.csr_matrix) -> torch.Tensor:
         """New users from their item histories (rows of `seen` [n, n_items]): no user id, no
         user features, the pooled history only. The id-only `cf` preset cannot do this."""
-        if self.config.history == "none":
-            raise NotImplementedError(f"{self.name}[{self.config.preset}] has no history encoder: it cannot "
-                                      "score users it was not trained on (use the content or hybrid preset)")
-        seen = sp.csr_matrix(seen)
-        y = self._user_vectors(np.full(seen.shape[0], -1), seen, np.arange(seen.shape[0]))
+        y = self._history_users(seen)
         return self.module_.scorer(y, self.item_embeddings_)
 
     @property

@@ -11,6 +11,7 @@ The embedding protocol, for a model to be served from an ANN index:
     history_embeddings(seen: scipy.sparse.csr_matrix) -> Tensor [n, d]  # rows = item histories (optional)
     embedding_metric: "ip" | "cosine" | None                          # optional, default "ip";
                                                                       # None: not index-servable
+    supports_user_features + feature_embeddings(frame, histories) -> Tensor [n, d]   # optional
 
 with `score_users(u) == user_embeddings(u) @ item_embeddings_.T` (for "ip"), so the exact index
 reproduces the model's own ranking. ALS is adapted from `user_factors_`, `item_factors_`, `fold_in`.
@@ -247,7 +248,7 @@ class RecommenderService:
         }
 
 
-def _feature_frame(features: dict, id_col: str, user_id: str):
+def _feature_frame(features: dict, id_col: str, user_id: str) -> "pd.DataFrame":  # noqa: F821
     """One new user's request features as the one-row frame `feature_embeddings` reads
     (a list value is a multi-valued attribute, stored `|`-separated as in the training CSV)."""
     import pandas as pd
