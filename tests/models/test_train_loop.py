@@ -31,7 +31,7 @@ def _run(steps_per_epoch: int) -> tuple[int, list[dict], float]:
     result = train(module, n_samples=1000, make_batch=make_batch,
                    config=TrainConfig(epochs=3, batch_size=100, learning_rate=0.1, steps_per_epoch=steps_per_epoch),
                    options=FitOptions(seed=0, progress=False))
-    return len(calls), result.history, float(module.w)
+    return len(calls), result.history, float(module.w.detach())
 
 
 def test_steps_per_epoch_caps_the_batches_of_each_epoch():
