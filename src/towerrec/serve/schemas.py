@@ -54,7 +54,8 @@ class RecommendRequest(BaseModel):
         None, max_length=64, description="a new user's attributes (the training users.csv columns, e.g. "
                                          "{\"age\": 30, \"occupation\": \"writer\"}; lists for multi-valued ones): "
                                          "models that embed user features score the user from them (fallback "
-                                         "'features'); other models ignore them. Unknown names are a 422")
+                                         "'features'), and an unknown name or a non-numeric value for a numeric one is a "
+                                         "422; other models ignore them")
     k: int = Field(10, ge=1, le=MAX_K, description="list length")
     exclude_seen: bool = Field(True, description="leave out the user's training items and `history`")
     exclude_items: Annotated[list[ItemId], Field(max_length=MAX_EXCLUDE)] = Field(
