@@ -47,10 +47,8 @@ def results_dict(runs: Sequence[ModelRun], *, dataset: dict, split: Split, k: Se
                                     "test": run.test.info["users_evaluated"]},
                 "fit_seconds": round(run.fit_seconds, 4), "eval_seconds": round(run.eval_seconds, 4),
             })
-            history = getattr(run.model, "history_", None) or [
-                {"epoch": i, "loss": float(v)} for i, v in enumerate(getattr(run.model, "loss_history_", []))]
-            if history:
-                entry["training_history"] = history
+            if run.training_history:
+                entry["training_history"] = run.training_history
         models[run.name] = entry
     return {
         "dataset": dataset,

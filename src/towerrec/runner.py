@@ -35,6 +35,7 @@ class ModelRun:
     eval_seconds: float = 0.0
     not_applicable: str | None = None
     config: dict = field(default_factory=dict)
+    training_history: list[dict] | None = None   # per epoch (loss, valid metric, seconds), if the model logs one
 
     def row(self, part: str = "test") -> dict[str, float | str]:
         result = getattr(self, part)
@@ -114,4 +115,15 @@ def run_model(name: str, model: Recommender, split: Split, *, user_features: Fea
     start = time.perf_counter()
     valid, test = evaluate_on_split(model, split, k=k, metrics=metrics, exclude_seen=exclude_seen,
                                     batch_size=batch_size)
-    return ModelRun(name, model, valid, test, fit_seconds, time.perf_counter() - start, config=config)
+    return ModelRun(name, model, valid, test, fit_seconds, time.perf_counter() - start, config=config,
+                    training_history=training_history(model))
+
+
+def training_history(model: Recommender) -> list[dict] | None:
+    """The model's per-epoch log: `history_` of the torch models (epoch, loss, valid metric,
+    seconds), or `loss_history_` of iterative ones such as ALS (epoch, loss); None if neither."""
+    history = getattr(model, "history_", None)
+    if history:
+        return list(history)
+    losses = getattr(model, "loss_history_", None)
+    return [{"epoch": i, "loss": float(v)} for i, v in enumerate(losses)] if losses else None

@@ -18,10 +18,11 @@ TIMING = ("fit_s", "eval_s")
 
 @pytest.fixture(scope="module")
 def two_runs(experiment_file, tmp_path_factory) -> tuple[Path, Path]:
+    """The same experiment twice: in this process, then in two worker processes (--jobs 2)."""
     root = tmp_path_factory.mktemp("runs")
     outs = root / "a", root / "b"
-    for out in outs:
-        assert main(["run", str(experiment_file), "--out", str(out)]) == 0
+    for out, jobs in zip(outs, ("1", "2")):
+        assert main(["run", str(experiment_file), "--out", str(out), "--jobs", jobs]) == 0
     return outs
 
 
@@ -41,6 +42,7 @@ def test_run_writes_every_file(two_runs):
 
 
 def test_a_rerun_gives_the_same_numbers(two_runs):
+    """Also across --jobs: the worker processes change where cells run, not what they compute."""
     a, b = (pd.read_csv(out / "leaderboard.csv") for out in two_runs)
     pd.testing.assert_frame_equal(a.drop(columns=list(TIMING)), b.drop(columns=list(TIMING)))
     pd.testing.assert_frame_equal(*(pd.read_parquet(out / "per_user.parquet") for out in two_runs))

@@ -216,19 +216,65 @@ def test_add_items_embeds_from_content(data):
 
 
 def test_training_history_target_is_left_out(data):
-    """The leak guard: in a training batch the target item never appears in its own history."""
+    """The leak guard: in a training batch a row's history never holds its own target item.
+
+    Batches pool each distinct user's history once and subtract the row's target; the user
+    vectors must equal those from per-row histories with the target excluded explicitly."""
     inter, users, items, uf, itf = data
     model = TwoTower(TwoTowerConfig.for_preset("hybrid", **FAST))
     model.fit(inter, user_features=uf, item_features=itf, options=OPTIONS)
-    model._train_u, model._train_i = inter.user_idx, inter.item_idx
+    model._train_u, model._train_i = inter.user_idx.astype(np.int64), inter.item_idx.astype(np.int64)
     batch = model._make_batch(np.arange(len(inter)), np.random.default_rng(0))
     h = batch["history"]
-    flat = h["items"][h["inverse"]].numpy()
-    row = np.repeat(np.arange(len(inter)), np.diff(np.append(h["offsets"].numpy(), len(flat))))
-    target = inter.item_idx[row]
-    kept = h["weights"].numpy() > 0
-    assert not np.any(kept & (flat == target))
-    assert kept.sum() == len(flat) - len(inter)                                   # exactly one left out per row
+    assert len(h["offsets"]) == len(np.unique(inter.user_idx)) < len(inter)       # one history per user
+    assert np.array_equal(h["items"][h["left_out"]].numpy(), inter.item_idx)      # the row's own target
+    explicit = model._history(model.seen_, inter.user_idx.astype(np.int64), exclude=inter.item_idx)
+    flat = explicit["items"][explicit["inverse"]].numpy()
+    row = np.repeat(np.arange(len(inter)), np.diff(np.append(explicit["offsets"].numpy(), len(flat))))
+    kept = explicit["weights"].numpy() > 0
+    assert not np.any(kept & (flat == inter.item_idx[row]))
+    module = model.module_.eval()
+    with torch.no_grad():
+        shared = module.user_vectors(batch["user_idx"], h)
+        per_row = module.user_vectors(batch["user_idx"], explicit)
+    torch.testing.assert_close(shared, per_row, atol=1e-5, rtol=1e-4)
+
+
+def test_distinct_candidate_loss_equals_scoring_every_occurrence(data):
+    """The in-batch sampled softmax embeds each distinct (item, id dropped) candidate once. With
+    the same per-occurrence id-dropout draw, loss and gradients equal those of embedding every
+    occurrence and masking the row's other copies of its item (the textbook form)."""
+    inter, users, items, uf, itf = data
+    model = TwoTower(TwoTowerConfig.for_preset("hybrid", **{**FAST, "id_dropout": 0.5, "negatives": 16}))
+    model.fit(inter, user_features=uf, item_features=itf, options=OPTIONS)
+    module = model.module_.train()
+    g = torch.Generator().manual_seed(0)
+    pos = torch.from_numpy(inter.item_idx[:40].astype(np.int64))
+    cands = torch.cat([pos, torch.randint(0, inter.n_items, (16,), generator=g)])
+    u = torch.randn(40, model.config.embedding_dim, generator=g)
+
+    def textbook() -> torch.Tensor:
+        torch.manual_seed(7)
+        dropped = torch.rand(len(cands)) < 0.5
+        logits = module.scorer(u, module.item_vectors(cands, id_dropped=dropped)) - module.log_q[cands][None, :]
+        other = (cands[None, :] == pos[:, None]) & ~torch.eye(40, len(cands), dtype=torch.bool)
+        return torch.nn.functional.cross_entropy(logits.masked_fill(other, -torch.inf), torch.arange(40))
+
+    def distinct() -> torch.Tensor:
+        torch.manual_seed(7)
+        return module._distinct_sampled_softmax(u, pos, cands)
+
+    grads = []
+    for loss_fn in (textbook, distinct):
+        module.zero_grad()
+        loss = loss_fn()
+        loss.backward()
+        grads.append((loss.detach(), {k: p.grad.clone() for k, p in module.named_parameters() if p.grad is not None}))
+    (want, g_want), (got, g_got) = grads
+    torch.testing.assert_close(got, want)
+    assert g_got.keys() == g_want.keys()
+    for k in g_want:
+        torch.testing.assert_close(g_got[k], g_want[k], atol=1e-6, rtol=1e-4)
 
 
 def _ml100k():

@@ -64,3 +64,31 @@ def test_pooling_gradients_flow():
     reps = torch.randn(len(h["items"]), 4, requires_grad=True)
     HistoryPooling(4, "attention")(reps, h["inverse"], h["offsets"], h["weights"]).sum().backward()
     assert reps.grad is not None and reps.grad.abs().sum() > 0
+
+
+def test_mean_leaving_out_equals_per_row_exclusion():
+    """Training batches pool each distinct user once and subtract the row's target: the same
+    vectors (and gradients) as pooling every row's history with its target left out."""
+    rng = np.random.default_rng(0)
+    dense = (np.random.default_rng(1).random((6, 12)) < 0.5).astype(np.float32)
+    dense[5] = 0
+    dense[5, 4] = 1                                 # a user with one item: an empty history once left out
+    m = sp.csr_matrix(dense)
+    users, items = m.nonzero()
+    rows = rng.permutation(len(users))[:15]
+    u, i = users[rows], items[rows]
+    pool = HistoryPooling(3, "mean")
+    reps = torch.randn(12, 3, requires_grad=True)
+    explicit = _tensors(history_batch(m.indptr, m.indices, u, n_items=12, exclude=i))
+    want = pool(reps[explicit["items"]], explicit["inverse"], explicit["offsets"], explicit["weights"])
+    distinct, row_user = np.unique(u, return_inverse=True)
+    shared = _tensors(history_batch(m.indptr, m.indices, distinct, n_items=12))
+    left_out = torch.searchsorted(shared["items"], torch.from_numpy(i))
+    got = pool.mean_leaving_out(reps[shared["items"]], shared["inverse"], shared["offsets"],
+                                torch.from_numpy(row_user), left_out)
+    torch.testing.assert_close(got, want)
+    (g_want,) = torch.autograd.grad(want.square().sum(), reps)
+    (g_got,) = torch.autograd.grad(got.square().sum(), reps)
+    torch.testing.assert_close(g_got, g_want)
+    if 5 in u:
+        assert torch.all(got[torch.from_numpy(u == 5)] == 0)   # nothing left to pool: zeros, as before

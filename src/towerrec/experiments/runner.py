@@ -8,6 +8,7 @@ a few example users).
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import time
@@ -105,31 +106,44 @@ def pick_examples(split: Split, n: int = N_EXAMPLE_USERS) -> Examples:
                     [int(counts[u]) for u in chosen], targets)
 
 
-def _record(run: ModelRun, name: str, seed: int, first: bool, examples: Examples, rec_k: int) -> ModelSeed:
+def _record(run: ModelRun, name: str, split: Split, first: bool, examples: Examples, rec_k: int) -> ModelSeed:
+    seed = split.seed
     if run.test is None:
         return ModelSeed(run.name, name, seed, None, None, None, not_applicable=run.not_applicable)
-    history = getattr(run.model, "history_", None)
-    if not history and getattr(run.model, "loss_history_", None):  # models that log only a loss
-        history = [{"epoch": i + 1, "loss": float(v)} for i, v in enumerate(run.model.loss_history_)]
     record = ModelSeed(run.name, name, seed, run.valid.summary, run.test.summary, run.test.per_user,
-                       run.fit_seconds, run.eval_seconds, history=list(history) if history else None)
+                       run.fit_seconds, run.eval_seconds, history=run.training_history)
     if first:
         top = run.test.top_items[:, :rec_k]
-        record.rec_counts = np.bincount(top[top >= 0], minlength=run.model.n_items)
-        user_map = run.model.user_map_
-        idx = user_map.index(np.asarray(examples.user_ids, dtype=object))
+        record.rec_counts = np.bincount(top[top >= 0], minlength=split.train.n_items)
+        idx = split.train.user_map.index(np.asarray(examples.user_ids, dtype=object))
         rows = np.searchsorted(run.test.user_idx, idx)
         record.examples = {uid: run.test.top_items[r, :EXAMPLE_LIST][run.test.top_items[r, :EXAMPLE_LIST] >= 0]
                            .tolist() for uid, r in zip(examples.user_ids, rows)}
     return record
 
 
-def run_experiment(exp: Experiment, out: str | Path, *, data_dir: str | None = None,
-                   command: Sequence[str] | None = None, dataset=None) -> ExperimentResult:
-    """Fit and evaluate every model on every seed; write each seed's audit folder under `out`."""
-    from towerrec.audit import write_evaluation
+def _fit_and_evaluate(exp: Experiment, split: Split, dataset, label: str, *, threads: int | None = None,
+                      progress: bool | None = None) -> ModelRun:
+    """One (seed, model) cell of the experiment. The fitted model is dropped: what the results
+    need (metrics, top lists, per-user values, training history) is in the ModelRun."""
     from towerrec.models import FitOptions
     from towerrec.runner import run_model
+
+    ev = exp.evaluation
+    run = run_model(label, exp.models[label].build(), split, user_features=dataset.user_features,
+                    item_features=dataset.item_features, k=ev.eval_k, metrics=ev.metrics,
+                    options=FitOptions(seed=split.seed, threads=threads, progress=progress),
+                    exclude_seen=ev.exclude_seen, batch_size=ev.batch_size)
+    return dataclasses.replace(run, model=None)
+
+
+def run_experiment(exp: Experiment, out: str | Path, *, data_dir: str | None = None,
+                   command: Sequence[str] | None = None, dataset=None, jobs: int = 1) -> ExperimentResult:
+    """Fit and evaluate every model on every seed; write each seed's audit folder under `out`.
+
+    jobs > 1 fits that many (seed, model) cells at once in worker processes (`towerrec.experiments.
+    parallel`), each with cores / jobs threads; the numbers do not depend on the completion order."""
+    from towerrec.audit import write_evaluation
     from towerrec.split import make_split
 
     start = time.perf_counter()
@@ -137,31 +151,40 @@ def run_experiment(exp: Experiment, out: str | Path, *, data_dir: str | None = N
     dataset = dataset if dataset is not None else load_data(exp, data_dir)
     ev = exp.evaluation
     rec_k = min(ev.k)
-    records: list[ModelSeed] = []
-    examples, item_share, split_info = None, None, {}
-    for n, seed in enumerate(exp.seeds):
+    splits: dict[int, Split] = {}
+    for seed in exp.seeds:
         split = make_split(dataset.interactions, exp.split.method, seed=seed, ratios=exp.split.ratios)
         _info(f"seed {seed}: split {exp.split.method}: "
               + ", ".join(f"{k}={v:,}" for k, v in split.info["rows"].items())
               + f"; users evaluated: test {split.info['users_evaluated']['test']:,}")
-        if n == 0:
-            examples = pick_examples(split)
-            counts = split.train.item_counts().astype(np.float64)
-            item_share, split_info = counts / max(counts.sum(), 1.0), dict(split.info)
-        runs = []
-        for label, spec in exp.models.items():
-            run = run_model(label, spec.build(), split, user_features=dataset.user_features,
-                            item_features=dataset.item_features, k=ev.eval_k, metrics=ev.metrics,
-                            options=FitOptions(seed=seed), exclude_seen=ev.exclude_seen,
-                            batch_size=ev.batch_size)
-            _info(f"seed {seed}: {label}: {ev.primary} {run.test.summary[ev.primary]:.4f} (fit {run.fit_seconds:.1f} s, "
-                  f"eval {run.eval_seconds:.1f} s)" if run.test else f"seed {seed}: {label}: not applicable: "
-                  f"{run.not_applicable}")
-            records.append(_record(run, spec.model, seed, n == 0, examples, rec_k))
-            runs.append(run)
-        write_evaluation(out / f"seed-{seed}", runs, dataset=dataset_info(dataset), split=split, k=ev.eval_k,
-                         exclude_seen=ev.exclude_seen, command=command)
-        del runs
+        splits[seed] = split
+    first = splits[exp.seeds[0]]
+    examples = pick_examples(first)
+    counts = first.train.item_counts().astype(np.float64)
+    item_share, split_info = counts / max(counts.sum(), 1.0), dict(first.info)
+
+    def report(seed: int, label: str, run: ModelRun) -> None:
+        _info(f"seed {seed}: {label}: {ev.primary} {run.test.summary[ev.primary]:.4f} (fit {run.fit_seconds:.1f} s, "
+              f"eval {run.eval_seconds:.1f} s)" if run.test else f"seed {seed}: {label}: not applicable: "
+              f"{run.not_applicable}")
+
+    cells = [(seed, label) for seed in exp.seeds for label in exp.models]
+    if jobs > 1:
+        from towerrec.experiments.parallel import run_cells
+
+        runs = run_cells(exp, splits, dataset, cells, jobs, on_done=report)
+    else:
+        runs = {}
+        for seed, label in cells:
+            runs[seed, label] = _fit_and_evaluate(exp, splits[seed], dataset, label)
+            report(seed, label, runs[seed, label])
+    records: list[ModelSeed] = []
+    for n, seed in enumerate(exp.seeds):
+        seed_runs = [runs[seed, label] for label in exp.models]
+        records += [_record(run, exp.models[run.name].model, splits[seed], n == 0, examples, rec_k)
+                    for run in seed_runs]
+        write_evaluation(out / f"seed-{seed}", seed_runs, dataset=dataset_info(dataset), split=splits[seed],
+                         k=ev.eval_k, exclude_seen=ev.exclude_seen, command=command)
     return ExperimentResult(exp, dataset, records, examples, item_share, rec_k, split_info,
                             time.perf_counter() - start)
 

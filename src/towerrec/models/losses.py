@@ -3,7 +3,8 @@
 - `sampled_softmax`: softmax over in-batch (and extra) candidates with the logQ correction of
   Yi et al., "Sampling-bias-corrected neural modeling for large corpus item recommendations"
   (RecSys 2019): subtract log of each candidate's expected count in the candidate set, so the
-  sampled softmax estimates the full one instead of over-penalising popular items. Extra uniform
+  sampled softmax estimates the full one instead of over-penalising popular items. Computed on
+  the distinct candidates (`distinct_candidates`), each weighted by its multiplicity. Extra uniform
   or popularity negatives give mixed negative sampling (Yang et al., WWW 2020).
 - `full_softmax`: cross-entropy over the whole catalogue (small catalogues).
 - `bpr`: Rendle et al. (UAI 2009), -log sigmoid(s+ - s-).
@@ -27,21 +28,37 @@ def candidate_log_q(item_prob: np.ndarray, n_batch: int, n_extra: int, sampler: 
     return np.log(n_batch * item_prob + extra + 1e-12).astype(np.float32)
 
 
-def sampled_softmax(logits: torch.Tensor, *, log_q: torch.Tensor | None = None,
-                    same_item: torch.Tensor | None = None) -> torch.Tensor:
-    """Cross-entropy with the positive of row b at column b.
+def distinct_candidates(keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The distinct entries of an in-batch candidate list (positives first, then extra negatives).
 
-    logits [B, C] (C >= B: in-batch candidates first, then extra negatives); log_q [C] the logQ
-    correction; same_item [B, C] bool marks candidates that are the row's own positive item
-    (accidental hits, other than the diagonal), which are removed from the softmax.
+    keys [C] (an item index, or any integer that names one candidate vector) -> (distinct [U]
+    sorted, column [C] of each entry in `distinct`, log_count [U]). A candidate that appears k
+    times weighs as its k copies would in the softmax once log k is added to its logit, so the
+    softmax over U distinct columns equals the one over all C columns at U/C of the cost (a batch
+    of 1,024 ml-100k pairs holds about 600 distinct items), and the item tower runs U times, not C.
     """
-    if log_q is not None:
-        logits = logits - log_q[None, :]
-    if same_item is not None:
-        eye = torch.zeros_like(same_item)
-        eye[:, : logits.shape[0]] = torch.eye(logits.shape[0], dtype=torch.bool, device=logits.device)
-        logits = logits.masked_fill(same_item & ~eye, -torch.inf)
-    target = torch.arange(logits.shape[0], device=logits.device)
+    distinct, column = torch.unique(keys, return_inverse=True)
+    log_count = torch.bincount(column, minlength=len(distinct)).to(torch.float32).log()
+    return distinct, column, log_count
+
+
+def sampled_softmax(logits: torch.Tensor, target: torch.Tensor, log_count: torch.Tensor,
+                    accidental: torch.Tensor | None = None) -> torch.Tensor:
+    """Cross-entropy of row b against column target[b], over distinct candidates.
+
+    logits [B, U] with the bias already added: log_count - log_q (logQ correction and
+    multiplicity); target [B] the column of each row's positive; log_count [U]. The row's own
+    positive counts once, as the one true positive: its other copies in the batch are accidental
+    hits, not negatives, so its log multiplicity is taken back out of that row's logit, and
+    `accidental` [B] (-1 for none) names one more column per row holding the same item in another
+    form (its id dropped), which leaves the softmax. Both in place: the matmul that made
+    `logits` does not need them for its gradient.
+    """
+    rows = torch.arange(len(target), device=logits.device)
+    logits[rows, target] -= log_count[target]
+    if accidental is not None:
+        hit = accidental >= 0
+        logits[rows[hit], accidental[hit]] = -torch.inf
     return F.cross_entropy(logits.float(), target)
 
 

@@ -89,3 +89,22 @@ class HistoryPooling(nn.Module):
             denom = torch.zeros(n, device=reps.device).index_add_(0, seg, e)
             w = e / denom.clamp_min(1e-9)[seg]
         return F.embedding_bag(inverse, reps, offsets, mode="sum", per_sample_weights=w.to(reps.dtype))
+
+    def mean_leaving_out(self, reps: torch.Tensor, inverse: torch.Tensor, offsets: torch.Tensor,
+                         row_user: torch.Tensor, left_out: torch.Tensor) -> torch.Tensor:
+        """Mean pooling of many training rows that share users, each leaving its own target out.
+
+        The batch's distinct users' full histories (inverse [F], offsets [D]) are summed once;
+        row r gets (sum[row_user[r]] - reps[left_out[r]]) / (len - 1), with `left_out` [B] an
+        index into `reps` of an item that is in that user's history. Equal to `forward` over
+        per-row histories with the target excluded, at O(F) instead of O(sum over rows of the
+        user's history length): with random (user, item) rows, heavy users recur in every batch.
+        -> [B, d]
+        """
+        if self.mode != "mean":
+            raise ValueError("leaving one item out of a shared sum is exact for mean pooling only")
+        total = inverse.shape[0]
+        sums = F.embedding_bag(inverse, reps, offsets, mode="sum") if total else reps.new_zeros(len(offsets), reps.shape[1])
+        lens = torch.diff(offsets, append=offsets.new_tensor([total]))
+        rest = (lens[row_user] - 1).clamp_min(1).to(reps.dtype)
+        return (sums[row_user] - reps[left_out]) / rest[:, None]
