@@ -68,6 +68,12 @@ DENSE = {
     "sasrec-d32-b1": ("sasrec", {"embedding_dim": 32, "blocks": 1, **P}, 0),
     "sasrec-d32-b1-seed1": ("sasrec", {"embedding_dim": 32, "blocks": 1, **P}, 1),
     "sasrec-d32-b1-seed2": ("sasrec", {"embedding_dim": 32, "blocks": 1, **P}, 2),
+    # longer histories (the SASRec paper reads 200 items on MovieLens-1M; RecBole reads 50)
+    "sasrec-d32-b1-maxlen200": ("sasrec", {"embedding_dim": 32, "blocks": 1, "max_len": 200, **P}, 0),
+    "sasrec-d32-b1-maxlen200-seed1": ("sasrec", {"embedding_dim": 32, "blocks": 1, "max_len": 200, **P}, 1),
+    "sasrec-d32-b1-maxlen200-seed2": ("sasrec", {"embedding_dim": 32, "blocks": 1, "max_len": 200, **P}, 2),
+    "sasrec-maxlen200-seed1": ("sasrec", {"max_len": 200, **P}, 1),
+    "sasrec-maxlen200-seed2": ("sasrec", {"max_len": 200, **P}, 2),
 }
 SPARSE = {
     "sasrec-sampled": ("sasrec", SAMPLED, 0),

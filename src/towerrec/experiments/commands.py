@@ -1,6 +1,6 @@
 """`towerrec run` and `towerrec tune`: experiments described by a TOML file.
 
-    towerrec run examples/ml100k-general.toml --out results/ml100k-general --jobs 2
+    towerrec run examples/ml100k-general.toml --out results/ml100k-general
     towerrec tune examples/ml100k-general.toml --model ease --trials 30
 
 Heavy imports (torch, matplotlib, optuna) happen inside the commands so `towerrec --help` stays fast.
@@ -27,7 +27,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     exp = load_experiment(args.experiment)
     out = Path(args.out or Path("results") / exp.name)
     command = ["towerrec", *getattr(args, "argv", sys.argv[1:])]
-    result = run_experiment(exp, out, data_dir=args.data_dir, command=command, jobs=args.jobs)
+    from towerrec.experiments.parallel import default_jobs
+
+    jobs = args.jobs or default_jobs(len(exp.seeds) * len(exp.models))
+    result = run_experiment(exp, out, data_dir=args.data_dir, command=command, jobs=jobs)
     board, comparisons, reference = build_leaderboard(exp, result.records)
     manifest = build_manifest(exp, result.dataset, command=command, seconds=result.seconds)
     write_manifest(out, manifest)
@@ -71,9 +74,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("experiment", help="experiment TOML ([data], [split], [evaluation], seeds, [models.<label>])")
     p.add_argument("--out", default=None, help="results folder (default: results/<experiment name>)")
     p.add_argument("--data-dir", default=None, help="folder holding named datasets (default: $TOWERREC_DATA)")
-    p.add_argument("--jobs", type=_positive_int, default=1,
+    p.add_argument("--jobs", type=_positive_int, default=None,
                    help="fit this many (seed, model) cells at once, in worker processes with cores/jobs threads "
-                        "each (default 1; on 2 cores, 2 is about 2x faster)")
+                        "each; the numbers do not depend on it (default: one per core on a CPU, 1 with a GPU; "
+                        "each worker holds a copy of the data)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("tune", help="search a model's hyperparameters with Optuna on the validation split")

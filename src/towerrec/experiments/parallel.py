@@ -31,6 +31,16 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
+def default_jobs(n_cells: int) -> int:
+    """One worker per core on a CPU (at most one per cell); 1 when a GPU is present, which one
+    process keeps busy."""
+    import torch
+
+    if torch.cuda.is_available():
+        return 1
+    return max(1, min(available_cores(), n_cells))
+
+
 def _init_worker(exp, splits: dict[int, Split], dataset, threads: int) -> None:
     import torch
 
