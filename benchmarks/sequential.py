@@ -74,6 +74,14 @@ DENSE = {
     "sasrec-d32-b1-maxlen200-seed2": ("sasrec", {"embedding_dim": 32, "blocks": 1, "max_len": 200, **P}, 2),
     "sasrec-maxlen200-seed1": ("sasrec", {"max_len": 200, **P}, 1),
     "sasrec-maxlen200-seed2": ("sasrec", {"max_len": 200, **P}, 2),
+    # item content: genres (items.csv) and the title through MiniLM, added to the id embeddings
+    "sasrec-d32-b1-content": ("sasrec", {"embedding_dim": 32, "blocks": 1, "item_features": True,
+                                         "text": "pretrained", **P}, 0),
+    "sasrec-d32-b1-content-seed1": ("sasrec", {"embedding_dim": 32, "blocks": 1, "item_features": True,
+                                               "text": "pretrained", **P}, 1),
+    "sasrec-d32-b1-content-seed2": ("sasrec", {"embedding_dim": 32, "blocks": 1, "item_features": True,
+                                               "text": "pretrained", **P}, 2),
+    "sasrec-content": ("sasrec", {"item_features": True, "text": "pretrained", **P}, 0),
 }
 SPARSE = {
     "sasrec-sampled": ("sasrec", SAMPLED, 0),
@@ -115,7 +123,8 @@ def one_run(dataset: str, run: str, overrides: dict, threads: int) -> dict:
     model = MODELS[model_name](**config)
     t_fit = time.perf_counter()
     setup_s = t_fit - start
-    model.fit(split.train, valid=split.valid, options=FitOptions(seed=seed, progress=False, threads=threads))
+    model.fit(split.train, valid=split.valid, item_features=ds.item_features,   # used by content runs only
+              options=FitOptions(seed=seed, progress=False, threads=threads))
     fit_s = time.perf_counter() - t_fit
     history = split.train.concat(split.valid)
     test = {}

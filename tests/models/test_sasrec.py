@@ -78,3 +78,70 @@ class TestSASRec(SequenceModelTests):
         model = SASRec(**CONTRACT, seen_bias=True).fit(data.train, options=OPTIONS)
         assert model.module_.seen_logit.item() < 0 and plain.module_.seen_logit is None
         assert unmasked_hits(model) == len(users) > 2 * unmasked_hits(plain)    # 40 vs 8 when written
+
+
+# ---- item content (features and text added to the id embeddings) ---------------------------------
+@pytest.fixture(scope="module")
+def periodic_log():
+    from sequence_checks import periodic_split
+
+    return periodic_split()
+
+
+def _item_table(train, with_text: bool = False):
+    import pandas as pd
+
+    from towerrec.data.features import FeatureTable
+
+    ids = train.item_map.ids
+    frame = pd.DataFrame({"item_id": ids, "parity": [f"p{int(str(i)[1:]) % 2}" for i in ids]})
+    kinds = {"parity": "categorical"}
+    if with_text:
+        frame["title"] = [f"title of {i}" for i in ids]
+        kinds["title"] = "text"
+    return FeatureTable.from_frame(frame, train.item_map, id_col="item_id", kinds=kinds)
+
+
+def test_item_content_is_trained_saved_and_keeps_the_order_signal(periodic_log, tmp_path):
+    split, cycle = periodic_log
+    table = _item_table(split.train)
+    model = SASRec(**{**TINY, "item_features": True}).fit(split.train, item_features=table, valid=split.valid,
+                                                          options=OPTIONS)
+    module = model.module_
+    table_rows = module.item_table()
+    assert module.content is not None and table_rows.shape == module.item_embedding.weight.shape
+    assert torch.all(table_rows[0] == 0)                                       # padding stays zero
+    content = module.content()
+    assert content[1:].abs().sum() > 0                                          # the features do enter
+    parity = table.columns["parity"].codes
+    # items that share a parity share their content vector; different parities differ
+    same = content[1:][parity == parity[0]]
+    assert torch.allclose(same, same[:1].expand_as(same), atol=1e-6)
+    assert not torch.allclose(content[1:][parity != parity[0]][0], same[0])
+    assert_next_item_first(model, split, cycle)                                 # order still learnt
+    assert_save_load_same_scores(model, tmp_path)
+
+
+def test_item_content_with_text(periodic_log, monkeypatch, tmp_path):
+    import numpy as np
+
+    import towerrec.towers.content as content_module
+    from towerrec.towers.text import embed_texts
+
+    monkeypatch.setenv("TOWERREC_CACHE", str(tmp_path))
+    monkeypatch.setattr(content_module, "embed_texts", lambda texts, model="": embed_texts(
+        texts, "fake", encode_fn=lambda t: np.array([[len(x), x.count("1")] for x in t], dtype=np.float32)))
+    split, _ = periodic_log
+    model = SASRec(**{**TINY, "epochs": 2, "text": "pretrained"}).fit(
+        split.train, item_features=_item_table(split.train, with_text=True), options=OPTIONS)
+    assert model.module_.content.rows.text.shape == (split.train.n_items + 1, 2)
+    assert model.content_spec_["columns"] == []                               # text only: no feature columns
+    assert_save_load_same_scores(model, tmp_path)
+
+
+def test_item_content_needs_a_table(periodic_log):
+    split, _ = periodic_log
+    with pytest.raises(TowerrecError, match="item feature table"):
+        SASRec(**{**TINY, "item_features": True}).fit(split.train, options=OPTIONS)
+    with pytest.raises(TowerrecError, match="text must be one of"):
+        SASRec(**{**TINY, "text": "cnn"}).fit(split.train, item_features=_item_table(split.train), options=OPTIONS)

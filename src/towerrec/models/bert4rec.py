@@ -61,11 +61,8 @@ class BERT4RecModule(NextItemModule):
                                           attn_dropout=config.attn_dropout, causal=False)
         init_normal(self)
 
-    def item_vectors(self) -> torch.Tensor:
-        return self.item_embedding.weight[1:self.n_items + 1]
-
     def encode(self, inputs: torch.Tensor, times: torch.Tensor | None = None) -> torch.Tensor:
-        return self.encoder(self.item_embedding(inputs), inputs > 0)
+        return self.encoder(self.embed(inputs), inputs > 0)
 
     def score(self, inputs: torch.Tensor, times: torch.Tensor | None = None) -> torch.Tensor:
         """Append [MASK] after the newest item (dropping the oldest when full) and score it."""

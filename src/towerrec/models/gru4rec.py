@@ -28,6 +28,11 @@ class GRU4RecConfig:
     dropout: float = 0.3            # on the input embeddings (RecBole dropout_prob)
     max_len: int = 50
     seen_bias: bool = False         # learn one offset for items already in the window (off: vanilla)
+    # item content (towerrec.towers.content): the item tower's feature encoders and/or a frozen
+    # sentence model over the text columns, projected and added to each item's id embedding
+    item_features: bool = False
+    text: str = "none"              # "none" | "pretrained"
+    text_model: str = ""            # "" = the bundled all-MiniLM-L6-v2; any sentence-transformers path/name
     loss: str = "ce"                # "ce" | "sampled_softmax" | "bce" | "gbce"
     n_negatives: int = 256
     negative_sampler: str = "uniform"
@@ -55,7 +60,7 @@ class GRU4RecModule(NextItemModule):
             self.item_embedding.weight[0].zero_()
 
     def encode(self, inputs: torch.Tensor, times: torch.Tensor | None = None) -> torch.Tensor:
-        return self.encoder(self.item_embedding(inputs), inputs > 0)
+        return self.encoder(self.embed(inputs), inputs > 0)
 
 
 class GRU4Rec(SequentialRecommender):

@@ -58,14 +58,14 @@ class HSTUModule(NextItemModule):
         init_normal(self)
 
     def encode(self, inputs: torch.Tensor, times: torch.Tensor | None = None) -> torch.Tensor:
-        h = self.encoder(self.item_embedding(inputs), inputs > 0, times)
+        h = self.encoder(self.embed(inputs), inputs > 0, times)
         return F.normalize(h, dim=-1) * self.scale
 
     def item_vectors(self) -> torch.Tensor:
-        return F.normalize(self.item_embedding.weight[1:], dim=-1) * self.scale
+        return F.normalize(self.item_table()[1:], dim=-1) * self.scale
 
     def output_vectors(self, tokens: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.item_embedding(tokens), dim=-1) * self.scale
+        return F.normalize(self.embed(tokens), dim=-1) * self.scale
 
 
 class HSTU(SequentialRecommender):

@@ -53,7 +53,7 @@ class NextItNetModule(NextItemModule):
             self.item_embedding.weight[0].zero_()
 
     def encode(self, inputs: torch.Tensor, times: torch.Tensor | None = None) -> torch.Tensor:
-        return self.final(self.encoder(self.item_embedding(inputs), inputs > 0))
+        return self.final(self.encoder(self.embed(inputs), inputs > 0))
 
 
 class NextItNet(SequentialRecommender):

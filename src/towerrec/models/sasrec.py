@@ -33,6 +33,11 @@ class SASRecConfig:
     norm_first: bool = False        # post-LN as RecBole; True = pre-LN as the paper's code
     activation: str = "gelu"
     seen_bias: bool = False         # learn one offset for items already in the window (off: vanilla)
+    # item content (towerrec.towers.content): the item tower's feature encoders and/or a frozen
+    # sentence model over the text columns, projected and added to each item's id embedding
+    item_features: bool = False
+    text: str = "none"              # "none" | "pretrained"
+    text_model: str = ""            # "" = the bundled all-MiniLM-L6-v2; any sentence-transformers path/name
     loss: str = "ce"                # "ce" | "sampled_softmax" | "bce" | "gbce"
     n_negatives: int = 256          # sampled_softmax: shared per batch; bce/gbce: per position
     negative_sampler: str = "uniform"   # or "popularity" (logQ-corrected for sampled_softmax)
@@ -59,7 +64,7 @@ class SASRecModule(NextItemModule):
         init_normal(self)
 
     def encode(self, inputs: torch.Tensor, times: torch.Tensor | None = None) -> torch.Tensor:
-        return self.encoder(self.item_embedding(inputs), inputs > 0)
+        return self.encoder(self.embed(inputs), inputs > 0)
 
 
 class SASRec(SequentialRecommender):

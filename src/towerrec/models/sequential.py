@@ -19,6 +19,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from towerrec.data.features import FeatureTable
 from towerrec.data.interactions import Interactions
@@ -27,6 +28,8 @@ from towerrec.errors import TowerrecError
 from towerrec.models import losses
 from towerrec.models.base import FitOptions, Recommender
 from towerrec.models.train import TrainConfig, train
+from towerrec.towers.content import ItemContent, content_arrays
+from towerrec.towers.features import TableSpec
 
 SEQUENCE_LOSSES = ("ce", "sampled_softmax", "bce", "gbce")
 
@@ -64,17 +67,36 @@ class NextItemModule(nn.Module):
         self.gbce_beta = losses.gbce_beta(config.n_negatives, n_items, config.gbce_t) if config.loss == "gbce" else 1.0
         self.item_embedding = nn.Embedding(n_items + 1, config.embedding_dim, padding_idx=0)
         self.seen_logit = nn.Parameter(torch.zeros(())) if getattr(config, "seen_bias", False) else None
+        self.content: ItemContent | None = None
 
     def encode(self, inputs: torch.Tensor, times: torch.Tensor | None = None) -> torch.Tensor:
         raise NotImplementedError
 
+    def attach_content(self, content: ItemContent) -> None:
+        """Add item features / text (`towerrec.towers.content`) to every item's id embedding."""
+        init_normal(content)
+        self.content = content
+
+    def item_table(self) -> torch.Tensor:
+        """[rows, dim] item vectors by token: the id embedding, plus the item's content vector
+        when content is attached (row 0, padding, stays zero)."""
+        weight = self.item_embedding.weight
+        if self.content is None:
+            return weight
+        content = self.content()
+        return weight + F.pad(content, (0, 0, 0, weight.shape[0] - content.shape[0]))
+
+    def embed(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Input vectors of tokens [...] -> [..., dim], rows of `item_table`."""
+        return self.item_embedding(tokens) if self.content is None else F.embedding(tokens, self.item_table())
+
     def item_vectors(self) -> torch.Tensor:
         """[n_items, dim] output vectors (tied with the input embeddings; padding row left out)."""
-        return self.item_embedding.weight[1:]
+        return self.item_table()[1:self.n_items + 1]
 
     def output_vectors(self, tokens: torch.Tensor) -> torch.Tensor:
         """Output vectors of some tokens [...] -> [..., dim], consistent with `item_vectors`."""
-        return self.item_embedding(tokens)
+        return self.embed(tokens)
 
     def score(self, inputs: torch.Tensor, times: torch.Tensor | None = None) -> torch.Tensor:
         """[B, n_items] scores of the next item after each (left-padded) sequence [B, L]."""
@@ -192,7 +214,8 @@ class SequentialRecommender(Recommender):
 
     The config must hold: embedding_dim, max_len, window_stride, loss, n_negatives,
     negative_sampler, gbce_t, epochs, batch_size, learning_rate, weight_decay, patience, grad_clip,
-    valid_exclude_seen.
+    valid_exclude_seen; optionally item_features, text, text_model (item content added to the id
+    embeddings, `towerrec.towers.content`; SASRec and GRU4Rec have them).
     """
 
     cold_start = "history"
@@ -227,6 +250,7 @@ class SequentialRecommender(Recommender):
         if len(windows) == 0:
             raise TowerrecError(f"{self.name}: no user has two interactions, nothing to learn from")
         self.module_ = self._build(interactions.n_items)
+        self.content_spec_ = self._attach_content(item_features, interactions)
         counts = np.bincount(interactions.item_idx, minlength=interactions.n_items).astype(np.float64)
         prob = np.concatenate([[0.0], counts / counts.sum()])      # by token; padding never drawn
         use_times = self.uses_time and windows.times is not None
@@ -246,6 +270,20 @@ class SequentialRecommender(Recommender):
         self.history_ = result.history
         self.best_epoch_ = result.best_epoch
         self.module_.eval()
+
+    def _attach_content(self, table: FeatureTable | None, interactions: Interactions) -> dict | None:
+        """Item features / text into the item vectors when the config asks for them; the spec (JSON)."""
+        cfg = self.config
+        features, text = getattr(cfg, "item_features", False), getattr(cfg, "text", "none")
+        if not features and text == "none":
+            return None
+        if table is not None and table.id_map != interactions.item_map:
+            raise TowerrecError("item_features must be aligned to the interactions' item map (build it with "
+                                "FeatureTable.from_frame(frame, interactions.item_map, ...))")
+        spec, arrays = content_arrays(table, interactions.n_items, features=features, text=text,
+                                      text_model=getattr(cfg, "text_model", ""), owner=self.name)
+        self.module_.attach_content(ItemContent(spec, arrays, cfg.embedding_dim))
+        return spec.to_json()
 
     def _batcher(self, windows: Windows, batches: LengthBatches, prob: np.ndarray, use_times: bool
                  ) -> Callable[[np.ndarray, np.random.Generator], dict[str, torch.Tensor]]:
@@ -345,8 +383,17 @@ class SequentialRecommender(Recommender):
             state["sequences.times"] = self.sequences_.times
         return state
 
+    def _extra(self) -> dict:
+        return {"content_spec": getattr(self, "content_spec_", None)}
+
     def _load_state(self, tensors: dict[str, np.ndarray], extra: dict) -> None:
         self.module_ = self._build(len(self.item_map_))
+        self.content_spec_ = extra.get("content_spec")
+        if self.content_spec_:
+            prefix = "module.content.rows."
+            arrays = {k[len(prefix):]: np.array(v) for k, v in tensors.items() if k.startswith(prefix)}
+            self.module_.attach_content(ItemContent(TableSpec.from_json(self.content_spec_), arrays,
+                                                    self.config.embedding_dim))
         self.module_.load_state_dict({k[len("module."):]: torch.from_numpy(np.array(v))
                                       for k, v in tensors.items() if k.startswith("module.")})
         self.module_.eval()
