@@ -118,6 +118,15 @@ def test_item_content_is_trained_saved_and_keeps_the_order_signal(periodic_log, 
     same = content[1:][parity == parity[0]]
     assert torch.allclose(same, same[:1].expand_as(same), atol=1e-6)
     assert not torch.allclose(content[1:][parity != parity[0]][0], same[0])
+    calls = []
+    hook = module.content.register_forward_hook(lambda *_: calls.append(1))
+    inputs = torch.tensor([[0, 1, 2, 3]])
+    module.score(inputs)
+    module.train()
+    module.compute_loss({"inputs": inputs, "targets": torch.tensor([[0, 2, 3, 4]])})
+    module.eval()
+    hook.remove()
+    assert len(calls) == 2                  # the content encoders run once per pass, not per read
     assert_next_item_first(model, split, cycle)                                 # order still learnt
     assert_save_load_same_scores(model, tmp_path)
 

@@ -12,7 +12,8 @@ for the test pass of a leave-one-out split (RecBole's protocol).
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -68,6 +69,7 @@ class NextItemModule(nn.Module):
         self.item_embedding = nn.Embedding(n_items + 1, config.embedding_dim, padding_idx=0)
         self.seen_logit = nn.Parameter(torch.zeros(())) if getattr(config, "seen_bias", False) else None
         self.content: ItemContent | None = None
+        self._table: torch.Tensor | None = None      # item_table of the pass in progress (`_one_item_table`)
 
     def encode(self, inputs: torch.Tensor, times: torch.Tensor | None = None) -> torch.Tensor:
         raise NotImplementedError
@@ -80,11 +82,26 @@ class NextItemModule(nn.Module):
     def item_table(self) -> torch.Tensor:
         """[rows, dim] item vectors by token: the id embedding, plus the item's content vector
         when content is attached (row 0, padding, stays zero)."""
+        if self._table is not None:
+            return self._table
         weight = self.item_embedding.weight
         if self.content is None:
             return weight
         content = self.content()
         return weight + F.pad(content, (0, 0, 0, weight.shape[0] - content.shape[0]))
+
+    @contextmanager
+    def _one_item_table(self) -> Iterator[None]:
+        """Inside, `item_table` is computed once: a pass reads it for the inputs and again for the
+        output scores, and with content attached each read runs the content encoders."""
+        if self.content is None or self._table is not None:
+            yield
+            return
+        self._table = self.item_table()
+        try:
+            yield
+        finally:
+            self._table = None
 
     def embed(self, tokens: torch.Tensor) -> torch.Tensor:
         """Input vectors of tokens [...] -> [..., dim], rows of `item_table`."""
@@ -100,8 +117,9 @@ class NextItemModule(nn.Module):
 
     def score(self, inputs: torch.Tensor, times: torch.Tensor | None = None) -> torch.Tensor:
         """[B, n_items] scores of the next item after each (left-padded) sequence [B, L]."""
-        state = self.encode(inputs, times)[:, -1]
-        scores = state @ self.item_vectors().T
+        with self._one_item_table():
+            state = self.encode(inputs, times)[:, -1]
+            scores = state @ self.item_vectors().T
         if self.seen_logit is not None:
             seen = torch.zeros(len(inputs), self.n_items + 1, device=inputs.device).scatter_(1, inputs, 1.0)
             scores = scores + self.SEEN_SCALE * self.seen_logit * seen[:, 1:]
@@ -121,6 +139,10 @@ class NextItemModule(nn.Module):
     def compute_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """batch: inputs, targets [B, L] tokens (0 = no loss), optional times [B, L], negatives
         (tokens: [M] shared for sampled softmax, [B, L, M] for bce/gbce), log_q [n_items + 1]."""
+        with self._one_item_table():
+            return self._loss(batch)
+
+    def _loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         hidden = self.encode(batch["inputs"], batch.get("times"))
         targets = batch["targets"]
         where = targets > 0
