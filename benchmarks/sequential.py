@@ -46,6 +46,8 @@ PEERS = SHARED.parent / "peers" / "results"
 # noisy (+-0.005), and waiting 10 epochs for it only costs wall time.
 P = {"patience": 5}
 SAMPLED = {"loss": "sampled_softmax", "n_negatives": 1024, **P}   # large catalogues: 12k-24k items
+TUNED = {"embedding_dim": 32, "blocks": 1, "dropout": 0.2, "attn_dropout": 0.2, "learning_rate": 3e-3,
+         "batch_size": 256, **P}
 DENSE = {
     "sasrec-recbole-arch": ("sasrec", {"window_stride": 50, **P}, 0),
     "sasrec": ("sasrec", P, 0),
@@ -75,6 +77,10 @@ DENSE = {
     "sasrec-maxlen200-seed1": ("sasrec", {"max_len": 200, **P}, 1),
     "sasrec-maxlen200-seed2": ("sasrec", {"max_len": 200, **P}, 2),
     # item content: genres (items.csv) and the title through MiniLM, added to the id embeddings
+    # picked on valid by benchmarks/sequential_sweep.py (24 configs x 3 seeds, on a GPU): best mean valid
+    "sasrec-tuned": ("sasrec", TUNED, 0),
+    "sasrec-tuned-seed1": ("sasrec", TUNED, 1),
+    "sasrec-tuned-seed2": ("sasrec", TUNED, 2),
     "sasrec-d32-b1-content": ("sasrec", {"embedding_dim": 32, "blocks": 1, "item_features": True,
                                          "text": "pretrained", **P}, 0),
     "sasrec-d32-b1-content-seed1": ("sasrec", {"embedding_dim": 32, "blocks": 1, "item_features": True,
@@ -102,8 +108,11 @@ MAIN_RUNS = {"ml-100k": ["sasrec-recbole-arch", "sasrec", "sasrec-seed1", "sasre
 SCALING = [{"embedding_dim": d, "blocks": b} for d in (32, 64, 128) for b in (1, 2)]
 
 
-def one_run(dataset: str, run: str, overrides: dict, threads: int) -> dict:
-    """Fit and evaluate in this process; returns the record for sequential.json."""
+def one_run(dataset: str, run: str, overrides: dict, threads: int, seed: int | None = None,
+            device: str = "auto") -> dict:
+    """Fit and evaluate in this process; returns the record for sequential.json.
+
+    `seed` replaces the run's own seed (benchmarks/sequential_sweep.py); `device` is FitOptions'."""
     start = time.perf_counter()
     import numpy as np
     import torch
@@ -116,7 +125,8 @@ def one_run(dataset: str, run: str, overrides: dict, threads: int) -> dict:
     from towerrec.split import leave_one_out
 
     torch.set_num_threads(threads)
-    model_name, config, seed = CONFIGS[dataset][run]
+    model_name, config, run_seed = CONFIGS[dataset][run]
+    seed = run_seed if seed is None else seed
     config = {**config, **overrides}
     ds = load_dataset(SHARED / dataset, LoadOptions(duplicates="keep"))
     split = leave_one_out(ds.interactions)
@@ -124,7 +134,7 @@ def one_run(dataset: str, run: str, overrides: dict, threads: int) -> dict:
     t_fit = time.perf_counter()
     setup_s = t_fit - start
     model.fit(split.train, valid=split.valid, item_features=ds.item_features,   # used by content runs only
-              options=FitOptions(seed=seed, progress=False, threads=threads))
+              options=FitOptions(seed=seed, progress=False, threads=threads, device=device))
     fit_s = time.perf_counter() - t_fit
     history = split.train.concat(split.valid)
     test = {}
@@ -152,7 +162,7 @@ def one_run(dataset: str, run: str, overrides: dict, threads: int) -> dict:
                      "elapsed_in_fit": round(e["elapsed"], 3),
                      "valid_NDCG@10": round(e["valid_NDCG@10"], 5) if "valid_NDCG@10" in e else None}
                     for i, e in enumerate(epochs, 1)],
-        "wall_s_in_process": round(time.perf_counter() - start, 1),
+        "wall_s_in_process": round(time.perf_counter() - start, 1), "device": str(model._device()),
         "n_params": int(n_params), "n_users_evaluated": int(len(split.test.active_users())),
         "split_rows": split.info["rows"], "torch_threads": threads,
         "load_avg_1min_at_end": round(os.getloadavg()[0], 2), "peak_rss_mb_in_process": round(peak_rss_mb(), 1),

@@ -6,7 +6,7 @@ best over the epochs whose train + valid pass had finished. Nothing is rerun and
 extrapolated:
 
 * towerrec: the per-epoch `history` of runs in benchmarks/results/sequential.json (written by
-  `python benchmarks/sequential.py --datasets ml-100k --threads 1 --runs sasrec-d32-b1,...`). Epoch k ends
+  `python benchmarks/sequential.py --datasets ml-100k --threads 1 --runs sasrec-tuned,...`). Epoch k ends
   at (wall_s - wall_s_in_process) [interpreter start + imports before the timer] + setup_s_in_process
   [imports, load, split] + (fit_s - elapsed_in_fit of the last epoch) [work in fit outside the epoch
   loop: windowing before it and restoring the best weights after it, all charged before epoch 1] +
@@ -28,8 +28,8 @@ extrapolated:
 Machines differ in a way that favours RecBole: it ran with 2 torch threads on a quiet box; the
 towerrec runs used 1 thread on a box shared with other jobs (see load_avg_1min_at_end).
 
-    python benchmarks/sequential_curve.py                       # sasrec-d32-b1 seeds 0, 1, 2 (those present)
-    python benchmarks/sequential_curve.py --runs sasrec-d32-b1 --minutes 30
+    python benchmarks/sequential_curve.py                       # sasrec-tuned seeds 0, 1, 2 (those present)
+    python benchmarks/sequential_curve.py --runs sasrec-d32-b1,sasrec-d32-b1-seed1,sasrec-d32-b1-seed2
 Writes benchmarks/results/sequential_curve.json.
 """
 from __future__ import annotations
@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, write_json  # noqa: E402
 from sequential import PEERS  # noqa: E402
 
-DEFAULT_RUNS = "sasrec-d32-b1,sasrec-d32-b1-seed1,sasrec-d32-b1-seed2"
+DEFAULT_RUNS = "sasrec-tuned,sasrec-tuned-seed1,sasrec-tuned-seed2"   # the config sequential_sweep.py picked
 
 
 def towerrec_epochs(record: dict) -> tuple[list[tuple[float, float]], float]:

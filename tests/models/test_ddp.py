@@ -8,6 +8,13 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+import torch
+
+from towerrec.errors import TowerrecError
+from towerrec.models.base import FitOptions
+from towerrec.models.train import distributed_context
+
 
 WORKER = textwrap.dedent('''
     import hashlib, json, os, sys
@@ -30,7 +37,8 @@ WORKER = textwrap.dedent('''
     config = TwoTowerConfig.for_preset("hybrid", text="none", epochs=6, patience=6, batch_size=256,
                                        embedding_dim=16, id_dim=16, learning_rate=1e-2, temperature=0.1,
                                        hidden=(), dropout=0.0)
-    model = TwoTower(config).fit(split.train, valid=split.valid, options=FitOptions(seed=0, threads=1, progress=False))
+    model = TwoTower(config).fit(split.train, valid=split.valid, options=FitOptions(seed=0, threads=1, progress=False,
+                                                                        device="cpu"))
     rank = int(os.environ.get("RANK", "0"))
     digest = hashlib.sha256(b"".join(p.detach().numpy().tobytes() for p in model.module_.parameters())).hexdigest()
     ndcg = evaluate(model, split.test, exclude=[split.train, split.valid]).summary["NDCG@10"]
@@ -39,6 +47,14 @@ WORKER = textwrap.dedent('''
     with open(os.path.join(sys.argv[1], f"rank{rank}.json"), "w") as f:
         json.dump(out, f)
 ''')
+
+
+def test_more_processes_than_gpus_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(TowerrecError, match="nproc_per_node <= 1"):
+        distributed_context(FitOptions(device="cuda"))
 
 
 def _run(cmd: list[str], tmp: Path) -> None:

@@ -120,10 +120,10 @@ def test_item_content_is_trained_saved_and_keeps_the_order_signal(periodic_log, 
     assert not torch.allclose(content[1:][parity != parity[0]][0], same[0])
     calls = []
     hook = module.content.register_forward_hook(lambda *_: calls.append(1))
-    inputs = torch.tensor([[0, 1, 2, 3]])
+    inputs = torch.tensor([[0, 1, 2, 3]], device=table_rows.device)             # cuda when present
     module.score(inputs)
     module.train()
-    module.compute_loss({"inputs": inputs, "targets": torch.tensor([[0, 2, 3, 4]])})
+    module.compute_loss({"inputs": inputs, "targets": torch.tensor([[0, 2, 3, 4]], device=table_rows.device)})
     module.eval()
     hook.remove()
     assert len(calls) == 2                  # the content encoders run once per pass, not per read

@@ -28,6 +28,7 @@ import torch.distributed as dist
 from torch import nn
 
 from towerrec.data.interactions import Interactions
+from towerrec.errors import TowerrecError
 from towerrec.evaluate import evaluate_scores
 from towerrec.models.base import FitOptions
 from towerrec.progress import progress
@@ -73,7 +74,11 @@ def distributed_context(options: FitOptions) -> DistContext:
     device = options.torch_device()
     if world > 1:
         if device.type == "cuda":
-            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            local_rank, n_gpus = int(os.environ.get("LOCAL_RANK", "0")), torch.cuda.device_count()
+            if local_rank >= n_gpus:
+                raise TowerrecError(f"torchrun started process {local_rank} on a node with {n_gpus} CUDA "
+                                    f"device(s): use --nproc_per_node <= {n_gpus}, or device='cpu' (gloo)")
+            device = torch.device("cuda", local_rank)
             torch.cuda.set_device(device)
         if not dist.is_initialized():
             dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
@@ -158,7 +163,8 @@ def train(module: nn.Module, *, n_samples: int, make_batch: Callable[[np.ndarray
         t0 = time.perf_counter()
         module.train()
         rng = np.random.default_rng([options.seed, epoch, ctx.rank, 1])
-        total = torch.zeros(2, dtype=torch.float64)
+        loss_sum = torch.zeros((), dtype=torch.float64, device=ctx.device)   # no GPU sync per step
+        n_seen = 0
         batches = shard(n_samples, config.batch_size, epoch, options.seed, ctx)
         for idx in batches[:config.steps_per_epoch] if config.steps_per_epoch > 0 else batches:
             batch = to_device(make_batch(idx, rng), ctx.device)
@@ -169,12 +175,15 @@ def train(module: nn.Module, *, n_samples: int, make_batch: Callable[[np.ndarray
             if config.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
             optimizer.step()
-            total += torch.tensor([float(loss.detach()) * len(idx), len(idx)], dtype=torch.float64)
+            loss_sum += loss.detach().double() * len(idx)
+            n_seen += len(idx)
+        # collectives take tensors on the process group's device (nccl: cuda only)
+        total = torch.stack([loss_sum, loss_sum.new_tensor(float(n_seen))])
         if ctx.world > 1:
             dist.all_reduce(total)
         record: dict[str, Any] = {"epoch": epoch, "loss": float(total[0] / max(total[1], 1)),
                                   "seconds": time.perf_counter() - t0}
-        decision = torch.zeros(3, dtype=torch.float64)  # [metric, improved, stop]
+        decision = torch.zeros(3, dtype=torch.float64, device=ctx.device)  # [metric, improved, stop]
         if valid is not None and valid_scorer is not None:
             if ctx.main:
                 t1 = time.perf_counter()

@@ -88,7 +88,9 @@ class HistoryPooling(nn.Module):
             e = torch.exp(logits - torch.where(torch.isfinite(top), top, 0.0)[seg])
             denom = torch.zeros(n, device=reps.device).index_add_(0, seg, e)
             w = e / denom.clamp_min(1e-9)[seg]
-        return F.embedding_bag(inverse, reps, offsets, mode="sum", per_sample_weights=w.to(reps.dtype))
+        # float32: CUDA has no bf16 backward for weighted embedding_bag (autocast hands us bf16 reps)
+        pooled = F.embedding_bag(inverse, reps.float(), offsets, mode="sum", per_sample_weights=w.float())
+        return pooled.to(reps.dtype)
 
     def mean_leaving_out(self, reps: torch.Tensor, inverse: torch.Tensor, offsets: torch.Tensor,
                          row_user: torch.Tensor, left_out: torch.Tensor) -> torch.Tensor:
