@@ -84,7 +84,8 @@ def print_summary(rows: list[dict]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", default="ml-100k")
-    parser.add_argument("--model", default="sasrec", help="a run name of sequential.py whose config is the base")
+    parser.add_argument("--model", default="sasrec",
+                        help="a run of sequential.py whose config is the base (the grid sets SASRec fields)")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1))
@@ -96,6 +97,16 @@ def main() -> None:
     if args.summarise:
         print_summary(summarise([json.loads(line) for line in Path(args.summarise).read_text().splitlines()]))
         return
+    from sequential import CONFIGS
+
+    from towerrec.models import MODELS
+    if args.model not in CONFIGS.get(args.dataset, {}):
+        parser.error(f"no run {args.model!r} for dataset {args.dataset!r}; sequential.py has "
+                     f"{sorted(CONFIGS.get(args.dataset, {}))}")
+    fields = MODELS[CONFIGS[args.dataset][args.model][0]].Config.__dataclass_fields__
+    unknown = sorted({key for config in GRID for key in config} - set(fields))
+    if unknown:
+        parser.error(f"the grid sets {unknown}, which {args.model!r}'s config does not have")
     out = Path(args.out) if args.out else RESULTS / f"sequential_sweep_{args.dataset}.jsonl"
     out.parent.mkdir(parents=True, exist_ok=True)
     seeds = [int(s) for s in args.seeds.split(",")]
