@@ -76,11 +76,11 @@ DENSE = {
     "sasrec-d32-b1-maxlen200-seed2": ("sasrec", {"embedding_dim": 32, "blocks": 1, "max_len": 200, **P}, 2),
     "sasrec-maxlen200-seed1": ("sasrec", {"max_len": 200, **P}, 1),
     "sasrec-maxlen200-seed2": ("sasrec", {"max_len": 200, **P}, 2),
-    # item content: genres (items.csv) and the title through MiniLM, added to the id embeddings
     # picked on valid by benchmarks/sequential_sweep.py (24 configs x 3 seeds, on a GPU): best mean valid
     "sasrec-tuned": ("sasrec", TUNED, 0),
     "sasrec-tuned-seed1": ("sasrec", TUNED, 1),
     "sasrec-tuned-seed2": ("sasrec", TUNED, 2),
+    # item content: genres (items.csv) and the title through MiniLM, added to the id embeddings
     "sasrec-d32-b1-content": ("sasrec", {"embedding_dim": 32, "blocks": 1, "item_features": True,
                                          "text": "pretrained", **P}, 0),
     "sasrec-d32-b1-content-seed1": ("sasrec", {"embedding_dim": 32, "blocks": 1, "item_features": True,
@@ -162,7 +162,7 @@ def one_run(dataset: str, run: str, overrides: dict, threads: int, seed: int | N
                      "elapsed_in_fit": round(e["elapsed"], 3),
                      "valid_NDCG@10": round(e["valid_NDCG@10"], 5) if "valid_NDCG@10" in e else None}
                     for i, e in enumerate(epochs, 1)],
-        "wall_s_in_process": round(time.perf_counter() - start, 1), "device": str(model._device()),
+        "wall_s_in_process": round(time.perf_counter() - start, 1), "device": str(next(model.module_.parameters()).device),
         "n_params": int(n_params), "n_users_evaluated": int(len(split.test.active_users())),
         "split_rows": split.info["rows"], "torch_threads": threads,
         "load_avg_1min_at_end": round(os.getloadavg()[0], 2), "peak_rss_mb_in_process": round(peak_rss_mb(), 1),
