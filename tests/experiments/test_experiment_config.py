@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import re
 import textwrap
+from pathlib import Path
 
 import pytest
 
 from towerrec.cli import main
 from towerrec.errors import TowerrecError
-from towerrec.experiments.config import parse_experiment
+from towerrec.experiments.config import load_experiment, parse_experiment
 from towerrec.experiments.toml_lines import key_lines
 
 VALID = textwrap.dedent("""\
@@ -133,3 +134,16 @@ def test_cli_reports_a_config_mistake_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and f"{path}:4:" in err and "'sorce'" in err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.toml")),
+                         ids=lambda p: p.name)
+def test_shipped_examples_build_every_model_and_tune_real_fields(path):
+    """An example users copy must not carry a typo: it loads (unknown tune fields fail there), every
+    model builds with its overrides, and each search space's lower end is a value the model takes."""
+    exp = load_experiment(path)
+    for label, spec in exp.models.items():
+        spec.build()
+        for space in exp.tune.get(label, ()):
+            low = space.choices[0] if space.kind == "categorical" else space.low
+            spec.build({space.name: low})          # a value from the space is accepted
