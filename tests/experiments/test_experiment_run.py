@@ -139,8 +139,9 @@ def test_tune_uses_only_valid_and_resumes(experiment_file, two_runs, tmp_path, m
 
     monkeypatch.setattr(towerrec.evaluate, "evaluate", spy)
     out = tmp_path / "tune"
-    assert main(["tune", str(experiment_file), "--model", "ease", "--trials", "2", "--out", str(out)]) == 0
-    assert main(["tune", str(experiment_file), "--model", "ease", "--trials", "3", "--out", str(out)]) == 0
+    args = ["tune", str(experiment_file), "--model", "ease", "--out", str(out), "--jobs", "1"]   # the spy sees one process
+    assert main([*args, "--trials", "2"]) == 0
+    assert main([*args, "--trials", "3"]) == 0
     trials = pd.read_csv(out / "trials.csv")
     assert len(trials) == 3 and len(scored) == 3          # resumed: one more trial, not three
     # tune's split is seed 0's, as written by `run`; valid and test differ in size (ratios 0.7:0.2:0.1)
@@ -151,6 +152,20 @@ def test_tune_uses_only_valid_and_resumes(experiment_file, two_runs, tmp_path, m
     assert best["l2"] == pytest.approx(trials.loc[trials["value"].idxmax(), "params_l2"])
     assert json.loads((out / "manifest.json").read_text())["tune"]["trials"] == 3
 
+
+def test_tune_jobs_share_one_study_and_run_exactly_the_trials(experiment_file, tmp_path):
+    out = tmp_path / "tune"
+    assert main(["tune", str(experiment_file), "--model", "ease", "--trials", "3", "--out", str(out),
+                 "--jobs", "2"]) == 0
+    trials = pd.read_csv(out / "trials.csv")
+    assert len(trials) == 3 and (trials["state"] == "COMPLETE").all()
+    assert trials["user_attrs_pid"].nunique() == 2                     # both processes ran trials
+    assert trials["params_l2"].nunique() == 3                          # own sampler seeds: no repeats
+    best = tomllib.loads((out / "best_config.toml").read_text())["models"]["ease"]
+    assert best["l2"] == pytest.approx(trials.loc[trials["value"].idxmax(), "params_l2"])
+    assert main(["tune", str(experiment_file), "--model", "ease", "--trials", "4", "--out", str(out),
+                 "--jobs", "2"]) == 0                                  # resumes: one more, in one process
+    assert len(pd.read_csv(out / "trials.csv")) == 4
 
 
 def test_models_that_cannot_score_the_split_are_listed_not_zeroed(experiment_file, tmp_path):

@@ -51,7 +51,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     exp = load_experiment(args.experiment)
     out = Path(args.out or Path("results") / f"{exp.name}-tune-{args.model}")
     command = ["towerrec", *getattr(args, "argv", sys.argv[1:])]
-    summary = tune(exp, args.model, args.trials, out, data_dir=args.data_dir, command=command)
+    summary = tune(exp, args.model, args.trials, out, data_dir=args.data_dir, command=command, jobs=args.jobs)
     print(f"best valid {exp.evaluation.primary} {summary['best_value']:.4f} after {summary['trials']} trials: "
           f"{summary['best_params']}")
     print(f"wrote {out}/best_config.toml, trials.csv, optuna.db (rerun to resume), manifest.json")
@@ -86,4 +86,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--trials", type=int, default=20, help="total trials, counting those of a resumed study")
     p.add_argument("--out", default=None, help="output folder (default: results/<experiment>-tune-<label>)")
     p.add_argument("--data-dir", default=None, help="folder holding named datasets (default: $TOWERREC_DATA)")
+    p.add_argument("--jobs", type=_positive_int, default=None,
+                   help="trials in N processes sharing the study (default: one per CPU core, 1 with a GPU)")
     p.set_defaults(func=cmd_tune)

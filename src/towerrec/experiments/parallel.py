@@ -56,7 +56,7 @@ def _run_cell(seed: int, label: str) -> ModelRun:
 
 
 @contextmanager
-def _thread_environment(threads: int):
+def thread_environment(threads: int):
     """BLAS / OpenMP pools of spawned workers sized to their share of the cores (read at start-up)."""
     saved = {k: os.environ.get(k) for k in THREAD_VARIABLES}
     os.environ.update({k: str(threads) for k in THREAD_VARIABLES})
@@ -85,7 +85,7 @@ def run_cells(exp, splits: dict[int, Split], dataset, cells: Sequence[tuple[int,
     # the dataset object may hold an open loader or a text model: send only what fitting reads
     payload = SimpleNamespace(user_features=dataset.user_features, item_features=dataset.item_features)
     runs: dict[tuple[int, str], ModelRun] = {}
-    with _thread_environment(threads), ProcessPoolExecutor(
+    with thread_environment(threads), ProcessPoolExecutor(
             max_workers=jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker,
             initargs=(exp, splits, payload, threads)) as pool:
         pending = {pool.submit(_run_cell, *cell): cell for cell in order}

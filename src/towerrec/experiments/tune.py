@@ -5,18 +5,26 @@ test a second validation set and every reported figure optimistic. The study liv
 file in the output folder, so an interrupted search resumes where it stopped (trials that were
 running when it died are marked failed and do not count towards `--trials`).
 
+`--jobs N` runs the trials in N spawned processes that share the study through that file, each
+with a fixed share of the trials (so the total is exact) and its own sampler seed.
+
 Writes: `best_config.toml` (a `[models.<label>]` table to paste into the experiment),
 `trials.csv` (one row per trial), `optuna.db`, `manifest.json`.
 """
 from __future__ import annotations
 
+import multiprocessing
+import os
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from towerrec.errors import TowerrecError
 from towerrec.experiments.config import Experiment, ParamSpace
+from towerrec.experiments.parallel import available_cores, default_jobs, thread_environment
 
 
 def suggest(trial, space: ParamSpace) -> Any:
@@ -59,12 +67,56 @@ def best_config_toml(exp: Experiment, label: str, params: dict[str, Any], value:
     return "\n".join(lines) + "\n"
 
 
+def _objective(exp: Experiment, label: str, split, features, options):
+    """Optuna objective: fit on train with the trial's params (FitOptions `options`), return the
+    valid metric."""
+    from towerrec.evaluate import evaluate
+
+    ev, spec = exp.evaluation, exp.models[label]
+    metric = ev.primary
+    k = int(metric.rsplit("@", 1)[1])
+
+    def objective(trial) -> float:
+        params = {s.name: suggest(trial, s) for s in exp.tune[label]}
+        model = spec.build(params)
+        t0 = time.perf_counter()
+        model.fit(split.train, user_features=features.user_features, item_features=features.item_features,
+                  valid=split.valid, options=options)
+        trial.set_user_attr("fit_seconds", round(time.perf_counter() - t0, 3))
+        trial.set_user_attr("pid", os.getpid())
+        result = evaluate(model, split.valid, exclude=[split.train] if ev.exclude_seen else [], k=(k,),
+                          metrics=(metric.rsplit("@", 1)[0],), batch_size=ev.batch_size)
+        value = result.summary[metric]
+        print(f"trial {trial.number}: valid {metric} {value:.4f} {params}", file=sys.stderr, flush=True)
+        return value
+
+    return objective
+
+
+def _tune_worker(exp: Experiment, label: str, split, features, storage: str, study_name: str, n_trials: int,
+                 sampler_seed: int, threads: int) -> None:
+    """One `--jobs` process: `n_trials` trials of the shared study."""
+    import optuna
+    import torch
+
+    from towerrec.models import FitOptions
+
+    torch.set_num_threads(threads)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.load_study(study_name=study_name, storage=storage,
+                              sampler=optuna.samplers.TPESampler(seed=sampler_seed))
+    options = FitOptions(seed=exp.seeds[0], threads=threads, progress=False)   # bars of 2 processes interleave
+    study.optimize(_objective(exp, label, split, features, options), n_trials=n_trials)
+
+
 def tune(exp: Experiment, label: str, n_trials: int, out: str | Path, *, data_dir: str | None = None,
-         command: list[str] | None = None, dataset=None) -> dict:
-    """Run (or resume) the study for `label`; returns {best_value, best_params, trials, files}."""
+         command: list[str] | None = None, dataset=None, jobs: int | None = None) -> dict:
+    """Run (or resume) the study for `label`; returns {best_value, best_params, trials, files}.
+
+    `jobs` > 1 runs trials in that many spawned processes (default: one per core on a CPU, one
+    with a GPU, as `towerrec run`); the total number of trials is the same."""
     import optuna
 
-    from towerrec.evaluate import evaluate
     from towerrec.experiments.manifest import build_manifest, write_manifest
     from towerrec.experiments.runner import load_data
     from towerrec.models import FitOptions
@@ -82,27 +134,14 @@ def tune(exp: Experiment, label: str, n_trials: int, out: str | Path, *, data_di
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     dataset = dataset if dataset is not None else load_data(exp, data_dir)
-    seed, ev, spec = exp.seeds[0], exp.evaluation, exp.models[label]
-    metric = ev.primary
-    k = int(metric.rsplit("@", 1)[1])
+    seed, metric = exp.seeds[0], exp.evaluation.primary
     split = make_split(dataset.interactions, exp.split.method, seed=seed, ratios=exp.split.ratios)
-
-    def objective(trial) -> float:
-        params = {s.name: suggest(trial, s) for s in exp.tune[label]}
-        model = spec.build(params)
-        t0 = time.perf_counter()
-        model.fit(split.train, user_features=dataset.user_features, item_features=dataset.item_features,
-                  valid=split.valid, options=FitOptions(seed=seed))
-        trial.set_user_attr("fit_seconds", round(time.perf_counter() - t0, 3))
-        result = evaluate(model, split.valid, exclude=[split.train] if ev.exclude_seen else [], k=(k,),
-                          metrics=(metric.rsplit("@", 1)[0],), batch_size=ev.batch_size)
-        value = result.summary[metric]
-        print(f"trial {trial.number}: valid {metric} {value:.4f} {params}", file=sys.stderr, flush=True)
-        return value
+    features = SimpleNamespace(user_features=dataset.user_features, item_features=dataset.item_features)
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = f"sqlite:///{(out / 'optuna.db').resolve()}"
-    study = optuna.create_study(study_name=f"{exp.name}:{label}", storage=storage, load_if_exists=True,
+    study_name = f"{exp.name}:{label}"
+    study = optuna.create_study(study_name=study_name, storage=storage, load_if_exists=True,
                                 direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
     for stale in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         study.tell(stale.number, state=optuna.trial.TrialState.FAIL)  # left by an interrupted run
@@ -111,8 +150,20 @@ def tune(exp: Experiment, label: str, n_trials: int, out: str | Path, *, data_di
     remaining = max(0, n_trials - done)
     if done:
         print(f"resuming {out / 'optuna.db'}: {done} trials done, {remaining} to go", file=sys.stderr)
-    if remaining:
-        study.optimize(objective, n_trials=remaining)
+    jobs = max(1, min(jobs if jobs is not None else default_jobs(remaining), remaining or 1))
+    if remaining and jobs == 1:
+        study.optimize(_objective(exp, label, split, features, FitOptions(seed=seed)), n_trials=remaining)
+    elif remaining:
+        # each worker gets a fixed share of the trials (exact total) and its own sampler seed (else
+        # every worker would propose the same first points); they share the study through SQLite
+        shares = [remaining // jobs + (i < remaining % jobs) for i in range(jobs)]
+        threads = max(1, available_cores() // jobs)
+        with thread_environment(threads), ProcessPoolExecutor(
+                max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = [pool.submit(_tune_worker, exp, label, split, features, storage, study_name, share,
+                                   seed + 1 + i, threads) for i, share in enumerate(shares)]
+            for future in futures:
+                future.result()
     best = study.best_trial
     params = {s.name: (s.choices[best.params[s.name]] if s.kind == "categorical"
                        and any(isinstance(c, tuple) for c in s.choices) else best.params[s.name])
