@@ -163,7 +163,9 @@ def train(module: nn.Module, *, n_samples: int, make_batch: Callable[[np.ndarray
         t0 = time.perf_counter()
         module.train()
         rng = np.random.default_rng([options.seed, epoch, ctx.rank, 1])
-        loss_sum = torch.zeros((), dtype=torch.float64, device=ctx.device)   # no GPU sync per step
+        # summed on the device (no GPU sync per step); MPS has no float64
+        loss_sum = torch.zeros((), dtype=torch.float32 if ctx.device.type == "mps" else torch.float64,
+                               device=ctx.device)
         n_seen = 0
         batches = shard(n_samples, config.batch_size, epoch, options.seed, ctx)
         for idx in batches[:config.steps_per_epoch] if config.steps_per_epoch > 0 else batches:
@@ -175,7 +177,7 @@ def train(module: nn.Module, *, n_samples: int, make_batch: Callable[[np.ndarray
             if config.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
             optimizer.step()
-            loss_sum += loss.detach().double() * len(idx)
+            loss_sum += loss.detach().to(loss_sum.dtype) * len(idx)
             n_seen += len(idx)
         # collectives take tensors on the process group's device (nccl: cuda only)
         total = torch.stack([loss_sum, loss_sum.new_tensor(float(n_seen))])
@@ -183,7 +185,8 @@ def train(module: nn.Module, *, n_samples: int, make_batch: Callable[[np.ndarray
             dist.all_reduce(total)
         record: dict[str, Any] = {"epoch": epoch, "loss": float(total[0] / max(total[1], 1)),
                                   "seconds": time.perf_counter() - t0}
-        decision = torch.zeros(3, dtype=torch.float64, device=ctx.device)  # [metric, improved, stop]
+        # [metric, improved, stop]; broadcast from the process group's device (nccl: cuda only)
+        decision = torch.zeros(3, dtype=torch.float64, device=ctx.device if ctx.world > 1 else "cpu")
         if valid is not None and valid_scorer is not None:
             if ctx.main:
                 t1 = time.perf_counter()
