@@ -175,6 +175,6 @@ def tune(exp: Experiment, label: str, n_trials: int, out: str | Path, *, data_di
     write_manifest(out, build_manifest(exp, dataset, command=command or sys.argv, seconds=time.perf_counter() - start,
                                        extra={"tune": {"model": label, "trials": len(trials), "metric": f"valid {metric}",
                                                        "best_value": best.value, "best_params": params,
-                                                       "seed": seed}}))
+                                                       "seed": seed, "jobs": jobs}}))
     return {"best_value": best.value, "best_params": params, "trials": len(trials),
             "files": [out / "best_config.toml", out / "trials.csv", out / "optuna.db", out / "manifest.json"]}
