@@ -25,9 +25,10 @@ def machine() -> dict:
             "processor": platform.processor(), **versions()}
 
 
-def write_json(name: str, payload: dict) -> Path:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{name}.json"
+def write_json(name: str, payload: dict, *, path: Path | None = None) -> Path:
+    """results/<name>.json (or `path`) with the command and machine facts added."""
+    path = path if path is not None else RESULTS / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"command": " ".join([sys.executable.split("/")[-1], *sys.argv]), "machine": machine(), **payload}
     path.write_text(json.dumps(payload, indent=2))
     print(f"wrote {path}")

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, machine  # noqa: E402
+from _common import RESULTS, write_json  # noqa: E402
 
 # SASRec on ml-100k, full softmax. Ordered by prior belief (most promising first), so a sweep cut
 # short by its budget has the configs that matter most, each with all its seeds.
@@ -144,14 +144,10 @@ def main() -> None:
                       + f"  {config}", flush=True)
     rows = summarise(records)
     print_summary(rows)
-    summary = out.with_suffix(".json")
-    summary.write_text(json.dumps({"dataset": args.dataset, "model": args.model, "device": args.device,
+    write_json(out.stem, {"dataset": args.dataset, "model": args.model, "device": args.device, "gpu": _gpu_name(),
                           "selection": "mean best valid NDCG@10 (unmasked) over seeds; test never used to choose",
                           "wall_s": round(time.perf_counter() - start, 1), "runs_finished": len(records),
-                          "runs_planned": len(jobs), "machine": machine(), "gpu": _gpu_name(),
-                          "configs": rows,
-                          "rerun": " ".join(["python", "benchmarks/sequential_sweep.py", *sys.argv[1:]])}, indent=2))
-    print(f"wrote {summary}")
+                          "runs_planned": len(jobs), "configs": rows}, path=out.with_suffix(".json"))
 
 
 def _gpu_name() -> str | None:

@@ -41,6 +41,11 @@ def default_jobs(n_cells: int) -> int:
     return max(1, min(available_cores(), n_cells))
 
 
+def threads_per_job(jobs: int) -> int:
+    """torch / BLAS threads for each of `jobs` worker processes: their share of the cores."""
+    return max(1, available_cores() // jobs)
+
+
 def _init_worker(exp, splits: dict[int, Split], dataset, threads: int) -> None:
     import torch
 
@@ -79,7 +84,7 @@ def _cost_rank(exp, label: str) -> int:
 def run_cells(exp, splits: dict[int, Split], dataset, cells: Sequence[tuple[int, str]], jobs: int,
               on_done: Callable[[int, str, ModelRun], None] | None = None) -> dict[tuple[int, str], ModelRun]:
     """Fit and evaluate `cells` ((seed, label) pairs) in `jobs` processes; {(seed, label): run}."""
-    threads = max(1, available_cores() // jobs)
+    threads = threads_per_job(jobs)
     ranks = {label: (_cost_rank(exp, label), n) for n, label in enumerate(exp.models)}
     order = sorted(cells, key=lambda cell: (ranks[cell[1]], cell[0]))   # model by model, seeds in order
     # the dataset object may hold an open loader or a text model: send only what fitting reads

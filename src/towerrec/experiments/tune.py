@@ -24,7 +24,7 @@ from typing import Any
 
 from towerrec.errors import TowerrecError
 from towerrec.experiments.config import Experiment, ParamSpace
-from towerrec.experiments.parallel import available_cores, default_jobs, thread_environment
+from towerrec.experiments.parallel import default_jobs, thread_environment, threads_per_job
 
 
 def suggest(trial, space: ParamSpace) -> Any:
@@ -157,7 +157,7 @@ def tune(exp: Experiment, label: str, n_trials: int, out: str | Path, *, data_di
         # each worker gets a fixed share of the trials (exact total) and its own sampler seed (else
         # every worker would propose the same first points); they share the study through SQLite
         shares = [remaining // jobs + (i < remaining % jobs) for i in range(jobs)]
-        threads = max(1, available_cores() // jobs)
+        threads = threads_per_job(jobs)
         with thread_environment(threads), ProcessPoolExecutor(
                 max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
             futures = [pool.submit(_tune_worker, exp, label, split, features, storage, study_name, share,
