@@ -87,8 +87,8 @@ def run_random(data: Data, threads: int, quick: bool, presets: tuple[str, ...] =
         start = time.perf_counter()
         model = fit(data, split.train, split.valid, config, threads)
         seconds = time.perf_counter() - start
-        v = evaluate(model, split.valid, exclude=[split.train]).summary
-        t = evaluate(model, split.test, exclude=[split.train, split.valid]).summary
+        v = evaluate(model, split, part="valid").summary
+        t = evaluate(model, split).summary
         out["models"][preset] = {
             "valid": {m: v[m] for m in ("NDCG@10", "Recall@20")}, "test": {m: t[m] for m in ("NDCG@10", "Recall@20")},
             "config": dataclasses.asdict(config), **summary(model, seconds)}
@@ -123,7 +123,7 @@ def run_cold(data: Data, threads: int, quick: bool, epochs: int) -> dict:
             start = time.perf_counter()
             model = fit(data, split.train, split.valid, config, threads)
             seconds = time.perf_counter() - start
-            full = evaluate(model, split.test, exclude=[split.train, split.valid], k=(k,)).summary[f"Recall@{k}"]
+            full = evaluate(model, split, k=(k,)).summary[f"Recall@{k}"]
 
             def cold_only(user_idx: np.ndarray) -> torch.Tensor:
                 scores = model.score_users(user_idx).clone()
