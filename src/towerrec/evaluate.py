@@ -223,15 +223,17 @@ def evaluate(subject, truth: Interactions | Split, *, part: str = "test", exclud
 
 
 def evaluate_scores(score_fn: ScoreFn, truth: Interactions, *, ties: TieOrder, exclude: sp.csr_matrix | None = None,
-                    k: Sequence[int] | int = (10,), metrics: Sequence[str] = METRICS, batch_size: int = 1024,
-                    who: str = "the model", desc: str = "valid", show: bool | None = None) -> EvalResult:
+                    allowed: np.ndarray | None = None, k: Sequence[int] | int = (10,), metrics: Sequence[str] = METRICS,
+                    batch_size: int = 1024, who: str = "the model", desc: str = "valid",
+                    show: bool | None = None) -> EvalResult:
     """Evaluate any `score_fn(user_idx [b]) -> [b, n_items]` on the users of `truth` (the training
-    loop's validation, where no fitted model exists yet). `exclude` [n_users, n_items] is masked."""
+    loop's validation, where no fitted model exists yet). `exclude` [n_users, n_items] is masked;
+    `allowed` [n_items] bool restricts every list to those items."""
     ks = _ks(k)
     start = time.perf_counter()
     users = truth.active_users()
     top = rank_batches(lambda pos: score_fn(users[pos]), users, ks[-1], ties,
-                       exclude=[exclude] if exclude is not None else [], batch_size=batch_size, who=who,
-                       desc=desc, show=show)
+                       exclude=[exclude] if exclude is not None else [], allowed=allowed, batch_size=batch_size,
+                       who=who, desc=desc, show=show)
     recs = Recommendations.from_top(truth.user_map.ids[users], top, truth.item_map, user_idx=users)
     return _metrics(recs, truth, ks, metrics, None, None, time.perf_counter() - start)
