@@ -161,6 +161,10 @@ def _kind(value: Any) -> str:
     return f"a {type(value).__name__}"
 
 
+_PLURAL = {"true or false": "true/false values", "an integer": "integers", "a number": "numbers",
+           "a string": "strings"}
+
+
 def check_value(config: Any, path: tuple[str, ...], value: Any, *, keypath: tuple[str, ...] = (),
                 where: str = "") -> Any:
     """`value` converted for the field at `path` (list -> tuple, int <-> float), or an OverrideError."""
@@ -200,7 +204,7 @@ def check_value(config: Any, path: tuple[str, ...], value: Any, *, keypath: tupl
                 try:
                     check_value(_Holder(current[0]), ("value",), element)
                 except OverrideError:
-                    raise bad(f"a list of {_kind(current[0])}s") from None
+                    raise bad(f"a list of {_PLURAL.get(_kind(current[0]), 'values like ' + repr(current[0]))}") from None
         return _tupled(value) if isinstance(current, tuple) else list(value)
     if dataclasses.is_dataclass(current):
         if not isinstance(value, type(current)):

@@ -119,10 +119,13 @@ def _spliced(exp: Experiment, label: str, table_lines: list[str], source: str | 
         if line is None or line > begin:
             return None  # [data] after the models: line numbers moved; let the fallback write it
         pattern = re.compile(r"""(\bsource\s*=\s*)("(?:[^"\\]|\\.)*"|'[^']*')""")
-        new, n = pattern.subn(lambda m: m.group(1) + toml_value(source), lines[line - 1], count=1)
-        if n != 1:
+        match = pattern.search(lines[line - 1])
+        if match is None:
             return None
-        lines[line - 1] = new
+        rest = lines[line - 1][match.end():]
+        if rest.strip().startswith("#"):   # the old comment described the relative path
+            rest = "  # absolute: this file is not beside the data"
+        lines[line - 1] = lines[line - 1][:match.start()] + match.group(1) + toml_value(source) + rest
     return "\n".join(lines) + "\n"
 
 
@@ -138,8 +141,8 @@ def tuned_experiment_text(exp: Experiment, label: str, params: dict[str, Any], v
             f"# (seed {exp.seeds[0]}, split {exp.split.method}; the test split was not used); "
             f"searched: {', '.join(s.name for s in exp.tune[label])}")
     table = [*note, f"[models.{_toml_key(label)}]", *_model_table(spec.model, merged)]
-    resolved = exp.resolve_source()
-    source = str(Path(resolved).resolve()) if resolved != exp.data.source else None
+    local = exp.path.parent / exp.data.source          # resolve_source's rule: relative to the file first
+    source = str(local.resolve()) if not Path(exp.data.source).is_absolute() and local.exists() else None
     text = _spliced(exp, label, table, source)
     if text is None or not _loads(text):
         raw = tomllib.loads(exp.text)
