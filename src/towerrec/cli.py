@@ -91,12 +91,15 @@ def _read_config(path: str | None):
         return None
     from towerrec.experiments.config import load_config
 
-    config = load_config(path)
-    unused = [t for t in ("data", "split", "evaluation", "significance", "seeds") if t in config.raw_keys]
+    return load_config(path)
+
+
+def _config_note(config) -> None:
+    """Say once that an experiment file's other tables do not steer train/evaluate."""
+    unused = [t for t in ("data", "split", "evaluation", "significance", "seeds") if config and t in config.raw_keys]
     if unused:
-        _info(f"{path}: only its [models.*] tables are used here ({', '.join(unused)} are left to the "
+        _info(f"{config.path}: only its [models.*] tables are used here ({', '.join(unused)} are left to the "
               f"command line)")
-    return config
 
 
 def _names(text: str | None, option: str) -> list[str] | None:
@@ -212,6 +215,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     specs = select_models(config, names, option="--models")
     models = [(spec.label, spec.build()) for spec in specs]      # every name checked before the data is read
     _prepare_out(args)
+    _config_note(config)
     dataset = _load(args)
     _evaluate(dataset, models, split_method=args.split, ks=ks, seed=args.seed, ratios=ratios,
               exclude_seen=not args.no_exclude_seen, out=args.out, batch_size=args.batch_size,
@@ -260,6 +264,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     (spec,) = select_models(config, [name], option="--model")
     model = spec.build(preset=args.preset)      # checked before the data is read
     name = spec.label
+    _config_note(config)
     dataset = _load(args)
     options = FitOptions(seed=args.seed)
     if args.split == "none":

@@ -9,7 +9,7 @@ import pytest
 
 from towerrec.cli import main
 from towerrec.errors import TowerrecError
-from towerrec.experiments.config import load_experiment, parse_experiment
+from towerrec.experiments.config import load_config, load_experiment, parse_experiment, select_models
 from towerrec.experiments.toml_lines import key_lines
 
 VALID = textwrap.dedent("""\
@@ -142,6 +142,8 @@ def test_shipped_examples_build_every_model_and_tune_real_fields(path):
     """An example users copy must not carry a typo: it loads (unknown tune fields fail there), every
     model builds with its overrides, and each search space's lower end is a value the model takes."""
     exp = load_experiment(path)
+    as_config = load_config(path)                  # what train/evaluate --config read
+    assert [s.label for s in select_models(as_config, None)] == list(exp.models)
     for label, spec in exp.models.items():
         spec.build()
         for space in exp.tune.get(label, ()):

@@ -157,7 +157,8 @@ class _Checker:
         allowed = list(allowed)
         for key in table:
             if key not in allowed:
-                raise self.error(where + (key,), f"unknown key {key!r} in {_name(where)}"
+                place = f"in {_name(where)}" if where else "at the top level"
+                raise self.error(where + (key,), f"unknown key {key!r} {place}"
                                                  f"{did_you_mean(key, allowed)}; known keys: "
                                                  f"{', '.join(allowed)}{note}")
 
