@@ -200,7 +200,7 @@ def _prepare_out(args: argparse.Namespace) -> None:
     if args.out:
         from towerrec.outdir import prepare_out
 
-        prepare_out(args.out, overwrite=args.overwrite, kind="evaluate")
+        prepare_out(args.out, overwrite=args.overwrite)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:

@@ -76,9 +76,9 @@ def results_kind(folder: str | Path) -> str | None:
     return next((kind for kind, layout in LAYOUTS.items() if _foreign(folder, layout, folder) is None), "mix")
 
 
-def prepare_out(out: str | Path, *, overwrite: bool, kind: str, option: str = "--out") -> Path:
-    """Make `out` ready for a new `kind` run ("evaluate", "run"): create it, or refuse it, or with
-    `overwrite` delete the old results in it (only if every entry is one towerrec writes)."""
+def prepare_out(out: str | Path, *, overwrite: bool, option: str = "--out") -> Path:
+    """Make `out` ready for a new `evaluate`/`run`: create it, or refuse it, or with `overwrite`
+    delete the old results in it (only if every entry is one towerrec writes, of any kind)."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise TowerrecError(f"{option} {out} is a file, not a folder")

@@ -266,3 +266,30 @@ def test_experiment_modules_do_not_import_the_cli():
                 assert node.module != "towerrec.cli", path.name
             elif isinstance(node, ast.Import):
                 assert all(a.name != "towerrec.cli" for a in node.names), path.name
+
+
+# ---- the experiment file `tune` writes ---------------------------------------------------------
+def test_tuned_file_replaces_only_the_tuned_table_and_keeps_comments(nested_model):
+    from towerrec.experiments.tune import tuned_experiment_text
+
+    exp = parse_experiment("# my notes\n" + NESTED, "exp.toml")
+    text = tuned_experiment_text(exp, "n", {"train.epochs": 3, "train.learning_rate": 0.05}, 0.25, 4, 9)
+    tuned = parse_experiment(text, "exp.toml")
+    assert tuned.models["n"].overrides == {"embedding_dim": 32, "train.epochs": 3, "train.learning_rate": 0.05}
+    assert {k: v for k, v in tuned.models.items() if k != "n"} == {k: v for k, v in exp.models.items() if k != "n"}
+    assert tuned.tune == exp.tune and tuned.seeds == exp.seeds and tuned.data == exp.data
+    assert "# my notes" in text and "best of 9 trials (trial 4), valid NDCG@10 = 0.250000" in text
+
+
+def test_tuned_file_without_a_plain_table_is_written_whole(tmp_path):
+    """`[models] ease = {...}` has no [models.ease] block to replace: the file is regenerated."""
+    from towerrec.experiments.tune import tuned_experiment_text
+
+    (tmp_path / "data").mkdir()
+    text = VALID.replace('source = "ml-100k"', 'source = "data"').replace(
+        '[models.big-ease]\nmodel = "ease"\nl2 = 100\n', '[models]\nbig-ease = {model = "ease", l2 = 100}\n')
+    exp = parse_experiment(text, tmp_path / "exp.toml")
+    tuned = parse_experiment(tuned_experiment_text(exp, "big-ease", {"l2": 5.5}, 0.5, 0, 1), "elsewhere/exp.toml")
+    assert tuned.models["big-ease"].overrides == {"l2": 5.5} and tuned.tune == exp.tune
+    assert tuned.data.source == str((tmp_path / "data").resolve())      # still found from another folder
+    assert (tuned.split, tuned.evaluation, tuned.seeds) == (exp.split, exp.evaluation, exp.seeds)

@@ -41,7 +41,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     exp = load_experiment(args.experiment)
     require("matplotlib", "towerrec run (its report.html)")
-    out = prepare_out(args.out or Path("results") / exp.name, overwrite=args.overwrite, kind="run")
+    out = prepare_out(args.out or Path("results") / exp.name, overwrite=args.overwrite)
     command = ["towerrec", *getattr(args, "argv", sys.argv[1:])]
     jobs = args.jobs or default_jobs(len(exp.seeds) * len(exp.models))
     result = run_experiment(exp, out, data_dir=args.data_dir, command=command, jobs=jobs)
