@@ -130,7 +130,7 @@ def _tupled(value: Any) -> Any:
 def _annotation(config: Any, name: str) -> Any:
     try:
         return typing.get_type_hints(type(config)).get(name)
-    except Exception:  # an annotation that does not resolve here: check nothing rather than guess
+    except (NameError, TypeError, AttributeError):  # unresolvable here: check nothing rather than guess
         return None
 
 

@@ -33,8 +33,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from towerrec.experiments.config import load_experiment
     from towerrec.experiments.leaderboard import build_leaderboard, to_text
     from towerrec.experiments.manifest import build_manifest, write_manifest
-    from towerrec.experiments.report import write_report
     from towerrec.experiments.parallel import default_jobs
+    from towerrec.experiments.report import write_report
     from towerrec.experiments.results import write_results
     from towerrec.experiments.runner import run_experiment
     from towerrec.outdir import mark_complete, prepare_out

@@ -17,8 +17,8 @@ from pathlib import Path
 import pandas as pd
 
 from towerrec.experiments.leaderboard import seed_table, to_markdown
-from towerrec.files import atomic_path, write_text
 from towerrec.experiments.runner import ExperimentResult, dataset_info, per_user_long
+from towerrec.files import atomic_path, write_text
 
 
 def _clean(value):
