@@ -31,7 +31,7 @@ import scipy.sparse as sp
 import torch
 
 from towerrec.artifact import read_artifact, write_artifact
-from towerrec.config import apply_overrides
+from towerrec.config import apply_overrides, config_diff
 from towerrec.data.features import FeatureTable
 from towerrec.data.interactions import Interactions
 from towerrec.data.sequences import Sequences
@@ -93,8 +93,12 @@ class Recommender:
         self.config = apply_overrides(base, overrides, source=type(self).__name__)
 
     def __repr__(self) -> str:
-        state = "fitted" if hasattr(self, "seen_") else "not fitted"
-        return f"{type(self).__name__}({state}; {self.config})"
+        """`SASRec(train.epochs=50, fitted)`: the settings that differ from the defaults, and the state."""
+        changed = [f"{path}={value!r}" for path, value in config_diff(self.Config(), self.config)] \
+            if dataclasses.is_dataclass(self.config) else []
+        fitted = f"fitted on {len(self.user_map_):,} users x {len(self.item_map_):,} items" \
+            if hasattr(self, "seen_") else "not fitted"
+        return f"{type(self).__name__}({', '.join([*changed, fitted])})"
 
     # ---- lifecycle -------------------------------------------------------------------------
     def fit(self, interactions: Interactions, *, user_features: FeatureTable | None = None,
@@ -353,7 +357,7 @@ class Recommender:
         meta, tensors, users, items = read_artifact(path)
         if meta["model"] != cls.name and cls is not Recommender:
             raise TowerrecError(f"{path}: holds a {meta['model']!r} model, not {cls.name!r}")
-        model = cls(config=cls.Config(**_config_from_json(cls.Config, meta["config"])))
+        model = cls(config=apply_overrides(cls.Config(), meta["config"], source=f"{path}: model.json config"))
         model.user_map_, model.item_map_ = users, items
         indptr, indices = tensors.pop("seen.indptr"), tensors.pop("seen.indices")
         model.seen_ = sp.csr_matrix((np.ones(len(indices), dtype=np.float32), indices, indptr),
@@ -370,15 +374,3 @@ def _as_list(ids: Sequence[str] | str | int) -> list:
     if isinstance(ids, (str, bytes, int, np.integer)):
         return [ids]
     return list(ids)
-
-
-def _config_from_json(config_cls: type, data: dict) -> dict:
-    """JSON lists back to tuples where the dataclass default is a tuple."""
-    out = {}
-    fields = {f.name: f for f in dataclasses.fields(config_cls)}
-    for key, value in data.items():
-        if key not in fields:
-            continue
-        default = fields[key].default
-        out[key] = tuple(value) if isinstance(default, tuple) and isinstance(value, list) else value
-    return out
