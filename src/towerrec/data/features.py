@@ -13,11 +13,18 @@ import numpy as np
 import pandas as pd
 
 from towerrec.data.idmap import IdMap
+from towerrec.data.tables import read_header, read_table
 from towerrec.data.validate import Where, unique_ids
 from towerrec.errors import DataError
 
 KINDS = ("categorical", "multi", "numeric", "text", "ignore")
 TEXT_NAMES = {"title", "name", "description", "text", "summary", "overview", "plot", "review"}
+TITLE_COLUMNS = ("title", "name", "item_name", "product_name")  # display titles, in order of preference
+
+
+def text_columns(names: list[str]) -> list[str]:
+    """Columns read from files as text, never type-inferred: a title `NA` or `1984` stays a string."""
+    return [n for n in names if n.lower() in TEXT_NAMES or n.lower() in TITLE_COLUMNS]
 
 
 @dataclass
@@ -197,9 +204,7 @@ class FeatureTable:
     @classmethod
     def from_file(cls, path: str | Path, id_map: IdMap, *, id_col: str,
                   kinds: dict[str, str] | None = None) -> "FeatureTable":
-        from towerrec.data.load import read_table
-
-        table = read_table(path, string_columns=(id_col,))
+        table = read_table(path, string_columns=(id_col, *text_columns(read_header(path))))
         frame = table.to_pandas()
         if frame.empty:
             raise DataError("the table has a header but no rows", source=str(path))

@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from towerrec.data.datasets import Dataset
+from towerrec.data.dataset import Dataset
 from towerrec.data.features import FeatureTable
 from towerrec.data.idmap import IdMap
 from towerrec.data.interactions import Interactions

@@ -58,23 +58,53 @@ def id_column(table: pa.Table, name: str, where: Where) -> pa.Array:
 
 
 def numeric_column(table: pa.Table, name: str, where: Where) -> np.ndarray:
-    """The column as float64; non-numeric or missing values are an error."""
+    """The column as float64; non-numeric, missing or infinite values are an error."""
     col = table.column(name).combine_chunks()
     if pa.types.is_integer(col.type) or pa.types.is_floating(col.type) or pa.types.is_boolean(col.type):
         values = pc.cast(col, pa.float64()).to_numpy(zero_copy_only=False)
-        bad = np.isnan(values)
-        shown = None
+        shown = pd.Series(values)
     else:
-        raw = pd.Series(col.to_numpy(zero_copy_only=False), dtype=object)
-        values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64)
-        bad = np.isnan(values)
-        shown = raw
+        shown = pd.Series(col.to_numpy(zero_copy_only=False), dtype=object)
+        values = pd.to_numeric(shown, errors="coerce").to_numpy(dtype=np.float64)
+    bad = np.isnan(values)
     if bad.any():
         pos = np.flatnonzero(bad)
-        vals = None if shown is None else shown.iloc[pos[:5]].tolist()
-        raise where.error("non-numeric or missing values", column=name, positions=pos, values=vals,
-                          expected="a number on every row")
+        raise where.error("non-numeric or missing values", column=name, positions=pos,
+                          values=shown.iloc[pos[:5]].tolist(), expected="a number on every row")
+    infinite = np.isinf(values)
+    if infinite.any():
+        pos = np.flatnonzero(infinite)
+        raise where.error("infinite values", column=name, positions=pos, values=shown.iloc[pos[:5]].tolist(),
+                          expected="a finite number on every row")
     return values
+
+
+def non_negative(values: np.ndarray, rows: np.ndarray, column: str | None, where: Where, *,
+                 expected: str) -> None:
+    """Weights below zero would make scores and top-k meaningless: an error naming the rows.
+
+    `rows` are the original row numbers of `values` (after filters), so lines stay file lines.
+    """
+    bad = values < 0
+    if bad.any():
+        raise where.error("negative weights", column=column, positions=rows[bad], values=values[bad][:5].tolist(),
+                          expected=expected)
+
+
+def header_rows(table: pa.Table, columns: list[str], where: Where) -> None:
+    """A data row that repeats the header (files concatenated with their headers) is an error."""
+    repeated = None
+    for name in columns:
+        col = table.column(name).combine_chunks()
+        if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
+            return  # a typed column cannot hold its own name
+        same = pc.fill_null(pc.equal(col, name), False)
+        repeated = same if repeated is None else pc.and_(repeated, same)
+    if repeated is not None and pc.any(repeated).as_py():
+        pos = np.flatnonzero(repeated.to_numpy(zero_copy_only=False))
+        raise where.error("the header is repeated as a data row", positions=pos,
+                          values=[",".join(columns)], expected="the header on the first line only (were files "
+                                                               "concatenated with their headers?)")
 
 
 def unique_ids(frame: pd.DataFrame, column: str, where: Where) -> None:
