@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from towerrec.data.validate import Where
+from towerrec.data.validate import Where, unique_names
 
 # lower-case names, in order of preference; matching is case-insensitive
 USER_COLUMNS = ("user_id", "user", "userid", "uid", "customer_id")
@@ -85,6 +85,7 @@ def detect_columns(names: list[str], where: Where, *, user: str | None = None, i
 
     `optional=False` leaves rating and time out unless named (`Interactions.from_frame`).
     """
+    unique_names(names, where)
     picked: dict[str, str | None] = {}
     for role, wanted, candidates in (("user", user, USER_COLUMNS), ("item", item, ITEM_COLUMNS),
                                      ("rating", rating, RATING_COLUMNS), ("time", time, TIME_COLUMNS)):

@@ -24,9 +24,8 @@ from towerrec.data.features import TITLE_COLUMNS, FeatureTable, text_columns
 from towerrec.data.idmap import IdMap
 from towerrec.data.interactions import Interactions
 from towerrec.data.load import LoadOptions, LoadReport, load_interactions
-from towerrec.data.tables import (TABLE_ORDER, file_digest, find_table, read_header, read_table, string_form,
-                                  unique_names)
-from towerrec.data.validate import Where, unique_ids
+from towerrec.data.tables import TABLE_ORDER, file_digest, find_table, is_dir, read_header, read_table, string_form
+from towerrec.data.validate import Where, unique_ids, unique_names
 from towerrec.errors import DataError
 
 
@@ -96,7 +95,7 @@ class Dataset:
                   ) -> "Dataset":
         """A dataset folder, or a single CSV/TSV/Parquet interaction file (no side tables)."""
         path = Path(path)
-        if not path.is_dir():
+        if not is_dir(path):
             return build_dataset(path.name.split(".")[0], path, path, options=options, data_sha256=file_digest(path))
         inter_path = find_table(path, "interactions")
         if inter_path is None:

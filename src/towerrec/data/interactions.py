@@ -16,7 +16,8 @@ import scipy.sparse as sp
 from towerrec.data.columns import Columns, detect_columns
 from towerrec.data.idmap import IdMap
 from towerrec.data.tables import table_from_frame
-from towerrec.data.validate import Where, header_rows, id_column, non_negative, numeric_column, require_columns
+from towerrec.data.validate import (Where, header_rows, id_column, non_negative, numeric_column, require_columns,
+                                    time_column)
 
 
 @dataclass(frozen=True, eq=False)
@@ -203,7 +204,7 @@ def from_table(table: pa.Table, columns: Columns, where: Where, *, time_kind: st
             raise where.error("values too large", column=columns.rating, positions=pos, values=values[pos[:5]],
                               expected=f"ratings within +-{np.finfo(np.float32).max:.3g}")
         rating = values.astype(np.float32)
-    time = numeric_column(table, columns.time, where) if columns.time else None
+    time = time_column(table, columns.time, where) if columns.time else None
     weight = rating if rating is not None else np.ones(len(user_idx), dtype=np.float32)
     return Interactions(user_idx=user_idx, item_idx=item_idx, weight=weight, user_map=user_map,
                         item_map=item_map, time=time,

@@ -16,7 +16,7 @@ from towerrec.data.columns import Columns, detect_columns
 from towerrec.data.idmap import IdMap
 from towerrec.data.interactions import Interactions, from_table
 from towerrec.data.tables import read_header, read_table, table_from_frame
-from towerrec.data.validate import Where, non_negative
+from towerrec.data.validate import Where, is_temporal, non_negative
 from towerrec.errors import DataError
 
 DUPLICATE_POLICIES = ("keep", "first", "last", "sum")
@@ -203,6 +203,8 @@ def load_interactions(source: str | Path | pd.DataFrame, options: LoadOptions = 
     table, columns, where, notes = read_interactions(source, options)
     report = LoadReport(source=where.source, rows_read=table.num_rows, notes=notes)
     report.use_columns(columns)
+    if columns.time and is_temporal(table.schema.field(columns.time).type):
+        report.notes.append(f"time column {columns.time!r}: dates and times read as unix seconds (UTC)")
     inter = from_table(table, columns, where)
     del table
     keep = None

@@ -34,7 +34,7 @@ from towerrec.data.converters import (CHUNK, convert_amazon_ratings, convert_cia
 from towerrec.data.dataset import Dataset
 from towerrec.data.load import LoadOptions
 from towerrec.data.synthetic import DEFAULT_SIZE, synthetic
-from towerrec.data.tables import TABLE_ORDER, file_digest, find_table
+from towerrec.data.tables import TABLE_ORDER, exists, file_digest, find_table, is_dir, list_dir
 from towerrec.errors import DataError
 from towerrec.progress import progress
 
@@ -152,7 +152,7 @@ def _search_roots(data_dir: str | Path | None) -> list[tuple[str, Path]]:
 
 
 def _is_dataset(folder: Path) -> bool:
-    return folder.is_dir() and find_table(folder, "interactions") is not None
+    return is_dir(folder) and find_table(folder, "interactions") is not None
 
 
 def find_local(name: str, data_dir: str | Path | None = None) -> Path | None:
@@ -172,7 +172,7 @@ def resolve(name_or_path: str | Path, data_dir: str | Path | None = None, *, dow
     downloaded into the cache only when `download=True` (verified unless `verify=False`).
     """
     path = Path(name_or_path).expanduser()
-    if path.exists():
+    if exists(path):
         return path
     name = str(name_or_path)
     if os.sep in name or name.lower().endswith(tuple(TABLE_ORDER) + (".tab",)):
@@ -303,7 +303,7 @@ def list_datasets(data_dir: str | Path | None = None) -> list[dict]:
                  "location": str(local) if local else "generated on demand", "license": "none needed"})
     known = {r["name"] for r in rows}
     for how, root in _search_roots(data_dir):
-        for folder in sorted(root.iterdir()) if root.is_dir() else []:
+        for folder in list_dir(root) if is_dir(root) else []:
             if folder.name not in known and _is_dataset(folder):
                 known.add(folder.name)
                 rows.append({"name": folder.name, "description": f"local folder ({how})", "rows": None,
@@ -330,7 +330,7 @@ def load_dataset(source: str | Path | pd.DataFrame, options: LoadOptions = LoadO
         raise DataError(f"items= and users= go with a DataFrame of interactions, not {str(source)!r}",
                         expected="Dataset.from_frame(log, items=..., users=...), or items.csv/users.csv "
                                  "inside the dataset folder")
-    if str(source) == SYNTHETIC and not Path(source).exists() and find_local(SYNTHETIC, data_dir) is None:
+    if str(source) == SYNTHETIC and not exists(Path(source)) and find_local(SYNTHETIC, data_dir) is None:
         return synthetic(**DEFAULT_SIZE, options=options)
     path = resolve(source, data_dir, download=download, verify=verify)
     return Dataset.from_path(path, options, item_kinds=item_kinds, user_kinds=user_kinds)

@@ -12,14 +12,13 @@ import hashlib
 from collections.abc import Iterable
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from towerrec.data.validate import Where
+from towerrec.data.validate import Where, unique_names
 from towerrec.errors import DataError
 
 TABLE_SUFFIXES = (".csv", ".csv.gz", ".tsv", ".tsv.gz", ".tab", ".parquet", ".pq")
@@ -41,12 +40,33 @@ def _stat(path: Path) -> None:
         raise DataError(f"cannot be read: {exc.strerror or exc}", source=str(path)) from None
 
 
-def is_file(path: Path) -> bool:
-    """`Path.is_file`, but a folder we may not look into is a DataError naming it, not a traceback."""
+def _ask(path: Path, question: str) -> bool:
+    """`path.exists()` and friends, but a folder we may not look into is a DataError, not a traceback."""
     try:
-        return path.is_file()
+        return bool(getattr(path, question)())
     except PermissionError:
-        raise DataError("permission denied", source=str(path.parent),
+        raise DataError("permission denied: cannot look inside this folder", source=str(path.parent),
+                        expected="a folder this user can read") from None
+
+
+def exists(path: Path) -> bool:
+    return _ask(path, "exists")
+
+
+def is_dir(path: Path) -> bool:
+    return _ask(path, "is_dir")
+
+
+def is_file(path: Path) -> bool:
+    return _ask(path, "is_file")
+
+
+def list_dir(folder: Path) -> list[Path]:
+    """The entries of a folder, sorted; an unreadable folder is a DataError naming it."""
+    try:
+        return sorted(folder.iterdir())
+    except PermissionError:
+        raise DataError("permission denied: cannot list this folder", source=str(folder),
                         expected="a folder this user can read") from None
 
 
@@ -89,7 +109,8 @@ def read_header(path: str | Path) -> list[str]:
         if _is_parquet(name):
             names = pq.read_schema(path).names
         else:
-            names = pacsv.open_csv(path, parse_options=pacsv.ParseOptions(delimiter=_delimiter(name))).schema.names
+            parse = pacsv.ParseOptions(delimiter=_delimiter(name), invalid_row_handler=lambda row: "skip")
+            names = pacsv.open_csv(path, parse_options=parse).schema.names
     except (pa.ArrowInvalid, OSError) as exc:
         raise _parse_error(path, exc) from None
     unique_names(names, Where(str(path), is_file=True))
@@ -120,7 +141,7 @@ def read_table(path: str | Path, *, string_columns: Iterable[str] = ()) -> pa.Ta
 
 def _check_path(path: Path) -> None:
     _stat(path)
-    if path.is_dir():
+    if is_dir(path):
         raise DataError("is a folder, not a file", source=str(path))
     if path.stat().st_size == 0:
         raise DataError("the file is empty", source=str(path), expected="a header line and rows")
@@ -188,17 +209,6 @@ def _empty_strings_to_null(table: pa.Table) -> pa.Table:
 
 
 # ---- DataFrames ----------------------------------------------------------------------------------
-def unique_names(names: list[str], where: Where) -> None:
-    """Two columns with one name: which one would be used is a guess, so it is an error."""
-    seen = pd.Index(names)
-    dup = seen[seen.duplicated()].unique().tolist()
-    if dup:
-        where_cols = "; ".join(f"{d!r} at columns {', '.join(str(i + 1) for i in np.flatnonzero(seen == d))}"
-                               for d in dup[:5])
-        raise where.error(f"duplicate column names in the header: {where_cols}",
-                          expected="each column name once")
-
-
 def string_form(series: pd.Series) -> tuple[pd.Series, bool]:
     """Ids as the strings the user sees (`1` -> "1"); missing stays missing; True if types were mixed."""
     if isinstance(series.dtype, pd.StringDtype):
@@ -215,7 +225,8 @@ def table_from_frame(frame: pd.DataFrame, columns: list[str], where: Where, *,
     (ints and strings in one object column) is converted to strings, so the column check that
     follows names the offending rows instead of arrow failing on the whole column.
     """
-    unique_names([str(c) for c in frame.columns], where)
+    frame = frame.rename(columns=str)  # lazy under copy-on-write; `0` and "0" name the same column
+    unique_names(list(frame.columns), where)
     notes: list[str] = []
     arrays: list[pa.Array] = []
     strings = set(string_columns)

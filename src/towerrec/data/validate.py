@@ -79,6 +79,29 @@ def numeric_column(table: pa.Table, name: str, where: Where) -> np.ndarray:
     return values
 
 
+def is_temporal(dtype: pa.DataType) -> bool:
+    return pa.types.is_timestamp(dtype) or pa.types.is_date(dtype)
+
+
+def time_column(table: pa.Table, name: str, where: Where) -> np.ndarray:
+    """The time column as float64: numbers as they are; dates and datetimes as unix seconds (naive = UTC)."""
+    col = table.column(name).combine_chunks()
+    if not is_temporal(col.type):
+        return numeric_column(table, name, where)
+    missing = pc.is_null(col)
+    if pc.any(missing).as_py():
+        raise where.error("missing values", column=name, positions=np.flatnonzero(missing.to_numpy(zero_copy_only=False)),
+                          expected="a date or time on every row")
+    if pa.types.is_timestamp(col.type):
+        per_second = {"s": 1, "ms": 10**3, "us": 10**6, "ns": 10**9}[col.type.unit]
+        seconds = pc.cast(col, pa.int64()).to_numpy(zero_copy_only=False) / per_second
+    elif pa.types.is_date32(col.type):
+        seconds = pc.cast(col, pa.int32()).to_numpy(zero_copy_only=False).astype(np.float64) * 86_400
+    else:  # date64: milliseconds
+        seconds = pc.cast(col, pa.int64()).to_numpy(zero_copy_only=False) / 1_000
+    return seconds.astype(np.float64)
+
+
 def non_negative(values: np.ndarray, rows: np.ndarray, column: str | None, where: Where, *,
                  expected: str) -> None:
     """Weights below zero would make scores and top-k meaningless: an error naming the rows.
@@ -105,6 +128,17 @@ def header_rows(table: pa.Table, columns: list[str], where: Where) -> None:
         raise where.error("the header is repeated as a data row", positions=pos,
                           values=[",".join(columns)], expected="the header on the first line only (were files "
                                                                "concatenated with their headers?)")
+
+
+def unique_names(names: list[str], where: Where) -> None:
+    """Two columns with one name: which one would be used is a guess, so it is an error."""
+    seen = pd.Index(names)
+    dup = seen[seen.duplicated()].unique().tolist()
+    if dup:
+        where_cols = "; ".join(f"{d!r} at columns {', '.join(str(i + 1) for i in np.flatnonzero(seen == d))}"
+                               for d in dup[:5])
+        raise where.error(f"duplicate column names in the header: {where_cols}",
+                          expected="each column name once")
 
 
 def unique_ids(frame: pd.DataFrame, column: str, where: Where) -> None:
