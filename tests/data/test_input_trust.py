@@ -307,3 +307,15 @@ def test_dates_in_the_time_column_become_unix_seconds(tmp_path):
     assert any("dates and times read as unix seconds" in n for n in report.notes)
     frame = pd.DataFrame({"user_id": ["a"], "item_id": ["x"], "timestamp": pd.to_datetime(["1970-01-01 00:00:02"])})
     assert load_interactions(frame)[0].time.tolist() == [2]
+
+
+# ---- side-table cells the fuzz test found ------------------------------------------------------
+def test_side_table_true_false_and_blank_cells(tmp_path):
+    write(tmp_path / "interactions.csv", "user_id,item_id\nu1,i1\nu2,i2\nu3,i3\n")
+    # i3 has no feature row: its default used to be None written into a bool column (a TypeError);
+    # "true" stays the text the file holds, and a blank cell in a numeric column is missing
+    write(tmp_path / "items.csv", "item_id,flag,year\ni1,true,1999\ni2,FALSE, \n")
+    ds = load_dataset(tmp_path)
+    assert ds.item_features.labels("flag") == ["true", "FALSE", ""]
+    year = ds.item_features.columns["year"]
+    assert year.kind == "numeric" and year.values.tolist() == [0.0, 0.0, 0.0] and year.mean == 1999

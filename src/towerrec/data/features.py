@@ -112,6 +112,16 @@ def _encode(name: str, kind: str, col: pd.Series, vocab: list[str] | None) -> Fe
     raise ValueError(kind)
 
 
+def _numbers_or_blank(values: pd.Series, name: str, where: Where) -> None:
+    """Blank cells are missing (as in `infer_kind`); any other text in a numeric column is an error."""
+    present = values.astype("string").str.strip().fillna("").ne("")
+    bad = (present & pd.to_numeric(values, errors="coerce").isna()).to_numpy(dtype=bool)
+    if bad.any():
+        pos = np.flatnonzero(bad)
+        raise where.error("non-numeric values", column=name, positions=pos, values=values.iloc[pos[:5]].tolist(),
+                          expected="numbers (or type it categorical)")
+
+
 @dataclass
 class FeatureTable:
     """Typed feature columns for every index of `id_map` (missing rows get defaults)."""
@@ -189,13 +199,11 @@ class FeatureTable:
             kind = kinds.get(name) or infer_kind(name, frame[name])
             if kind == "ignore":
                 continue
-            col = aligned[name].copy() if len(frame) else pd.Series([None] * len(id_map))
+            # object first: ids without a feature row get None, which a bool or int column cannot hold
+            col = aligned[name].astype(object) if len(frame) else pd.Series([None] * len(id_map), dtype=object)
             col[missing] = None
-            if kind == "numeric" and pd.to_numeric(frame[name], errors="coerce").isna().sum() > frame[name].isna().sum():
-                bad = frame[name].notna() & pd.to_numeric(frame[name], errors="coerce").isna()
-                pos = np.flatnonzero(bad.to_numpy())
-                raise where.error("non-numeric values", column=name, positions=pos,
-                                  values=frame[name].iloc[pos[:5]].tolist(), expected="numbers (or type it categorical)")
+            if kind == "numeric":
+                _numbers_or_blank(frame[name], name, where)
             columns[name] = _encode(name, kind, col, (vocabs or {}).get(name))
         n_unused = int(len(frame) - np.count_nonzero(np.isin(np.arange(len(frame)), row_of[row_of >= 0])))
         return cls(id_map=id_map, columns=columns, n_without_row=int(missing.sum()),

@@ -162,9 +162,10 @@ def _read_csv(path: Path, delimiter: str, string_columns: list[str], names: list
         return "skip"
 
     parse = pacsv.ParseOptions(delimiter=delimiter, invalid_row_handler=invalid)
-    # strings_can_be_null=False: "NA" in a text column stays "NA"; empty cells are nulled below
-    convert = pacsv.ConvertOptions(column_types={c: pa.string() for c in string_columns},
-                                   strings_can_be_null=False)
+    # strings_can_be_null=False: "NA" in a text column stays "NA"; empty cells are nulled below.
+    # No true/false values: a cell "true" stays the text "true", not a boolean that prints "True".
+    text = {"strings_can_be_null": False, "true_values": [], "false_values": []}
+    convert = pacsv.ConvertOptions(column_types={c: pa.string() for c in string_columns}, **text)
     try:
         table = pacsv.read_csv(path, parse_options=parse, convert_options=convert)
     except pa.ArrowInvalid as exc:
@@ -172,7 +173,7 @@ def _read_csv(path: Path, delimiter: str, string_columns: list[str], names: list
             raise
         # a bad value past the type-inference block: read everything as text, validate per column
         bad_rows.clear()
-        convert = pacsv.ConvertOptions(column_types={c: pa.string() for c in names}, strings_can_be_null=False)
+        convert = pacsv.ConvertOptions(column_types={c: pa.string() for c in names}, **text)
         table = pacsv.read_csv(path, parse_options=parse, convert_options=convert)
     if bad_rows:
         _raise_bad_rows(path, delimiter, names)
