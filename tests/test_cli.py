@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -79,6 +80,20 @@ def test_non_numeric_rating_names_file_column_and_line(tmp_path, capsys):
     path.write_text("user_id,item_id,rating\nu1,i1,5\nu2,i2,five\nu3,i1,4\n")
     line = one_line_error(capsys, ["evaluate", "--data", str(path), "--models", "pop"])
     assert "log.csv" in line and "'rating'" in line and "3" in line and "five" in line
+
+
+def test_no_evaluable_users_is_one_line_exit_2(tmp_path, capsys):
+    path = tmp_path / "short.csv"     # two rows per user: every user stays in train, nobody is evaluated
+    path.write_text("user_id,item_id\n" + "".join(f"u{u},i{u % 5}\nu{u},i{(u + 1) % 5}\n" for u in range(20)))
+    assert "nothing to evaluate" in one_line_error(capsys, ["evaluate", "--data", str(path), "--models", "pop"])
+
+
+def test_results_json_is_strict_json(tmp_path):
+    from towerrec.audit import json_text
+
+    text = json_text({"a": float("nan"), "b": [np.float32("inf"), 1.5], "c": np.arange(2)})
+    assert json.loads(text) == {"a": None, "b": [None, 1.5], "c": [0, 1]}
+    assert "NaN" not in text and "Infinity" not in text
 
 
 def test_usage_mistakes_are_one_line(capsys, ml100k_dir):

@@ -9,6 +9,7 @@ Layout of an `--out DIR` (EVALUATION.md, "Auditability"):
 from __future__ import annotations
 
 import json
+import math
 import re
 import sys
 from collections.abc import Sequence
@@ -16,6 +17,24 @@ from pathlib import Path
 
 from towerrec.runner import ModelRun, versions
 from towerrec.split import Split
+
+
+def json_safe(value: object) -> object:
+    """NaN and infinities -> None, numpy scalars and arrays -> Python: strict JSON, never a bare NaN."""
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):
+        return json_safe(value.tolist())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def json_text(value: object) -> str:
+    """Indented strict JSON (`allow_nan=False`: a NaN that escaped `json_safe` is a bug, not output)."""
+    return json.dumps(json_safe(value), indent=2, default=str, allow_nan=False)
 
 
 def safe_name(name: str) -> str:
@@ -47,6 +66,11 @@ def results_dict(runs: Sequence[ModelRun], *, dataset: dict, split: Split, k: Se
                                     "test": run.test.info["users_evaluated"]},
                 "fit_seconds": round(run.fit_seconds, 4), "eval_seconds": round(run.eval_seconds, 4),
             })
+            if "users" in run.test.info:       # warm (with training interactions) / cold counts
+                entry["test_users"] = run.test.info["users"]
+            if run.test.groups:
+                entry["test_groups"] = run.test.groups
+            entry["fallback"] = {part: getattr(run, part).info.get("fallback", {}) for part in ("valid", "test")}
             if run.training_history:
                 entry["training_history"] = run.training_history
         models[run.name] = entry
@@ -56,7 +80,9 @@ def results_dict(runs: Sequence[ModelRun], *, dataset: dict, split: Split, k: Se
         "protocol": {"ranking": "full", "k": list(k), "exclude_seen": exclude_seen,
                      "exclusion": "valid: train items removed; test: train and valid items removed"
                      if exclude_seen else "nothing removed",
-                     "ties": "lower item index first"},
+                     "ties": f"a random order of the items drawn from seed {split.seed} "
+                             "(towerrec.ranking.TieOrder); Tied@K is the share of users whose list was cut "
+                             "inside a tie"},
         "models": models,
         "versions": versions(),
         "command": list(command) if command is not None else sys.argv,
@@ -78,5 +104,5 @@ def write_evaluation(out: str | Path, runs: Sequence[ModelRun], *, dataset: dict
         run.test.recs_frame(user_map, item_map).to_csv(out / "recs" / f"{safe_name(run.name)}.csv", index=False)
         run.test.per_user.to_parquet(out / "per_user" / f"{safe_name(run.name)}.parquet", index=False)
     results = results_dict(runs, dataset=dataset, split=split, k=k, exclude_seen=exclude_seen, command=command)
-    (out / "results.json").write_text(json.dumps(results, indent=2, default=str))
+    (out / "results.json").write_text(json_text(results))
     return out

@@ -255,12 +255,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         model.fit(dataset.interactions, user_features=dataset.user_features,
                   item_features=dataset.item_features, options=options)
     else:
-        from towerrec.runner import evaluate_on_split
+        from towerrec.evaluate import evaluate_split
 
         split = make_split(dataset.interactions, args.split, seed=args.seed)
         model.fit(split.train, user_features=dataset.user_features, item_features=dataset.item_features,
                   valid=split.valid, options=options)
-        valid, test = evaluate_on_split(model, split, k=(10,))
+        results = evaluate_split(model, split, k=(10,))
+        valid, test = results["valid"], results["test"]
         if os.environ.get("RANK", "0") == "0":
             print(f"{name}: valid NDCG@10 {valid.summary['NDCG@10']:.4f}, "
                   f"test NDCG@10 {test.summary['NDCG@10']:.4f} (split {args.split}, seed {args.seed}, full ranking)")

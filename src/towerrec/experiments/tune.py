@@ -84,7 +84,7 @@ def _objective(exp: Experiment, label: str, split, features, options):
                   valid=split.valid, options=options)
         trial.set_user_attr("fit_seconds", round(time.perf_counter() - t0, 3))
         trial.set_user_attr("pid", os.getpid())
-        result = evaluate(model, split.valid, exclude=[split.train] if ev.exclude_seen else [], k=(k,),
+        result = evaluate(model, split, part="valid", exclude_seen=ev.exclude_seen, k=(k,),
                           metrics=(metric.rsplit("@", 1)[0],), batch_size=ev.batch_size)
         value = result.summary[metric]
         print(f"trial {trial.number}: valid {metric} {value:.4f} {params}", file=sys.stderr, flush=True)

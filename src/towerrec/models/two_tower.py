@@ -38,10 +38,11 @@ from towerrec.data.features import FeatureTable
 from towerrec.data.idmap import IdMap
 from towerrec.data.interactions import Interactions
 from towerrec.errors import TowerrecError
-from towerrec.models.base import FitOptions, Recommendations, Recommender
+from towerrec.models.base import Capabilities, FitOptions, Recommendations, Recommender
 from towerrec.models.losses import LOSSES, bce, bpr, candidate_log_q, distinct_candidates, full_softmax, sampled_softmax
 from towerrec.models.train import TrainConfig, train
-from towerrec.ranking import mask_rows, top_k
+from towerrec.data.sequences import Sequences
+from towerrec.ranking import check_finite, mask_rows, rank
 from towerrec.towers.features import FeatureRows, IdEmbedding, TableEncoder, TableSpec, encode_frame, table_arrays
 from towerrec.towers.history import HistoryPooling, history_batch
 from towerrec.towers.mlp import MLP
@@ -342,17 +343,17 @@ class TwoTower(Recommender):
 
     name = "two-tower"
     Config = TwoTowerConfig
-    cold_start = "features"   # content / hybrid; the `cf` preset is id-only (see the properties below)
 
     @property
-    def supports_history(self) -> bool:
-        """New users from an item history: every preset with a history encoder (not `cf`)."""
-        return self.config.history != "none"
-
-    @property
-    def supports_cold_items(self) -> bool:
-        """Items without interactions are embedded from features/text (content, hybrid; not `cf`)."""
-        return self.config.item_features or self.config.text != "none"
+    def capabilities(self) -> Capabilities:
+        """cf: ids only. content / hybrid: new users from a history (the history encoder), cold
+        items from their features and text; user features once fitted with a user table."""
+        c = self.config
+        content = c.item_features or c.text != "none"
+        user_features = hasattr(self, "module_") and "features" in self.module_.user_tower.inputs
+        return Capabilities(histories=c.history != "none", user_features=user_features, cold_items=content,
+                            similar_items=True, vectors="ip" if c.scorer in ("dot", "cosine") else None,
+                            add_items=content)
 
     # ---- training ---------------------------------------------------------------------------
     def _fit(self, interactions: Interactions, *, user_features: FeatureTable | None,
@@ -535,26 +536,18 @@ class TwoTower(Recommender):
     def _score_users(self, user_idx: np.ndarray) -> torch.Tensor:
         return self.module_.scorer(self.user_embeddings_[torch.from_numpy(user_idx)], self.item_embeddings_)
 
-    # ---- retrieval view (towerrec.serve.service embedding protocol) ---------------------------
-    @property
-    def embedding_metric(self) -> str | None:
-        """"ip" when an inner-product index over `item_embeddings_` reproduces the scores (dot and
-        cosine scorers); None for the MLP scorer, which must score every pair and so is served
-        by exact `recommend` instead of an ANN index."""
-        return "ip" if getattr(self.module_.scorer, "supports_index", False) else None
-
-    @torch.no_grad()
-    def user_embeddings(self, user_idx: np.ndarray) -> torch.Tensor:
-        """Query vectors [n, d] of training users: `user_embeddings(u) @ item_embeddings_.T` equals
-        the model's scores for u (for index-capable scorers)."""
+    # ---- vectors (serving from an index): query(u) @ item_vectors().T == the model's scores ------
+    def user_vectors(self, user_idx: np.ndarray) -> torch.Tensor:
         self._check_fitted()
         return self.module_.scorer.query(self.user_embeddings_[torch.from_numpy(np.asarray(user_idx, np.int64))])
 
-    @torch.no_grad()
-    def history_embeddings(self, seen: sp.csr_matrix) -> torch.Tensor:
-        """Query vectors [n, d] of new users from their item histories (rows of `seen`)."""
+    def history_vectors(self, histories: Sequences) -> torch.Tensor:
         self._check_fitted()
-        return self.module_.scorer.query(self._history_users(seen))
+        return self.module_.scorer.query(self._history_users(histories.to_csr(self.n_items)))
+
+    def item_vectors(self) -> torch.Tensor:
+        self._check_fitted()
+        return self.item_embeddings_
 
     def _history_users(self, seen: sp.csr_matrix) -> torch.Tensor:
         """User vectors [n, d] from item histories alone (no user id, no user features)."""
@@ -565,26 +558,21 @@ class TwoTower(Recommender):
         return self._user_vectors(np.full(seen.shape[0], -1), seen, np.arange(seen.shape[0]))
 
     @torch.no_grad()
-    def _score_histories(self, seen: sp.csr_matrix) -> torch.Tensor:
-        """New users from their item histories (rows of `seen` [n, n_items]): no user id, no
-        user features, the pooled history only. The id-only `cf` preset cannot do this."""
-        y = self._history_users(seen)
+    def _score_histories(self, histories: Sequences) -> torch.Tensor:
+        """New users from their item histories: no user id, no user features, the pooled history
+        only. The id-only `cf` preset cannot do this."""
+        y = self._history_users(histories.to_csr(self.n_items))
         return self.module_.scorer(y, self.item_embeddings_)
-
-    @property
-    def supports_user_features(self) -> bool:
-        """New users from a feature row (content / hybrid presets with user features)."""
-        return hasattr(self, "module_") and "features" in self.module_.user_tower.inputs
 
     def _feature_users(self, frame: pd.DataFrame,
                        histories: Sequence[Sequence[str]] | None) -> tuple[np.ndarray, sp.csr_matrix, torch.Tensor]:
         """(ids, histories as CSR rows, user vectors [n, d]) of new users given by a feature frame."""
         self._check_fitted()
-        if not self.supports_user_features:
+        if not self.capabilities.user_features:
             raise NotImplementedError(f"{self.name}[{self.config.preset}] does not use user features")
         id_col = self.user_spec_.id_col
-        if id_col not in frame.columns:
-            raise TowerrecError(f"user features need a {id_col!r} column; got {list(frame.columns)}")
+        if id_col not in frame.columns:   # ids as the index (a one-row request frame)
+            frame = frame.assign(**{id_col: frame.index.astype(str)}).reset_index(drop=True)
         known = {c["name"] for c in self.user_spec_.columns}
         unknown = sorted(set(frame.columns) - known - {id_col})
         if unknown:
@@ -610,10 +598,13 @@ class TwoTower(Recommender):
         y = self._user_vectors(np.full(len(ids), -1), seen, np.arange(len(ids)), features=arrays)
         return ids, seen, y
 
+    def user_feature_columns(self) -> list[dict]:
+        return [{"name": c["name"], "kind": c["kind"]} for c in self.user_spec_.columns] \
+            if self.capabilities.user_features else []
+
     @torch.no_grad()
-    def feature_embeddings(self, frame: pd.DataFrame,
-                           histories: Sequence[Sequence[str]] | None = None) -> torch.Tensor:
-        """Query vectors [n, d] of new users from their features (and histories), for the index."""
+    def feature_vectors(self, frame: pd.DataFrame, histories: Sequence[Sequence[str]] | None = None) -> torch.Tensor:
+        """Query vectors [n, d] of new users from their features (and histories, item ids), for the index."""
         return self.module_.scorer.query(self._feature_users(frame, histories)[2])
 
     @torch.no_grad()
@@ -623,27 +614,17 @@ class TwoTower(Recommender):
         the columns of the training user features; unknown categories count as missing) and, if
         given, one item history per row. The user id is a label only: no id embedding is used."""
         ids, seen, y = self._feature_users(frame, histories)
-        scores = self.module_.scorer(y, self.item_embeddings_).float().clone()
+        scores = self.module_.scorer(y, self.item_embeddings_).float()
+        check_finite(scores, f"model {self.name!r}")
         if exclude_seen:
             mask_rows(scores, seen, np.arange(len(ids)))
-        top, vals = top_k(scores, k)
-        out_idx = np.full((len(ids), top.shape[1]), -1, dtype=np.int64)
-        out_scores = np.full(out_idx.shape, np.nan, dtype=np.float32)
-        self._fill(out_idx, out_scores, np.arange(len(ids)), top, vals)
-        return Recommendations(ids, out_idx, out_scores, self.item_map_, ["features"] * len(ids))
+        top = rank(scores, min(k, self.n_items), self.ties_, who=None)
+        return Recommendations.from_top(ids, top, self.item_map_, fallback=["features"] * len(ids))
 
-    def similar_items(self, item_ids: Sequence[str], k: int = 10) -> Recommendations:
-        """Nearest items by cosine of the item-tower vectors (the query item excluded)."""
-        self._check_fitted()
-        idx = self.item_map_.index(item_ids)
+    def _item_scores(self, item_idx: np.ndarray) -> torch.Tensor:
+        """Cosine of the item-tower vectors."""
         z = torch.nn.functional.normalize(self.item_embeddings_, dim=-1)
-        scores = (z[torch.from_numpy(idx)] @ z.T).clone()
-        scores[torch.arange(len(idx)), torch.from_numpy(idx)] = -torch.inf
-        top, vals = top_k(scores, k)
-        out_idx = np.full((len(idx), top.shape[1]), -1, dtype=np.int64)
-        out_scores = np.full(out_idx.shape, np.nan, dtype=np.float32)
-        self._fill(out_idx, out_scores, np.arange(len(idx)), top, vals)
-        return Recommendations(np.asarray(list(item_ids), dtype=object), out_idx, out_scores, self.item_map_)
+        return z[torch.from_numpy(item_idx)] @ z.T
 
     def add_items(self, frame: pd.DataFrame) -> "TwoTower":
         """Embed new catalogue items from their features and text, without retraining.
@@ -684,6 +665,7 @@ class TwoTower(Recommender):
         with torch.no_grad():
             new = m.scorer.prepare(m.item_vectors(torch.arange(n_old, n_old + len(ids))))
         self.item_embeddings_ = torch.cat([self.item_embeddings_, new])
+        self.ties_ = self.ties_.extended(self.n_items)
         return self
 
     # ---- artifacts --------------------------------------------------------------------------
