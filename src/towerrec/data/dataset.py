@@ -142,12 +142,13 @@ class _Side:
     frame: pd.DataFrame
     role: str
     label: str        # for report notes: the file name, or "items DataFrame"
-    where: Where
+    source: str       # for errors: the file's path, or "items DataFrame"
+    is_file: bool     # row numbers in messages are file lines
     conversions: list[str]
 
     def features(self, id_map: IdMap, kinds: dict[str, str] | None) -> FeatureTable:
-        return FeatureTable.from_frame(self.frame, id_map, id_col=f"{self.role}_id", source=self.where.source,
-                                       kinds=kinds, is_file=self.where.unit == "line")
+        return FeatureTable.from_frame(self.frame, id_map, id_col=f"{self.role}_id", source=self.source,
+                                       kinds=kinds, is_file=self.is_file)
 
     def notes(self, table: FeatureTable) -> list[str]:
         used = ", ".join(f"{c.name} ({c.kind})" for c in table.columns.values()) or "none"
@@ -171,8 +172,8 @@ def _side_table(source: Path | pd.DataFrame, wanted: str | None, candidates: tup
         frame = source.rename(columns=str).reset_index(drop=True)
         ids, mixed = string_form(frame[id_col])
         if mixed:
-            conversions.append(f"{label} column '{id_col}': ids of mixed types (numbers and strings) were read as "
-                               f"their string form")
+            conversions.append(f"{label} column '{id_col}': ids of mixed types (e.g. numbers and strings) were "
+                               f"read as their string form")
         frame[id_col] = ids
     else:
         label = source.name
@@ -191,7 +192,7 @@ def _side_table(source: Path | pd.DataFrame, wanted: str | None, candidates: tup
     unique_ids(frame, id_col, where)
     frame = frame.rename(columns={id_col: f"{role}_id"})
     unique_names(list(frame.columns), where)  # an `item_id` column beside the id column `ItemId`
-    return _Side(frame, role, label, where, conversions)
+    return _Side(frame, role, label, where.source, not isinstance(source, pd.DataFrame), conversions)
 
 
 def _id_column(columns: list[str], wanted: str | None, candidates: tuple[str, ...], where: Where) -> str:

@@ -34,7 +34,7 @@ from towerrec.data.converters import (CHUNK, convert_amazon_ratings, convert_cia
 from towerrec.data.dataset import Dataset
 from towerrec.data.load import LoadOptions
 from towerrec.data.synthetic import DEFAULT_SIZE, synthetic
-from towerrec.data.tables import TABLE_ORDER, exists, file_digest, find_table, is_dir, list_dir
+from towerrec.data.tables import TABLE_SUFFIXES, exists, file_digest, find_table, is_dir, list_dir
 from towerrec.errors import DataError
 from towerrec.progress import progress
 
@@ -175,7 +175,7 @@ def resolve(name_or_path: str | Path, data_dir: str | Path | None = None, *, dow
     if exists(path):
         return path
     name = str(name_or_path)
-    if os.sep in name or name.lower().endswith(tuple(TABLE_ORDER) + (".tab",)):
+    if os.sep in name or name.lower().endswith(TABLE_SUFFIXES):
         raise DataError("no such file or folder", source=name,
                         expected="an existing file or folder, or a dataset name (see `towerrec datasets`)")
     local = find_local(name, data_dir)

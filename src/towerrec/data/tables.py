@@ -214,8 +214,8 @@ def string_form(series: pd.Series) -> tuple[pd.Series, bool]:
     """Ids as the strings the user sees (`1` -> "1"); missing stays missing; True if types were mixed."""
     if isinstance(series.dtype, pd.StringDtype):
         return series, False
-    kind = pd.api.types.infer_dtype(series, skipna=True)
-    return series.astype("string"), kind.startswith("mixed")
+    mixed = pd.api.types.infer_dtype(series, skipna=True).startswith("mixed")  # mixed, mixed-integer, ...
+    return series.astype("string"), mixed
 
 
 def table_from_frame(frame: pd.DataFrame, columns: list[str], where: Where, *,
@@ -236,8 +236,8 @@ def table_from_frame(frame: pd.DataFrame, columns: list[str], where: Where, *,
         if name in strings:
             series, mixed = string_form(series)
             if mixed:
-                notes.append(f"{where.source} column '{name}': ids of mixed types (numbers and strings) were "
-                             f"read as their string form")
+                notes.append(f"{where.source} column '{name}': ids of mixed types (e.g. numbers and strings) "
+                             f"were read as their string form")
             arrays.append(pa.array(series, type=pa.string(), from_pandas=True))
             continue
         try:
