@@ -319,3 +319,18 @@ def test_side_table_true_false_and_blank_cells(tmp_path):
     assert ds.item_features.labels("flag") == ["true", "FALSE", ""]
     year = ds.item_features.columns["year"]
     assert year.kind == "numeric" and year.values.tolist() == [0.0, 0.0, 0.0] and year.mean == 1999
+
+
+@pytest.mark.parametrize("suffix,newline", [(".csv", "\n"), (".csv.gz", "\r\n")])
+def test_line_numbers_count_the_empty_lines_the_reader_skips(tmp_path, suffix, newline):
+    import gzip
+
+    def lines(*rows: str) -> Path:
+        text = newline.join(["", "user_id,item_id,rating", "u1,i1,3", "", "", *rows, ""]).encode()
+        path = tmp_path / f"e{len(rows)}{suffix}"
+        path.write_bytes(gzip.compress(text) if suffix.endswith(".gz") else text)
+        return path
+
+    # line 1 is empty, the header is line 2, lines 4-5 are empty
+    assert "negative weights at 1 line(s) (first rows: 6;" in error_of(lines("u2,i2,-1"))
+    assert "wrong number of fields at 1 line(s) (first rows: 7;" in error_of(lines("u2,i2,1", "u3,i3,1,9"))

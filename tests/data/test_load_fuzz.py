@@ -3,7 +3,8 @@
 
 Property: loading either raises DataError, or returns interactions whose report accounts for every
 row read (kept + removed by each filter == read == the file's data rows) and whose ids are exactly
-the strings written in the file. No other exception, ever.
+the strings written in the file. No other exception, ever. Errors name real lines of the file,
+also when empty lines (which the reader skips) come before them.
 """
 from __future__ import annotations
 
@@ -76,12 +77,27 @@ def logs(draw: st.DrawFn) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
-def to_csv(header: list[str], rows: list[list[str]]) -> str:
+def to_csv(header: list[str], rows: list[list[str]], blank_after: frozenset[int] = frozenset()) -> str:
+    """CSV text; an empty line follows each data row numbered in `blank_after` (readers skip those)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(header)
-    writer.writerows(rows)
+    for i, row in enumerate(rows):
+        writer.writerow(row)
+        if i in blank_after:
+            out.write("\n")
     return out.getvalue()
+
+
+def check_lines(error: DataError, text: str, header: list[str]) -> None:
+    """Lines named by an error are real data lines of the file: never the header, never an empty line."""
+    lines = text.split("\n")
+    for n in error.rows:
+        assert 2 <= n <= len(lines) and lines[n - 1] != "", (n, str(error))
+        if "header is repeated" in str(error):
+            assert lines[n - 1] == lines[0]
+        if "wrong number of fields" in str(error):
+            assert len(next(csv.reader([lines[n - 1]]))) != len(header)
 
 
 def check(inter, report, header: list[str], rows: list[list[str]]) -> None:
@@ -97,15 +113,17 @@ def check(inter, report, header: list[str], rows: list[list[str]]) -> None:
 
 
 @FUZZ
-@given(log=logs(), options=OPTIONS)
-def test_loading_a_generated_csv_reports_every_row_or_raises_data_error(log, options):
+@given(log=logs(), options=OPTIONS, blank_after=st.frozensets(st.integers(0, 13), max_size=3))
+def test_loading_a_generated_csv_reports_every_row_or_raises_data_error(log, options, blank_after):
     header, rows = log
+    text = to_csv(header, rows, blank_after)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "log.csv"
-        path.write_text(to_csv(header, rows))
+        path.write_text(text)
         try:
             inter, report = load_interactions(path, options)
-        except DataError:
+        except DataError as error:
+            check_lines(error, text, header)
             return
         check(inter, report, header, rows)
 

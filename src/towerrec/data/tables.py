@@ -12,6 +12,7 @@ import hashlib
 from collections.abc import Iterable
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -191,11 +192,12 @@ def _raise_bad_rows(path: Path, delimiter: str, names: list[str]) -> None:
     parse = pacsv.ParseOptions(delimiter=delimiter, invalid_row_handler=invalid)
     pacsv.read_csv(path, read_options=pacsv.ReadOptions(use_threads=False), parse_options=parse,
                    convert_options=pacsv.ConvertOptions(column_types={c: pa.string() for c in names}))
-    lines = [n for n, _ in found if n is not None]
-    raise DataError(f"rows with the wrong number of fields at {len(found)} line(s)", source=str(path),
-                    rows=lines, values=[f"{a} fields" for _, a in found[:5]] if lines else None,
-                    expected=f"{len(names)} fields on every line, as in the header (quote fields that "
-                             f"contain the delimiter)")
+    # arrow numbers rows among non-empty lines, header = 1; Where maps that to the file's own lines
+    numbered = [(n, a) for n, a in found if n is not None]
+    raise Where(str(path), is_file=True).error(
+        "rows with the wrong number of fields", positions=np.array([n - 2 for n, _ in numbered], dtype=np.int64),
+        values=[f"{a} fields" for _, a in numbered[:5]],
+        expected=f"{len(names)} fields on every line, as in the header (quote fields that contain the delimiter)")
 
 
 def _empty_strings_to_null(table: pa.Table) -> pa.Table:

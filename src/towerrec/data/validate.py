@@ -5,12 +5,16 @@ for in-memory frames, so a user can jump straight to the offending line.
 """
 from __future__ import annotations
 
+import gzip
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from towerrec.errors import DataError
+
+TEXT_TABLES = (".csv", ".csv.gz", ".tsv", ".tsv.gz", ".tab")
 
 
 class Where:
@@ -20,9 +24,33 @@ class Where:
         self.source = source
         self.offset = 2 if is_file else 0  # line number of data row 0
         self.unit = "line" if is_file else "row"
+        self._shift: np.ndarray | None = None
 
     def rows(self, positions: np.ndarray) -> list[int]:
-        return [int(p) + self.offset for p in positions[:5]]
+        lines = np.asarray(positions[:5], dtype=np.int64) + self.offset
+        if self.unit == "line" and self.source.lower().endswith(TEXT_TABLES):
+            # the CSV reader skips empty lines: count those before each row so the number is the file's line
+            lines = lines + np.searchsorted(self._empty_line_shift(), lines, side="right")
+        return [int(x) for x in lines]
+
+    def _empty_line_shift(self) -> np.ndarray:
+        """For empty lines b_0 < b_1 < ...: b_j - j, the first line-without-blanks each one pushes down.
+
+        Read only when an error is raised, so a clean load never pays for it.
+        """
+        if self._shift is None:
+            try:
+                with (gzip.open if self.source.lower().endswith(".gz") else open)(self.source, "rb") as fh:
+                    buf = np.frombuffer(fh.read(), dtype=np.uint8)
+            except OSError:
+                buf = np.zeros(0, dtype=np.uint8)
+            ends = np.flatnonzero(buf == ord("\n"))
+            starts = np.concatenate([[0], ends[:-1] + 1]).astype(np.int64)[:len(ends)]
+            length = ends - starts
+            empty = (length == 0) | ((length == 1) & (buf[np.minimum(starts, max(len(buf) - 1, 0))] == ord("\r")))
+            blank = np.flatnonzero(empty) + 1  # 1-based line numbers
+            self._shift = blank - np.arange(len(blank))
+        return self._shift
 
     def error(self, message: str, *, column: str | None = None, positions: np.ndarray | None = None,
               values: object = None, expected: str | None = None) -> DataError:
