@@ -5,6 +5,9 @@ Layout of an `--out DIR` (EVALUATION.md, "Auditability"):
   recs/<model>.csv               user_id,rank,item_id,score: test top-K for every evaluated user
   per_user/<model>.parquet       per-user test metric values (for significance tests)
   results.json                   per model: metrics, config, seed, seconds, versions
+
+Every file is written atomically (`towerrec.files`): a killed run leaves whole files or none.
+The caller writes the `COMPLETE` marker (`towerrec.outdir`) after the last one.
 """
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from towerrec.files import atomic_path, write_text
 from towerrec.runner import ModelRun, versions
 from towerrec.split import Split
 
@@ -49,7 +53,8 @@ def write_split(out: Path, split: Split) -> None:
     if split.test_history is not None:
         parts["test_history"] = split.test_history
     for name, part in parts.items():
-        part.to_frame().to_csv(out / "split" / f"{name}.csv", index=False)
+        with atomic_path(out / "split" / f"{name}.csv") as tmp:
+            part.to_frame().to_csv(tmp, index=False)
 
 
 def results_dict(runs: Sequence[ModelRun], *, dataset: dict, split: Split, k: Sequence[int],
@@ -101,8 +106,10 @@ def write_evaluation(out: str | Path, runs: Sequence[ModelRun], *, dataset: dict
     for run in runs:
         if run.test is None:
             continue
-        run.test.recs_frame(user_map, item_map).to_csv(out / "recs" / f"{safe_name(run.name)}.csv", index=False)
-        run.test.per_user.to_parquet(out / "per_user" / f"{safe_name(run.name)}.parquet", index=False)
+        with atomic_path(out / "recs" / f"{safe_name(run.name)}.csv") as tmp:
+            run.test.recs_frame(user_map, item_map).to_csv(tmp, index=False)
+        with atomic_path(out / "per_user" / f"{safe_name(run.name)}.parquet") as tmp:
+            run.test.per_user.to_parquet(tmp, index=False)
     results = results_dict(runs, dataset=dataset, split=split, k=k, exclude_seen=exclude_seen, command=command)
-    (out / "results.json").write_text(json_text(results))
+    write_text(out / "results.json", json_text(results))
     return out

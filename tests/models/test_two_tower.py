@@ -15,6 +15,7 @@ from towerrec.evaluate import evaluate
 from towerrec.models import MODELS
 from towerrec.models.base import FitOptions
 from towerrec.models.two_tower import PRESETS, TwoTower, TwoTowerConfig
+from towerrec.models.two_tower.batches import PairBatches, histories
 from towerrec.split import cold_item_split, random_split
 
 N_GENRES, ITEMS_PER_GENRE, N_USERS = 5, 20, 80
@@ -64,7 +65,7 @@ def data():
 def fake_text(monkeypatch, tmp_path):
     """A deterministic bag-of-words 'sentence model' instead of MiniLM (the real one is tested in
     tests/towers/test_text.py and in the slow ml-100k test)."""
-    import towerrec.models.two_tower as tt
+    import towerrec.towers.content as tt
     from towerrec.towers.text import embed_texts
 
     vocab = sorted({w for ws in WORDS for w in ws.split()})
@@ -224,12 +225,11 @@ def test_training_history_target_is_left_out(data):
     inter, users, items, uf, itf = data
     model = TwoTower(TwoTowerConfig.for_preset("hybrid", **FAST))
     model.fit(inter, user_features=uf, item_features=itf, options=OPTIONS)
-    model._train_u, model._train_i = inter.user_idx.astype(np.int64), inter.item_idx.astype(np.int64)
-    batch = model._make_batch(np.arange(len(inter)), np.random.default_rng(0))
+    batch = PairBatches(inter, model.seen_, model.config)(np.arange(len(inter)), np.random.default_rng(0))
     h = batch["history"]
     assert len(h["offsets"]) == len(np.unique(inter.user_idx)) < len(inter)       # one history per user
     assert np.array_equal(h["items"][h["left_out"]].numpy(), inter.item_idx)      # the row's own target
-    explicit = model._history(model.seen_, inter.user_idx.astype(np.int64), exclude=inter.item_idx)
+    explicit = histories(model.seen_, inter.user_idx.astype(np.int64), exclude=inter.item_idx)
     flat = explicit["items"][explicit["inverse"]].numpy()
     row = np.repeat(np.arange(len(inter)), np.diff(np.append(explicit["offsets"].numpy(), len(flat))))
     kept = explicit["weights"].numpy() > 0
@@ -295,7 +295,7 @@ def _ml100k():
 def test_ml100k_quality_bands(monkeypatch):
     """Real data, real MiniLM, two epochs: hybrid well above popularity (test NDCG@10 0.14) on the
     random split; content ranks never-seen items far above chance on the cold-item split."""
-    import towerrec.models.two_tower as tt
+    import towerrec.towers.content as tt
     from towerrec.towers.text import embed_texts
 
     monkeypatch.setattr(tt, "embed_texts", embed_texts)           # undo the fake of this module

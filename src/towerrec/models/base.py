@@ -31,6 +31,7 @@ import scipy.sparse as sp
 import torch
 
 from towerrec.artifact import read_artifact, write_artifact
+from towerrec.config import apply_overrides
 from towerrec.data.features import FeatureTable
 from towerrec.data.interactions import Interactions
 from towerrec.data.sequences import Sequences
@@ -89,7 +90,7 @@ class Recommender:
 
     def __init__(self, config: Any = None, **overrides: Any) -> None:
         base = config if config is not None else self.Config()
-        self.config = dataclasses.replace(base, **overrides) if overrides else base
+        self.config = apply_overrides(base, overrides, source=type(self).__name__)
 
     def __repr__(self) -> str:
         state = "fitted" if hasattr(self, "seen_") else "not fitted"
