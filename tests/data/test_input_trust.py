@@ -226,6 +226,16 @@ def test_mixed_type_ids_are_read_as_their_string_form_and_reported():
     assert Interactions.from_frame(frame).user_map.to_list() == ["1", "x", "2"]
 
 
+def test_numeric_ids_in_frames_read_as_a_csv_writes_them():
+    # float ids (ints upcast by pandas) are "1", as in a CSV, in the log and in side frames alike
+    log = pd.DataFrame({"user_id": [1.0, 2.0, 2.5], "item_id": np.array([7, 8, 7], dtype=np.int32)})
+    users = pd.DataFrame({"user_id": [2.0, 1.0, 2.5], "age": [30, 40, 50]})
+    ds = Dataset.from_frame(log, users=users)
+    assert ds.interactions.user_map.to_list() == ["1", "2", "2.5"] and ds.interactions.item_map.to_list() == ["7", "8"]
+    assert ds.user_features.n_without_row == 0 and ds.user_features.columns["age"].mean == 40
+    assert not any("mixed types" in n for n in ds.report.notes)
+
+
 def test_mixed_type_values_in_a_numeric_column_name_the_row():
     frame = pd.DataFrame({"user_id": ["a", "b", "c"], "item_id": ["x", "y", "z"],
                           "rating": pd.Series([3, "4", "bad"], dtype=object)})

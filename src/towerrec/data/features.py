@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from towerrec.data.idmap import IdMap
-from towerrec.data.tables import read_header, read_table
+from towerrec.data.tables import read_header, read_table, string_form
 from towerrec.data.validate import Where, unique_ids
 from towerrec.errors import DataError
 
@@ -176,7 +176,7 @@ class FeatureTable:
         where = Where(source, is_file=is_file)
         if id_col not in frame.columns:
             raise where.error(f"missing id column {id_col!r}; found {list(frame.columns)}")
-        ids = frame[id_col].astype("string")
+        ids, _ = string_form(frame[id_col])
         blank = ids.isna() | (ids.str.strip() == "")
         if blank.any():
             raise where.error("blank or missing ids", column=id_col, positions=np.flatnonzero(blank.to_numpy()),

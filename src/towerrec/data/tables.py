@@ -213,9 +213,16 @@ def _empty_strings_to_null(table: pa.Table) -> pa.Table:
 
 # ---- DataFrames ----------------------------------------------------------------------------------
 def string_form(series: pd.Series) -> tuple[pd.Series, bool]:
-    """Ids as the strings the user sees (`1` -> "1"); missing stays missing; True if types were mixed."""
+    """Ids as strings, the same from every source; missing stays missing; True if types were mixed.
+
+    Numbers go through arrow, so a float id 1.0 is "1" as in a CSV; an object column mixing
+    numbers and strings is taken as pandas writes each value.
+    """
     if isinstance(series.dtype, pd.StringDtype):
         return series, False
+    if pd.api.types.is_numeric_dtype(series.dtype):
+        text = pc.cast(pa.array(series, from_pandas=True), pa.string()).to_pandas()
+        return pd.Series(text.to_numpy(), index=series.index, dtype="string"), False
     mixed = pd.api.types.infer_dtype(series, skipna=True).startswith("mixed")  # mixed, mixed-integer, ...
     return series.astype("string"), mixed
 
