@@ -118,7 +118,7 @@ def one_run(dataset: str, run: str, overrides: dict, threads: int, seed: int | N
     import numpy as np
     import torch
 
-    from towerrec.data.datasets import load_dataset
+    from towerrec.data.registry import load_dataset
     from towerrec.data.load import LoadOptions
     from towerrec.evaluate import evaluate_split
     from towerrec.models import MODELS
