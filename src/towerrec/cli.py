@@ -172,7 +172,7 @@ def _evaluate(dataset, models: Sequence[tuple[str, object]], *, split_method: st
     from towerrec.models import FitOptions
     from towerrec.outdir import mark_complete
     from towerrec.runner import run_model
-    from towerrec.split import make_split
+    from towerrec.splits import make_split
 
     split = make_split(dataset.interactions, split_method, seed=seed, ratios=ratios)
     _info(f"split {split_method} (seed {seed}): " + ", ".join(f"{k}={v:,}" for k, v in split.info["rows"].items())
@@ -249,7 +249,7 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from towerrec.experiments.config import select_models
     from towerrec.models import FitOptions
-    from towerrec.split import make_split
+    from towerrec.splits import make_split
 
     config = _read_config(args.config)
     name = args.model
@@ -271,7 +271,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         model.fit(dataset.interactions, user_features=dataset.user_features,
                   item_features=dataset.item_features, options=options)
     else:
-        from towerrec.evaluate import evaluate_split
+        from towerrec.evaluation import evaluate_split
 
         split = make_split(dataset.interactions, args.split, seed=args.seed)
         model.fit(split.train, user_features=dataset.user_features, item_features=dataset.item_features,

@@ -315,7 +315,7 @@ def _data(c: _Checker, raw: dict) -> DataSpec:
 
 
 def _split(c: _Checker, raw: dict) -> SplitSpec:
-    from towerrec.split import SPLITS
+    from towerrec.splits import SPLITS
 
     w = ("split",)
     t = c.table(raw, (), "split")

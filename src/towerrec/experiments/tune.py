@@ -205,7 +205,7 @@ def sampler_seed(seed: int, n_before: int, worker: int = 0) -> int:
 def _objective(exp: Experiment, label: str, split, features, options):
     """Optuna objective: fit on train with the trial's params (FitOptions `options`), return the
     valid metric."""
-    from towerrec.evaluate import evaluate
+    from towerrec.evaluation import evaluate
 
     ev, spec = exp.evaluation, exp.models[label]
     metric = ev.primary
@@ -278,7 +278,7 @@ def tune(exp: Experiment, label: str, n_trials: int, out: str | Path, *, data_di
     from towerrec.experiments.runner import load_data
     from towerrec.models import FitOptions
     from towerrec.outdir import mark_complete, prepare_tune_out
-    from towerrec.split import make_split
+    from towerrec.splits import make_split
 
     if label not in exp.models:
         from towerrec.config import did_you_mean

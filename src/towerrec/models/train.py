@@ -29,7 +29,7 @@ from torch import nn
 
 from towerrec.data.interactions import Interactions
 from towerrec.errors import TowerrecError
-from towerrec.evaluate import evaluate_scores
+from towerrec.evaluation import evaluate_scores
 from towerrec.models.base import FitOptions
 from towerrec.progress import progress
 from towerrec.ranking import TieOrder
