@@ -6,6 +6,7 @@ tracebacks are kept for bugs.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import time
@@ -13,6 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from towerrec.errors import TowerrecError
+
+log = logging.getLogger("towerrec.cli")
 
 LEADERBOARD_METRICS = ("NDCG", "Recall", "Precision", "MAP", "MRR", "HitRate", "F1")
 DEFAULT_MODELS = ("pop", "itemknn", "ease", "als")     # `evaluate` without --models or --config
@@ -61,8 +64,8 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
 
 
 def _load(args: argparse.Namespace):
-    from towerrec.data.registry import load_dataset
     from towerrec.data.load import LoadOptions
+    from towerrec.data.registry import load_dataset
 
     user_k = item_k = 0
     if args.kcore:
@@ -82,7 +85,7 @@ def _load(args: argparse.Namespace):
 
 
 def _info(message: str) -> None:
-    print(message, file=sys.stderr)
+    log.info(message)
 
 
 def _read_config(path: str | None):
@@ -381,7 +384,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = _Parser(prog="towerrec", description="Build, evaluate and serve recommenders.")
     parser.add_argument("--version", action="version", version=f"towerrec {__version__}")
+    _add_verbosity(parser, "_top")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    add_parser = sub.add_parser
+
+    def add_with_verbosity(name: str, **kwargs: object) -> argparse.ArgumentParser:
+        p = add_parser(name, **kwargs)
+        _add_verbosity(p, "")           # `towerrec evaluate -v ...` as well as `towerrec -v evaluate ...`
+        return p
+
+    sub.add_parser = add_with_verbosity  # type: ignore[method-assign]
 
     p = sub.add_parser("datasets", help="list known datasets and where they were found")
     p.add_argument("--data-dir", default=None, help="folder holding named datasets (default: $TOWERREC_DATA)")
@@ -454,6 +466,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_verbosity(p: argparse.ArgumentParser, suffix: str) -> None:
+    p.add_argument("-v", "--verbose", action="count", default=0, dest=f"verbose{suffix}",
+                   help="more detail on stderr (-v: debug, e.g. every epoch under a progress bar)")
+    p.add_argument("-q", "--quiet", action="store_true", dest=f"quiet{suffix}",
+                   help="only warnings and errors on stderr (results still go to stdout)")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code (2 for user mistakes)."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -463,6 +482,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:
         return int(exc.code or 0)
     args.argv = argv
+    from towerrec.progress import configure_logging
+
+    quiet = args.quiet or args.quiet_top
+    configure_logging(-1 if quiet else min(1, args.verbose + args.verbose_top))
     try:
         return int(args.func(args) or 0)
     except TowerrecError as exc:

@@ -9,8 +9,8 @@ a few example users).
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -71,8 +71,11 @@ class ExperimentResult:
         return list(self.experiment.models)
 
 
+log = logging.getLogger(__name__)
+
+
 def _info(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+    log.info(message)
 
 
 def load_data(exp: Experiment, data_dir: str | None = None):

@@ -50,8 +50,7 @@ class FitOptions:
     seed: int = 0
     device: str = "auto"          # "auto" picks cuda when present
     progress: bool | None = None  # None: a bar only on a terminal
-    threads: int | None = None    # torch intra-op threads; None keeps torch's default
-    verbose: bool = False
+    threads: int | None = None    # torch intra-op threads; None keeps torch's default (logging: towerrec.progress)
     # early stopping ranks the valid users as the reported metric will: training items masked
     # (towerrec's default), or nothing masked (RecBole's sequential protocol, `--no-exclude-seen`)
     exclude_seen: bool = True
