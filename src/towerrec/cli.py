@@ -13,11 +13,11 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from towerrec.display import text_table
 from towerrec.errors import TowerrecError
 
 log = logging.getLogger("towerrec.cli")
 
-LEADERBOARD_METRICS = ("NDCG", "Recall", "Precision", "MAP", "MRR", "HitRate", "F1")
 DEFAULT_MODELS = ("pop", "itemknn", "ease", "als")     # `evaluate` without --models or --config
 
 
@@ -74,7 +74,7 @@ def _load(args: argparse.Namespace):
     options = LoadOptions(user_col=args.user_col, item_col=args.item_col, rating_col=args.rating_col,
                           time_col=args.time_col, min_rating=args.min_rating, duplicates=args.duplicates,
                           user_kcore=user_k, item_kcore=item_k)
-    data_dir = args.data_dir or os.environ.get("TOWERREC_DATA")
+    data_dir = args.data_dir   # None: the registry looks in $TOWERREC_DATA, then the cache
     dataset = load_dataset(args.data, options, data_dir=data_dir, download=args.download,
                            verify=not args.no_verify)
     for line in dataset.report.lines():
@@ -114,41 +114,6 @@ def _names(text: str | None, option: str) -> list[str] | None:
     return names
 
 
-def _format_table(rows: list[dict], columns: list[str]) -> str:
-    def fmt(v: object) -> str:
-        if isinstance(v, float):
-            return f"{v:.4f}" if abs(v) < 100 else f"{v:.1f}"
-        return str(v)
-
-    cells = [[fmt(r.get(c, "")) for c in columns] for r in rows]
-    widths = [max(len(c), *(len(row[i]) for row in cells)) if cells else len(c) for i, c in enumerate(columns)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths)),
-             "  ".join("-" * w for w in widths)]
-    def numeric(v: str) -> bool:
-        return v.replace(",", "").replace(".", "", 1).lstrip("-").isdigit() or v == "n/a"
-
-    lines += ["  ".join(v.rjust(w) if i and numeric(v) else v.ljust(w) for i, (v, w) in enumerate(zip(row, widths)))
-              for row in cells]
-    return "\n".join(lines)
-
-
-def leaderboard(runs, ks: Sequence[int], part: str = "test") -> str:
-    """Models x metrics (at the smallest k, NDCG/Recall at the others), plus coverage and seconds."""
-    k0 = min(ks)
-    columns = ["model"] + [f"{m}@{k0}" for m in LEADERBOARD_METRICS]
-    columns += [f"{m}@{k}" for k in sorted(ks) if k != k0 for m in ("NDCG", "Recall")]
-    columns += [f"Coverage@{k0}", "fit_s", "eval_s"]
-    rows, notes = [], []
-    for run in runs:
-        row = run.row(part)
-        if "note" in row:
-            notes.append(f"{run.name}: {row['note']}")
-            row = {"model": run.name, **{c: "n/a" for c in columns[1:]}}
-        rows.append(row)
-    text = _format_table(rows, columns)
-    return text + ("\n" + "\n".join(notes) if notes else "")
-
-
 # ---- commands ------------------------------------------------------------------------------------
 def cmd_datasets(args: argparse.Namespace) -> int:
     from towerrec.data.registry import download_dataset, list_datasets
@@ -157,11 +122,12 @@ def cmd_datasets(args: argparse.Namespace) -> int:
         path = download_dataset(args.download, verify=not args.no_verify)
         print(f"{args.download}: ready at {path}")
         return 0
-    rows = list_datasets(args.data_dir or os.environ.get("TOWERREC_DATA"))
+    rows = list_datasets(args.data_dir)
     for row in rows:
         for key in ("rows", "users", "items"):
             row[key] = "" if row.get(key) is None else f"{row[key]:,}"
-    print(_format_table(rows, ["name", "rows", "users", "items", "location"]))
+    columns = ["name", "rows", "users", "items", "location"]
+    print(text_table(columns, [[row.get(c, "") for c in columns] for row in rows]))
     return 0
 
 
@@ -174,7 +140,7 @@ def _evaluate(dataset, models: Sequence[tuple[str, object]], *, split_method: st
     from towerrec.audit import write_evaluation
     from towerrec.models import FitOptions
     from towerrec.outdir import mark_complete
-    from towerrec.runner import run_model
+    from towerrec.runner import leaderboard_text, run_model
     from towerrec.splits import make_split
 
     split = make_split(dataset.interactions, split_method, seed=seed, ratios=ratios)
@@ -189,7 +155,7 @@ def _evaluate(dataset, models: Sequence[tuple[str, object]], *, split_method: st
                               exclude_seen=exclude_seen, batch_size=batch_size))
     protocol = "full ranking, " + ("train (+valid) items excluded" if exclude_seen else "nothing excluded")
     print(f"\n{dataset.name} | split {split_method} seed {seed} | {protocol} | test set\n")
-    print(leaderboard(runs, ks))
+    print(leaderboard_text(runs, ks))
     if out:
         path = write_evaluation(out, runs, dataset={"name": dataset.name, "path": str(dataset.path),
                                                     "report": dataset.report.lines()},
@@ -233,7 +199,7 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
     names = [m for m in ("pop", "itemknn", "ease", "als", "hybrid") if m in MODELS]
     models = [(name, build_model(name)) for name in names]
     _prepare_out(args)
-    data_dir = args.data_dir or os.environ.get("TOWERREC_DATA")
+    data_dir = args.data_dir   # None: the registry looks in $TOWERREC_DATA, then the cache
     try:
         dataset = load_dataset("ml-100k", data_dir=data_dir, download=False)
     except TowerrecError as exc:

@@ -83,3 +83,40 @@ def run_model(name: str, model: Recommender, split: Split, *, user_features: Fea
     results = evaluate_split(model, split, k=k, metrics=metrics, exclude_seen=exclude_seen, batch_size=batch_size)
     return ModelRun(name, model, results["valid"], results["test"], fit_seconds, time.perf_counter() - start,
                     config=config, training_history=model.training_history())
+
+
+#: columns of the one-split leaderboard, at the smallest K
+LEADERBOARD_METRICS = ("NDCG", "Recall", "Precision", "MAP", "MRR", "HitRate", "F1")
+
+
+def leaderboard_text(runs: Sequence[ModelRun], ks: Sequence[int], part: str = "test") -> str:
+    """Models x metrics at the smallest K (NDCG/Recall at the others), `Tied@K`, coverage and seconds;
+    on splits with cold users also NDCG@K of warm users. Models that do not apply are listed as n/a."""
+    from towerrec.display import text_table
+
+    k0 = min(ks)
+    columns = ["model"] + [f"{m}@{k0}" for m in LEADERBOARD_METRICS]
+    columns += [f"{m}@{k}" for k in sorted(ks) if k != k0 for m in ("NDCG", "Recall")]
+    results = [getattr(run, part) for run in runs if getattr(run, part) is not None]
+    if any("warm" in r.groups for r in results):
+        columns.append(f"NDCG@{k0} warm")
+    columns += [f"Tied@{k0}", f"Coverage@{k0}", "fit_s", "eval_s"]
+    rows, notes = [], []
+    for run in runs:
+        row = run.row(part)
+        if "note" in row:
+            notes.append(f"{run.name}: {row['note']}")
+            row = {"model": run.name, **{c: "n/a" for c in columns[1:]}}
+        else:
+            groups = getattr(run, part).groups
+            if "warm" in groups:
+                row[f"NDCG@{k0} warm"] = groups["warm"].get(f"NDCG@{k0}", "n/a")
+        rows.append([row.get(c, "") for c in columns])
+    text = text_table(columns, rows)
+    result = results[0] if results else None
+    if result is not None and "users" in result.info and result.info["users"]["cold"]:
+        users = result.info["users"]
+        fallback = ", ".join(f"{k} for {v:,}" for k, v in result.info.get("fallback", {}).items()) or "none"
+        notes.append(f"{users['cold']:,} of {users['warm'] + users['cold']:,} evaluated users have no training "
+                     f"interaction (cold); model fallbacks: {fallback} (first model shown)")
+    return text + ("\n" + "\n".join(notes) if notes else "")

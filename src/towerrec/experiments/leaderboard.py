@@ -11,6 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from towerrec.display import text_table
 from towerrec.experiments.config import Experiment
 from towerrec.experiments.runner import ModelSeed, per_user_long, per_user_matrix
 from towerrec.experiments.stats import compare_with_reference
@@ -83,12 +84,20 @@ def _cell(mean: float, std: float | None, digits: int = 4) -> str:
     return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
-def display_columns(exp: Experiment) -> list[str]:
-    """Primary metric first, the other metrics at the smallest K, NDCG/Recall at the other K."""
+def display_columns(exp: Experiment, board: pd.DataFrame | None = None) -> list[str]:
+    """Primary metric first, the other metrics at the smallest K, NDCG/Recall at the other K; the
+    primary metric of warm and cold users when the split has cold users, and `Tied@K` when a
+    model's lists were cut inside ties (the tie rule, not the model, chose those items)."""
     k0 = min(exp.evaluation.k)
-    cols = [exp.evaluation.primary]
+    primary = exp.evaluation.primary
+    cols = [primary]
+    if board is not None:
+        cols += [c for c in (f"{primary} (warm)", f"{primary} (cold)") if c in board.columns]
     cols += [f"{m}@{k0}" for m in exp.evaluation.metrics]
     cols += [f"{m}@{k}" for k in exp.evaluation.k if k != k0 for m in ("NDCG", "Recall") if m in exp.evaluation.metrics]
+    tied = f"Tied@{primary.rsplit('@', 1)[1]}"
+    if board is not None and tied in board.columns and (board[tied].fillna(0) > 0).any():
+        cols.append(tied)
     return list(dict.fromkeys(cols))
 
 
@@ -104,7 +113,7 @@ def markdown_rows(exp: Experiment, board: pd.DataFrame, reference: str | None,
     Precision, MAP and F1 at the smallest K, unless primary: they are in leaderboard.csv)."""
     primary, k0 = exp.evaluation.primary, min(exp.evaluation.k)
     hidden = {f"{m}@{k0}" for m in ("Precision", "MAP", "F1")} - {primary} if compact else set()
-    cols = [c for c in display_columns(exp) if c not in hidden]
+    cols = [c for c in display_columns(exp, board) if c not in hidden]
     header = ["#", "model", *cols, f"Coverage@{k0}", "fit s"]
     if reference is not None:
         header += [f"Δ {primary} vs {reference} [95% CI]", "p t-test (Holm)", "p Wilcoxon (Holm)"]
@@ -156,7 +165,4 @@ def to_text(exp: Experiment, board: pd.DataFrame, reference: str | None) -> str:
     header, rows = markdown_rows(exp, board, reference, compact=True)
     keep = [i for i, h in enumerate(header) if not h.startswith("p ")]
     header, rows = [header[i] for i in keep], [[row[i] for i in keep] for row in rows]
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
-    out = ["  ".join(h.ljust(w) for h, w in zip(header, widths)), "  ".join("-" * w for w in widths)]
-    out += ["  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in rows]
-    return "\n".join(out)
+    return text_table(header, rows)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -83,7 +82,7 @@ def load_data(exp: Experiment, data_dir: str | None = None):
     from towerrec.data.registry import load_dataset
 
     dataset = load_dataset(exp.resolve_source(), exp.data.load_options(),
-                           data_dir=data_dir or os.environ.get("TOWERREC_DATA"))
+                           data_dir=data_dir)
     inter = dataset.interactions
     _info(f"{dataset.name}: {len(inter):,} interactions, {inter.n_users:,} users, {inter.n_items:,} items")
     return dataset
@@ -113,7 +112,9 @@ def _record(run: ModelRun, name: str, split: Split, first: bool, examples: Examp
     seed = split.seed
     if run.test is None:
         return ModelSeed(run.name, name, seed, None, None, None, not_applicable=run.not_applicable)
-    record = ModelSeed(run.name, name, seed, run.valid.summary, run.test.summary, run.test.per_user,
+    # warm / cold users' metrics ride along as "NDCG@10 (warm)" ...: into the leaderboard and its CSV
+    groups = {f"{m} ({g})": v for g, values in run.test.groups.items() for m, v in values.items() if "@" in m}
+    record = ModelSeed(run.name, name, seed, run.valid.summary, {**run.test.summary, **groups}, run.test.per_user,
                        run.fit_seconds, run.eval_seconds, history=run.training_history)
     if first:
         top = run.test.top_items[:, :rec_k]
