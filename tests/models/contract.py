@@ -46,11 +46,12 @@ import pandas as pd
 import pytest
 import torch
 
+from towerrec.artifact import config_from_json
 from towerrec.data.idmap import IdMap
 from towerrec.data.interactions import Interactions
 from towerrec.errors import NotFittedError
 from towerrec.models import MODELS, load_model
-from towerrec.models.base import FitOptions, Recommender, _config_from_json
+from towerrec.models.base import FitOptions, Recommender
 
 
 @dataclass(frozen=True)
@@ -150,7 +151,7 @@ class RecommenderContract:
         assert dataclasses.is_dataclass(config) and type(config) is type(model).Config
         assert type(config)(**dataclasses.asdict(config)) == config
         as_json = json.loads(json.dumps(dataclasses.asdict(config)))   # what save() writes
-        assert type(config)(**_config_from_json(type(config), as_json)) == config
+        assert type(config)(**config_from_json(type(config), as_json)) == config
         with pytest.raises(dataclasses.FrozenInstanceError):
             setattr(config, dataclasses.fields(config)[0].name, None)
 

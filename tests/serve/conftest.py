@@ -23,7 +23,7 @@ from towerrec.models.base import FitOptions  # noqa: E402
 from towerrec.models.ease import EASE  # noqa: E402
 from towerrec.models.pop import Popularity  # noqa: E402
 from towerrec.models.two_tower import TwoTower, TwoTowerConfig  # noqa: E402
-from towerrec.serve.catalogue import write_item_table  # noqa: E402
+from towerrec.artifact import write_item_table, write_titles  # noqa: E402
 
 GENRES = ["Comedy", "Drama", "Horror", "Action"]
 N_USERS, N_ITEMS = 40, 60
@@ -61,7 +61,7 @@ def save_artifact(model, path: Path, inter: Interactions) -> Path:
     model.save(path)
     items = items_table()
     titles = items.set_index("item_id").loc[inter.item_map.to_list(), "title"].tolist()
-    (path / "item_titles.json").write_text(json.dumps(titles))
+    write_titles(path, titles)
     write_item_table(path, items, inter.item_map)
     return path
 

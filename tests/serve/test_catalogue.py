@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 
 from towerrec.data.idmap import IdMap
-from towerrec.serve.catalogue import Catalogue, FilterError, read_item_table, write_item_table
+from towerrec.artifact import write_item_table
+from towerrec.serve.catalogue import Catalogue, FilterError, read_item_table
 
 
 @pytest.fixture

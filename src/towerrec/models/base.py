@@ -18,7 +18,7 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 
-from towerrec.artifact import read_artifact, write_artifact
+from towerrec.artifact import load_recommender, save_recommender
 from towerrec.data.features import FeatureTable
 from towerrec.data.idmap import IdMap
 from towerrec.data.interactions import Interactions
@@ -264,38 +264,11 @@ class Recommender:
         return {}
 
     def save(self, path: str | Path) -> Path:
-        """Write a folder loadable by `towerrec.models.load` (no pickle anywhere)."""
+        """Write a folder loadable by `towerrec.models.load` (no pickle anywhere; see towerrec.artifact)."""
         self._check_fitted()
-        tensors = {f"model.{k}": v for k, v in self._state().items()}
-        tensors["seen.indptr"] = self.seen_.indptr.astype(np.int64)
-        tensors["seen.indices"] = self.seen_.indices.astype(np.int64)
-        tensors["item_popularity"] = self.item_popularity_
-        return write_artifact(path, model=self.name, config=dataclasses.asdict(self.config), tensors=tensors,
-                              user_map=self.user_map_, item_map=self.item_map_, extra=self._extra())
+        return save_recommender(self, path)
 
     @classmethod
     def load(cls, path: str | Path) -> "Recommender":
-        meta, tensors, users, items = read_artifact(path)
-        if meta["model"] != cls.name and cls is not Recommender:
-            raise TowerrecError(f"{path}: holds a {meta['model']!r} model, not {cls.name!r}")
-        model = cls(config=cls.Config(**_config_from_json(cls.Config, meta["config"])))
-        model.user_map_, model.item_map_ = users, items
-        indptr, indices = tensors.pop("seen.indptr"), tensors.pop("seen.indices")
-        model.seen_ = sp.csr_matrix((np.ones(len(indices), dtype=np.float32), indices, indptr),
-                                    shape=(len(users), len(items)))
-        model.item_popularity_ = tensors.pop("item_popularity")
-        model._load_state({k[len("model."):]: v for k, v in tensors.items()}, meta.get("extra", {}))
-        return model
-
-
-def _config_from_json(config_cls: type, data: dict) -> dict:
-    """JSON lists back to tuples where the dataclass default is a tuple."""
-    out = {}
-    fields = {f.name: f for f in dataclasses.fields(config_cls)}
-    for key, value in data.items():
-        if key not in fields:
-            continue
-        default = fields[key].default
-        out[key] = tuple(value) if isinstance(default, tuple) and isinstance(value, list) else value
-    return out
-
+        """The model saved at `path`; a damaged or mismatched folder is a TowerrecError naming the file."""
+        return load_recommender(cls, path)
