@@ -226,10 +226,14 @@ BIG = "9" * 400                      # an integer beyond float range (and over t
     ('{"user_id": "u0", "k": %s}' % BIG, "k: Input should be less than or equal to 1000"),
     ('{"user_id": "u0", "exclude_seen": "false"}', "exclude_seen"),
     ('{"user_id": "u0", "exclude_seen": 0}', "exclude_seen"),
-    # the id length limit holds for numbers too
-    ('{"user_id": %s}' % ("1" * 300), "user_id: Value error, an id has at most 256 characters"),
-    ('{"history": [%s]}' % ("1" * 257), "history.0: Value error, an id has at most 256"),
-    ('{"user_id": "u0", "exclude_items": [-%s]}' % ("1" * 256), "exclude_items.0"),
+    # the id length limit holds for numbers too: integer ids are JSON's safe integers (|x| < 2**53)
+    ('{"user_id": %s}' % ("1" * 300), "user_id: Value error, an integer id is at most 9007199254740991"),
+    ('{"user_id": 9007199254740992}', "user_id: Value error, an integer id is at most 9007199254740991"),
+    ('{"history": [%s]}' % ("1" * 257), "history.0: Value error, an integer id is at most"),
+    ('{"user_id": "u0", "exclude_items": [-%s]}' % ("1" * 256), "exclude_items.0: Value error, an integer id"),
+    ('{"user_id": "%s"}' % ("x" * 257), "user_id: Value error, an id has 1 to 256 characters (this one has 257)"),
+    ('{"user_id": ""}', "user_id: Value error, an id has 1 to 256 characters"),
+    ('{"user_id": 1.5}', "user_id: Value error, an id is a string or an integer, got float"),
 ])
 def test_numbers_and_types_are_checked(client, raw, words):
     response = client.post("/recommend", content=raw.encode(), headers={"content-type": "application/json"})
@@ -237,8 +241,8 @@ def test_numbers_and_types_are_checked(client, raw, words):
     assert words in response.json()["detail"], response.json()["detail"]
 
 
-def test_ids_at_the_length_limit_are_fine(client):
-    for user_id in ("1" * 256, "-" + "1" * 255, int("9" * 256)):
+def test_ids_at_the_limits_are_fine(client):
+    for user_id in ("1" * 256, "-" + "1" * 255, 2**53 - 1, -(2**53 - 1)):
         response = client.post("/recommend", json={"user_id": user_id, "k": 2})
         assert response.status_code == 200 and response.json()["fallback"] == "popularity", user_id
 
@@ -442,6 +446,48 @@ def test_docs_files_are_the_swagger_ui_dist(client):
     assert bundle.status_code == 200 and b"SwaggerUIBundle" in bundle.content
     assert "/openapi.json" in client.get("/docs/docs.js").text
     assert client.get("/docs/nope.js").status_code == 404 and client.get("/static/nope.js").status_code == 404
+
+
+# ---- /info ---------------------------------------------------------------------------------------
+def test_info_names_the_dataset_when_the_artifact_does(als_artifact, tmp_path):
+    path = shutil.copytree(als_artifact, tmp_path / "als")
+    write_dataset_info(path, {"name": "tiny", "interactions": 400})
+    info = TestClient(create_app(RecommenderService.from_artifact(path))).get("/info").json()
+    assert info["data"]["dataset"] == {"name": "tiny", "interactions": 400, "users": None, "items": None}
+    assert info["artifact"] == "als"                      # the folder's name, not the server's path
+
+
+def test_info_sends_nothing_it_does_not_list(client):
+    """Every key of /info, at every level, is a field of its response schema."""
+    def check(value: dict, model: type[BaseModel]) -> None:
+        assert set(value) == set(model.model_fields), model.__name__
+        for key, field in model.model_fields.items():
+            inner = next((a for a in getattr(field.annotation, "__args__", (field.annotation,))
+                          if isinstance(a, type) and issubclass(a, BaseModel)), None)
+            if inner is not None and isinstance(value.get(key), dict):
+                check(value[key], inner)
+                checked.append(inner)
+
+    checked: list[type] = []
+    check(client.get("/info").json(), schemas.Info)
+    assert {schemas.DataInfo, schemas.CatalogueInfo, schemas.IndexInfo} <= set(checked)
+
+
+def test_a_symlink_out_of_the_artifact_is_not_served(als_artifact, tmp_path):
+    """A dataset.json linked to another file used to be copied into /info verbatim."""
+    path = shutil.copytree(als_artifact, tmp_path / "als")
+    secret = tmp_path / "secret.json"
+    secret.write_text(json.dumps({"name": "password=hunter2"}))
+    (path / "dataset.json").symlink_to(secret)
+    with pytest.raises(TowerrecError, match="outside the artifact folder"):
+        RecommenderService.from_artifact(path)
+
+
+def test_dataset_info_with_unknown_keys_is_refused(als_artifact, tmp_path):
+    path = shutil.copytree(als_artifact, tmp_path / "als")
+    (path / "dataset.json").write_text(json.dumps({"name": "tiny", "notes": "anything at all"}))
+    with pytest.raises(TowerrecError, match=r"dataset.json: unknown key\(s\) \['notes'\]"):
+        RecommenderService.from_artifact(path)
 
 
 def test_service_loads_any_saved_model(als_artifact, ease_artifact, pop_artifact, two_tower_artifact):

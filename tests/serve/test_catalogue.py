@@ -5,8 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from towerrec.data.idmap import IdMap
 from towerrec.artifact import write_item_table
+from towerrec.data.idmap import IdMap
 from towerrec.serve.catalogue import Catalogue, FilterError, read_item_table
 
 

@@ -83,7 +83,7 @@ def _seconds_until_closed(sock: socket.socket, limit: float = DEADLINE + SLACK +
     try:
         while sock.recv(4096):
             pass
-    except (socket.timeout, TimeoutError):
+    except TimeoutError:
         return float("inf")
     except ConnectionResetError:
         pass

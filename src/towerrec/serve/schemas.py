@@ -1,7 +1,7 @@
 """Request and response bodies of the REST API (pydantic), with the size limits that keep a worker safe.
 
 Ids are strings; plain JSON integers are accepted too and read as their decimal string (MovieLens
-ids look like numbers), under the same length limit. Unknown fields are errors, so a typo
+ids look like numbers), within JSON's safe-integer range. Unknown fields are errors, so a typo
 (`exclude_seem`) is not silently ignored. Types are JSON's own: an integer field takes a JSON
 integer (not "5", 5.0 or true), a boolean field a JSON boolean, and a number must be finite and
 within float range (1e400, NaN and a 400-digit integer are 422s, not overflows deep in numpy).
@@ -11,10 +11,23 @@ from __future__ import annotations
 import math
 import re
 import sys
+from decimal import Decimal
 from typing import Annotated, Any, Union
 
-from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictFloat,
-                      StrictInt, StrictStr, WithJsonSchema, model_validator)
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    WithJsonSchema,
+    model_validator,
+)
 
 #: the longest list any endpoint returns; also bounds the work one request can ask for
 MAX_K = 1000
@@ -22,28 +35,40 @@ MAX_HISTORY = 1000
 MAX_EXCLUDE = 10_000
 MAX_FILTERS = 16
 MAX_ID_LENGTH = 256
+#: integer ids are JSON's safe integers: beyond 2**53 a JavaScript client cannot hold them exactly
+#: (and the limit is exact in every float-based JSON tool); longer ids travel as strings
+MAX_INT_ID = 2**53 - 1
 
 
 #: the largest finite float; numbers beyond it cannot be compared with float attributes
 MAX_NUMBER = sys.float_info.max
+#: the same bound for JSON integers, as the spec writes it (1.7976931348623157e+308 read as a decimal,
+#: a little below the float's exact value): so the spec and the check agree to the last digit
+MAX_INT_NUMBER = int(Decimal(repr(MAX_NUMBER)))
 NUMBER_SCHEMA = {"type": "number", "minimum": -MAX_NUMBER, "maximum": MAX_NUMBER}
 
 
-def _id_text(value: str | int) -> str:
-    """An id as text; an integer id obeys the same length limit as a string one."""
-    text = str(value)
-    if len(text) > MAX_ID_LENGTH:
-        raise ValueError(f"an id has at most {MAX_ID_LENGTH} characters (this one has {len(text)})")
-    return text
+def _item_id(value: object) -> str:
+    """An id as text: a string of 1..MAX_ID_LENGTH characters, or a JSON safe integer (not a bool)."""
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise ValueError(f"an id is a string or an integer, got {type(value).__name__}")
+    if isinstance(value, int):
+        if abs(value) > MAX_INT_ID:
+            raise ValueError(f"an integer id is at most {MAX_INT_ID} in absolute value (JSON's safe integers); "
+                             "send longer ids as strings")
+        return str(value)
+    if not 1 <= len(value) <= MAX_ID_LENGTH:
+        raise ValueError(f"an id has 1 to {MAX_ID_LENGTH} characters (this one has {len(value)})")
+    return value
 
 
 def _finite(value: int | float) -> int | float:
     """Numbers a float attribute can be compared with: finite and within float range."""
-    try:
-        as_float = float(value)
-    except OverflowError:
-        raise ValueError(f"number beyond the float range (|x| <= {MAX_NUMBER:.4g})") from None
-    if not math.isfinite(as_float):
+    if isinstance(value, int):
+        if abs(value) > MAX_INT_NUMBER:
+            raise ValueError(f"number beyond the float range (|x| <= {MAX_NUMBER:.4g})")
+        return value
+    if not math.isfinite(value):
         raise ValueError("number must be finite (no NaN or infinity)")
     return value
 
@@ -60,13 +85,10 @@ def _query_int(value: Any) -> Any:
     return value
 
 
-# true/false are not ids; an integer id has the same length limit as a string one (the sign included)
-ItemId = Annotated[
-    Union[Annotated[StrictStr, Field(min_length=1, max_length=MAX_ID_LENGTH)],
-          Annotated[StrictInt, WithJsonSchema({"type": "integer", "minimum": -(10 ** (MAX_ID_LENGTH - 1) - 1),
-                                               "maximum": 10 ** MAX_ID_LENGTH - 1})]],
-    AfterValidator(_id_text),
-]
+# one validator, not a str | int union: a bad id is one error message, not one per union branch
+ItemId = Annotated[str, PlainValidator(_item_id), WithJsonSchema({"anyOf": [
+    {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH},
+    {"type": "integer", "minimum": -MAX_INT_ID, "maximum": MAX_INT_ID}]})]
 Number = Annotated[Union[StrictInt, StrictFloat], AfterValidator(_finite), WithJsonSchema(NUMBER_SCHEMA)]
 Scalar = Union[StrictStr, Number]
 #: for integer query parameters (`?k=5`): `Annotated[int, Query(...), QUERY_INT]` (the order keeps
@@ -96,6 +118,12 @@ FilterValue = Annotated[Union[Scalar, Annotated[list[Scalar], Field(min_length=1
                         BeforeValidator(_finite_numbers)]
 
 
+# the bounds `app.user_features_schema` documents for a model's own feature names
+FeatureText = Annotated[StrictStr, Field(max_length=MAX_ID_LENGTH)]
+FeatureValue = Annotated[Union[FeatureText, Number, Annotated[list[FeatureText], Field(max_length=100)]],
+                         BeforeValidator(_finite_numbers)]
+
+
 class RecommendRequest(BaseModel):
     """Who to recommend for (`user_id`, or `history` for a new user), how many, and what to leave out."""
 
@@ -111,8 +139,7 @@ class RecommendRequest(BaseModel):
         None, description="item ids the user interacted with, oldest first; scores new users (fallback "
                           "'history'); for a known user they are only excluded (with exclude_seen). Every id must "
                           "be in the catalogue (else 404)")
-    user_features: dict[Annotated[str, Field(max_length=64)],
-                        Annotated[Scalar | list[StrictStr], BeforeValidator(_finite_numbers)]] | None = Field(
+    user_features: dict[Annotated[str, Field(max_length=64)], FeatureValue] | None = Field(
         None, max_length=64, description="a new user's attributes (the training users.csv columns, e.g. "
                                          "{\"age\": 30, \"occupation\": \"writer\"}; lists for multi-valued ones): "
                                          "models that embed user features score the user from them (fallback "
