@@ -46,8 +46,8 @@ def run_one(name: str, split, repeats: int) -> dict:
         fits.append((time.perf_counter() - wall, time.process_time() - cpu))
     fit_s, fit_cpu_s = min(fits)
     start = time.perf_counter()
-    valid = evaluate(model, split.valid, exclude=[split.train], k=(10, 20))
-    test = evaluate(model, split.test, exclude=[split.train, split.valid], k=(10, 20))
+    valid = evaluate(model, split, part="valid", k=(10, 20))
+    test = evaluate(model, split, k=(10, 20))
     eval_s = time.perf_counter() - start
     return {
         "config": dataclasses.asdict(model.config),

@@ -119,7 +119,7 @@ def one_run(dataset: str, run: str, overrides: dict, threads: int, seed: int | N
 
     from towerrec.data.datasets import load_dataset
     from towerrec.data.load import LoadOptions
-    from towerrec.evaluate import evaluate_scores
+    from towerrec.evaluate import evaluate_split
     from towerrec.models import MODELS
     from towerrec.models.base import FitOptions
     from towerrec.split import leave_one_out
@@ -134,15 +134,14 @@ def one_run(dataset: str, run: str, overrides: dict, threads: int, seed: int | N
     t_fit = time.perf_counter()
     setup_s = t_fit - start
     model.fit(split.train, valid=split.valid, item_features=ds.item_features,   # used by content runs only
-              options=FitOptions(seed=seed, progress=False, threads=threads, device=device))
+              options=FitOptions(seed=seed, progress=False, threads=threads, device=device,
+                                 exclude_seen=False))   # early stopping on RecBole's protocol: nothing masked
     fit_s = time.perf_counter() - t_fit
-    history = split.train.concat(split.valid)
     test = {}
     t_eval = time.perf_counter()
-    for exclude_seen in (False, True):
-        res = evaluate_scores(model.history_scorer(history), split.test,
-                              exclude=[split.train, split.valid] if exclude_seen else [], k=(10,),
-                              metrics=("HitRate", "NDCG", "MRR"))
+    for exclude_seen in (False, True):   # test histories: train + valid (RecBole's protocol)
+        res = evaluate_split(model, split, k=(10,), metrics=("HitRate", "NDCG", "MRR"), exclude_seen=exclude_seen,
+                             parts=("test",))["test"]
         test[f"exclude_seen={str(exclude_seen).lower()}"] = {k: round(v, 4) for k, v in res.summary.items()
                                                             if k in ("HitRate@10", "NDCG@10", "MRR@10")}
     eval_s = time.perf_counter() - t_eval

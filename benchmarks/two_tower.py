@@ -25,7 +25,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import peak_rss_mb, write_json  # noqa: E402
@@ -34,6 +33,7 @@ from towerrec.data.features import FeatureTable  # noqa: E402
 from towerrec.data.interactions import Interactions  # noqa: E402
 from towerrec.data.load import load_interactions  # noqa: E402
 from towerrec.evaluate import evaluate, evaluate_scores  # noqa: E402
+from towerrec.ranking import TieOrder  # noqa: E402
 from towerrec.models.base import FitOptions  # noqa: E402
 from towerrec.models.two_tower import TwoTower, TwoTowerConfig  # noqa: E402
 from towerrec.split import cold_item_split, random_split  # noqa: E402
@@ -87,8 +87,8 @@ def run_random(data: Data, threads: int, quick: bool, presets: tuple[str, ...] =
         start = time.perf_counter()
         model = fit(data, split.train, split.valid, config, threads)
         seconds = time.perf_counter() - start
-        v = evaluate(model, split.valid, exclude=[split.train]).summary
-        t = evaluate(model, split.test, exclude=[split.train, split.valid]).summary
+        v = evaluate(model, split, part="valid").summary
+        t = evaluate(model, split).summary
         out["models"][preset] = {
             "valid": {m: v[m] for m in ("NDCG@10", "Recall@20")}, "test": {m: t[m] for m in ("NDCG@10", "Recall@20")},
             "config": dataclasses.asdict(config), **summary(model, seconds)}
@@ -109,7 +109,6 @@ def run_cold(data: Data, threads: int, quick: bool, epochs: int) -> dict:
     seen = (split.train.to_csr() + split.valid.to_csr()).tocsr()
     users = split.test.active_users()
     cold = np.flatnonzero(split.test.item_counts())
-    not_cold = np.setdiff1d(np.arange(data.inter.n_items), cold)
     n_full = data.inter.n_items - np.diff(seen.indptr)
     n_cold = len(cold) - np.asarray(seen[:, cold].sum(axis=1)).ravel()   # (0: cold items are unseen)
     out = {"split": "cold-item 10% seed 0", "cold_test_items": int(len(cold)), "users_evaluated": int(len(users)),
@@ -123,14 +122,13 @@ def run_cold(data: Data, threads: int, quick: bool, epochs: int) -> dict:
             start = time.perf_counter()
             model = fit(data, split.train, split.valid, config, threads)
             seconds = time.perf_counter() - start
-            full = evaluate(model, split.test, exclude=[split.train, split.valid], k=(k,)).summary[f"Recall@{k}"]
+            full = evaluate(model, split, k=(k,)).summary[f"Recall@{k}"]
 
-            def cold_only(user_idx: np.ndarray) -> torch.Tensor:
-                scores = model.score_users(user_idx).clone()
-                scores[:, torch.from_numpy(not_cold)] = -torch.inf
-                return scores
-
-            only = evaluate_scores(cold_only, split.test, exclude=[split.train, split.valid], k=(k,)).summary[f"Recall@{k}"]
+            cold_mask = np.zeros(data.inter.n_items, dtype=bool)
+            cold_mask[cold] = True
+            only = evaluate_scores(model.score_users, split.test, ties=TieOrder.seeded(data.inter.n_items, split.seed),
+                                   exclude=(split.train.to_csr() + split.valid.to_csr()).tocsr(), allowed=cold_mask,
+                                   k=(k,)).summary[f"Recall@{k}"]
             name = f"{preset}{'' if text != 'none' else ' (no text)'}"
             out["models"][name] = {
                 f"Recall@{k}": {"full": full, "cold_candidates": only},

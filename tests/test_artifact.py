@@ -93,13 +93,14 @@ def test_format_1_artifacts_still_load(saved):
 @pytest.mark.parametrize("changes, words", [
     ({"format": 3}, "format 3 was written by a newer towerrec"),
     ({"format": "2"}, "'format' must be a positive integer"),
-    ({"config": {"l2": 10.0, "l3": 1}}, "unknown config key(s) ['l3']"),
-    ({"config": {"l2": "ten"}}, "config key 'l2'"),
+    ({"config": {"l2": 10.0, "l3": 1}}, "config: unknown field 'l3'"),
+    ({"config": {"l2": "ten"}}, "config: l2 must be a number, got 'ten'"),
     ({"config": []}, "'config' must be a JSON object"),
     ({"extra": "x"}, "'extra' must be a JSON object"),
     ({"model": 7}, "'model' must be a JSON string"),
     ({"weights": "elsewhere"}, "unknown key(s) ['weights']"),
-    ({"model": "sasrec"}, "SASRecConfig"),          # the class named in model.json does not take this config
+    ({"model": "sasrec"}, "unknown field 'l2'"),    # the class named in model.json does not take this config
+    ({"extra": {"tie_seed": "x"}}, "extra.tie_seed must be an integer"),
 ])
 def test_bad_model_json_is_named(saved, changes, words):
     _edit_meta(saved, **changes)

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -81,6 +83,20 @@ def test_non_numeric_rating_names_file_column_and_line(tmp_path, capsys):
     assert "log.csv" in line and "'rating'" in line and "3" in line and "five" in line
 
 
+def test_no_evaluable_users_is_one_line_exit_2(tmp_path, capsys):
+    path = tmp_path / "short.csv"     # two rows per user: every user stays in train, nobody is evaluated
+    path.write_text("user_id,item_id\n" + "".join(f"u{u},i{u % 5}\nu{u},i{(u + 1) % 5}\n" for u in range(20)))
+    assert "nothing to evaluate" in one_line_error(capsys, ["evaluate", "--data", str(path), "--models", "pop"])
+
+
+def test_results_json_is_strict_json(tmp_path):
+    from towerrec.audit import json_text
+
+    text = json_text({"a": float("nan"), "b": [np.float32("inf"), 1.5], "c": np.arange(2)})
+    assert json.loads(text) == {"a": None, "b": [None, 1.5], "c": [0, 1]}
+    assert "NaN" not in text and "Infinity" not in text
+
+
 def test_usage_mistakes_are_one_line(capsys, ml100k_dir):
     assert "unknown model" in one_line_error(capsys, ["evaluate", "--data", str(ml100k_dir), "--models", "nope"])
     assert "--k" in one_line_error(capsys, ["evaluate", "--data", str(ml100k_dir), "--k", "ten"])
@@ -125,3 +141,109 @@ def test_quickstart_falls_back_to_synthetic_in_one_line(tmp_path, monkeypatch, c
     assert len(notes) == 1 and "synthetic" in notes[0]
     assert "synthetic" in captured.out and "ease" in captured.out
     assert (tmp_path / "q" / "results.json").exists()
+
+
+# ---- one config format, names checked before the data is read ----------------------------------
+def tiny_log(folder) -> str:
+    """60 users x 30 items in three taste blocks: enough for pop/ease/itemknn in well under a second."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    rows = [(f"u{u}", f"i{(u % 3) * 10 + j}", 1_000 + t) for u in range(60)
+            for t, j in enumerate(rng.choice(10, 6, replace=False))]
+    path = folder / "log.csv"
+    pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"]).to_csv(path, index=False)
+    return str(path)
+
+
+def test_misspelt_model_table_in_evaluate_config_is_an_error(tmp_path, capsys):
+    config = tmp_path / "c.toml"
+    config.write_text('[models.ease]\nl2 = 5.0\n\n[models.hybird]\nepochs = 1\n')
+    line = one_line_error(capsys, ["evaluate", "--data", str(tmp_path / "missing.csv"), "--config", str(config)])
+    assert f"{config}:4:" in line and "did you mean 'hybrid'" in line     # found before the data is looked for
+
+
+def test_model_names_are_checked_before_the_data_is_read(tmp_path, capsys):
+    missing = str(tmp_path / "missing.csv")
+    line = one_line_error(capsys, ["evaluate", "--data", missing, "--models", "pop,eas"])
+    assert "'eas'" in line and "did you mean 'ease'" in line
+    line = one_line_error(capsys, ["train", "--data", missing, "--model", "sasrek", "--out", str(tmp_path / "a")])
+    assert "did you mean 'sasrec'" in line
+
+
+def test_preset_with_another_model_is_an_error(tmp_path, capsys):
+    missing = str(tmp_path / "missing.csv")
+    line = one_line_error(capsys, ["train", "--data", missing, "--model", "ease", "--preset", "hybrid",
+                                   "--out", str(tmp_path / "a")])
+    assert "--preset 'hybrid'" in line and "two-tower" in line
+    line = one_line_error(capsys, ["train", "--data", missing, "--model", "hybrid", "--preset", "cf",
+                                   "--out", str(tmp_path / "a")])
+    assert "--model two-tower --preset cf" in line
+
+
+def test_preset_under_two_tower_builds_that_preset():
+    from towerrec.experiments.config import select_models
+
+    (spec,) = select_models(None, ["two-tower"], option="--model")
+    config = spec.build(preset="cf").config
+    assert (config.preset, config.hidden, config.text) == ("cf", (), "none")
+
+
+def test_models_pick_config_labels_then_registry_names(tmp_path, capsys):
+    data = tiny_log(tmp_path)
+    config = tmp_path / "c.toml"
+    config.write_text('[models.strong]\nmodel = "ease"\nl2 = 3.0\n\n[models.ease]\nl2 = 900.0\n')
+    out = tmp_path / "e"
+    assert main(["evaluate", "--data", data, "--config", str(config), "--models", "strong,pop",
+                 "--k", "5", "--out", str(out)]) == 0
+    models = json.loads((out / "results.json").read_text())["models"]
+    assert set(models) == {"strong", "pop"} and models["strong"]["config"]["l2"] == 3.0
+    out = tmp_path / "all"
+    assert main(["evaluate", "--data", data, "--config", str(config), "--k", "5", "--out", str(out)]) == 0
+    models = json.loads((out / "results.json").read_text())["models"]
+    assert set(models) == {"strong", "ease"} and models["ease"]["config"]["l2"] == 900.0   # every table
+    assert "only its [models.*] tables" not in capsys.readouterr().err          # the file has no [data]
+
+
+# ---- results folders: COMPLETE last, --overwrite, never someone else's files ---------------------
+def test_evaluate_out_is_marked_complete_and_not_silently_reused(tmp_path, capsys):
+    data, out = tiny_log(tmp_path), tmp_path / "out"
+    argv = ["evaluate", "--data", data, "--models", "pop,ease", "--k", "5", "--out", str(out)]
+    assert main(argv) == 0
+    marker = json.loads((out / "COMPLETE").read_text())
+    assert marker["complete"] and {"results.json", "recs/ease.csv", "split/test.csv"} <= set(marker["files"])
+    assert (out / "COMPLETE").stat().st_mtime_ns >= max(p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file())
+    (out / "recs" / "als.csv").write_text("user_id,rank,item_id,score\n")      # another run's model
+    assert "--overwrite" in one_line_error(capsys, argv)
+    assert main([*argv[:4], "pop", *argv[5:], "--overwrite"]) == 0
+    assert sorted(p.name for p in (out / "recs").iterdir()) == ["pop.csv"]      # old recs removed first
+
+
+def test_a_run_killed_while_writing_leaves_whole_files_and_no_marker(tmp_path, capsys, monkeypatch):
+    data, out = tiny_log(tmp_path), tmp_path / "out"
+    original = pd.DataFrame.to_parquet
+
+    def dies_on_second(self, path, *args, **kwargs):
+        if any((out / "per_user").glob("*.parquet")):          # the second model's file: killed half-way
+            Path(path).write_bytes(b"PAR1 truncated")
+            raise KeyboardInterrupt
+        return original(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(pd.DataFrame, "to_parquet", dies_on_second)
+    argv = ["evaluate", "--data", data, "--models", "pop,ease", "--k", "5", "--out", str(out)]
+    assert main(argv) == 130
+    assert [p.name for p in (out / "per_user").iterdir()] == ["pop.parquet"]     # whole, or absent
+    assert not list(out.rglob("*.tmp")) and not (out / "COMPLETE").exists()
+    monkeypatch.setattr(pd.DataFrame, "to_parquet", original)
+    assert "incomplete" in one_line_error(capsys, argv)                        # recognisable as killed
+    assert main([*argv, "--overwrite"]) == 0 and (out / "COMPLETE").exists()
+
+
+def test_overwrite_never_deletes_foreign_files(tmp_path, capsys):
+    data, out = tiny_log(tmp_path), tmp_path / "out"
+    (out / "recs").mkdir(parents=True)
+    (out / "results.json").write_text("{}")
+    (out / "recs" / "notes.txt").write_text("mine")
+    line = one_line_error(capsys, ["evaluate", "--data", data, "--models", "pop", "--out", str(out), "--overwrite"])
+    assert "recs/notes.txt" in line and "not a towerrec results folder" in line
+    assert (out / "recs" / "notes.txt").read_text() == "mine" and (out / "results.json").exists()

@@ -14,7 +14,8 @@ A folder written by `Recommender.save` (or `save_recommender`) holds
 
 This module is the only one that knows these names. Reading is defensive, because a folder may be
 truncated, edited or hostile: every file must resolve (symlinks included) to a path inside the
-folder, JSON must parse to the expected shape, tensors must match the manifest, and id lists must be
+folder, JSON must parse to the expected shape, the config must pass `towerrec.config.apply_overrides` (the
+rules TOML files follow: unknown fields are errors), tensors must match the manifest, and id lists must be
 unique strings whose lengths agree with the tensors; the weights' checksum catches a damaged byte
 anywhere in them (safetensors itself only checks its header). Every failure is a `TowerrecError` naming the
 file, which the CLI prints as one line. Writing is atomic per file (`towerrec.files`), and model.json
@@ -147,38 +148,6 @@ def read_meta(folder: str | Path) -> dict[str, Any]:
 
 def _json_type(kind: type) -> str:
     return {str: "string", dict: "object", list: "array", int: "integer"}.get(kind, kind.__name__)
-
-
-def config_from_json(config_cls: type, data: dict, source: str = "config") -> dict[str, Any]:
-    """Keyword arguments for `config_cls` from a JSON object: unknown keys and values of the wrong
-    JSON type are errors naming `source`; lists become tuples where the field's default is a tuple."""
-    fields = {f.name: f for f in dataclasses.fields(config_cls)}
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        raise TowerrecError(f"{source}: unknown config key(s) {unknown} for {config_cls.__name__}; "
-                            f"known: {', '.join(fields)}")
-    out = {}
-    for key, value in data.items():
-        default = fields[key].default
-        if not _same_json_type(default, value):
-            raise TowerrecError(f"{source}: config key {key!r} is {value!r:.60}, expected a value like {default!r}")
-        out[key] = tuple(value) if isinstance(default, tuple) and isinstance(value, list) else value
-    return out
-
-
-def _same_json_type(default: object, value: object) -> bool:
-    """Whether `value` (from JSON) can stand where the dataclass default `default` stands."""
-    if default is None or default is dataclasses.MISSING:
-        return True
-    if isinstance(default, bool):
-        return isinstance(value, bool)
-    if isinstance(default, (int, float)):          # an int field may hold a float and vice versa
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if isinstance(default, str):
-        return isinstance(value, str)
-    if isinstance(default, tuple):
-        return isinstance(value, list)
-    return True
 
 
 # ---- whole artifacts -------------------------------------------------------------------------------
@@ -316,8 +285,9 @@ def save_recommender(model: Any, path: str | Path, *, titles: list[str] | None =
     tensors["seen.indptr"] = model.seen_.indptr.astype(np.int64)
     tensors["seen.indices"] = model.seen_.indices.astype(np.int64)
     tensors["item_popularity"] = model.item_popularity_
+    extra = {**model._extra(), "tie_seed": model.ties_.seed}
     return write_artifact(path, model=model.name, config=dataclasses.asdict(model.config), tensors=tensors,
-                          user_map=model.user_map_, item_map=model.item_map_, extra=model._extra(),
+                          user_map=model.user_map_, item_map=model.item_map_, extra=extra,
                           titles=titles, item_table=item_table, dataset=dataset)
 
 
@@ -325,14 +295,20 @@ def load_recommender(cls: type, path: str | Path) -> Any:
     """A `cls` (a `Recommender` subclass) restored from `path`; any mismatch is a `TowerrecError`."""
     import scipy.sparse as sp
 
+    from towerrec.config import apply_overrides
+    from towerrec.ranking import TieOrder
+
     art = read_artifact(path)
     where = art.path / MODEL_FILE
     name = art.meta["model"]
     if cls.name != "base" and name != cls.name:   # the base class loads whatever the folder holds
         raise TowerrecError(f"{art.path}: holds a {name!r} model, not {cls.name!r}")
-    kwargs = config_from_json(cls.Config, art.meta["config"], source=str(where))
-    try:
-        config = cls.Config(**kwargs)
+    extra = art.meta.get("extra", {})
+    tie_seed = extra.get("tie_seed") or 0
+    if not isinstance(tie_seed, int) or isinstance(tie_seed, bool):
+        raise TowerrecError(f"{where}: extra.tie_seed must be an integer, got {tie_seed!r:.60}")
+    try:   # the one config path: unknown fields and wrong types are errors, as in TOML files
+        config = apply_overrides(cls.Config(), art.meta["config"], source=f"{where} config")
     except (TypeError, ValueError) as exc:
         raise TowerrecError(f"{where}: invalid {name} config: {_first_line(exc)}") from None
     model = cls(config=config)
@@ -342,9 +318,10 @@ def load_recommender(cls: type, path: str | Path) -> Any:
     model.seen_ = sp.csr_matrix((np.ones(len(indices), dtype=np.float32), indices, indptr),
                                 shape=(len(art.user_map), len(art.item_map)))
     model.item_popularity_ = tensors.pop("item_popularity")
+    model.ties_ = TieOrder.seeded(len(art.item_map), tie_seed)
     state = {k[len("model."):]: v for k, v in tensors.items()}
     try:
-        model._load_state(state, art.meta.get("extra", {}))
+        model._load_state(state, extra)
     except TowerrecError as exc:
         raise TowerrecError(f"{art.path}: {exc}") from exc
     except Exception as exc:   # a missing tensor, a shape that load_state_dict refuses, a bad extra

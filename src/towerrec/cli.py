@@ -6,7 +6,6 @@ tracebacks are kept for bugs.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import sys
 import time
@@ -16,6 +15,7 @@ from pathlib import Path
 from towerrec.errors import TowerrecError
 
 LEADERBOARD_METRICS = ("NDCG", "Recall", "Precision", "MAP", "MRR", "HitRate", "F1")
+DEFAULT_MODELS = ("pop", "itemknn", "ease", "als")     # `evaluate` without --models or --config
 
 
 class _Parser(argparse.ArgumentParser):
@@ -85,44 +85,30 @@ def _info(message: str) -> None:
     print(message, file=sys.stderr)
 
 
-def _read_toml(path: str) -> dict:
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        import tomli as tomllib
+def _read_config(path: str | None):
+    """The `--config` file (the experiment format, `towerrec.experiments.config`), or None."""
+    if not path:
+        return None
+    from towerrec.experiments.config import load_config
 
-    try:
-        with open(path, "rb") as fh:
-            return tomllib.load(fh)
-    except FileNotFoundError:
-        raise TowerrecError(f"{path}: config file not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise TowerrecError(f"{path}: invalid TOML: {exc}") from None
+    return load_config(path)
 
 
-def build_model(name: str, overrides: dict | None = None, source: str = "config"):
-    """A model from the registry with config overrides; unknown fields are errors."""
-    from towerrec.models import MODELS
-
-    if name not in MODELS:
-        raise TowerrecError(f"unknown model {name!r}; known models: {', '.join(sorted(MODELS))}")
-    model = MODELS[name]()
-    if overrides:
-        fields = {f.name for f in dataclasses.fields(model.config)}
-        unknown = sorted(set(overrides) - fields)
-        if unknown:
-            raise TowerrecError(f"{source}: unknown field(s) {unknown} for model {name!r}; "
-                                f"known: {', '.join(sorted(fields))}")
-        model = type(model)(dataclasses.replace(model.config, **{
-            k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}))
-    return model
+def _config_note(config) -> None:
+    """Say once that an experiment file's other tables do not steer train/evaluate."""
+    unused = [t for t in ("data", "split", "evaluation", "significance", "seeds") if config and t in config.raw_keys]
+    if unused:
+        _info(f"{config.path}: only its [models.*] tables are used here ({', '.join(unused)} are left to the "
+              f"command line)")
 
 
-def _model_overrides(config: dict, name: str) -> dict:
-    """`[models.<name>]` tables, or top-level keys when the file configures one model."""
-    if "models" in config:
-        return dict(config["models"].get(name, {}))
-    return dict(config)
+def _names(text: str | None, option: str) -> list[str] | None:
+    if text is None:
+        return None
+    names = [m.strip() for m in text.split(",") if m.strip()]
+    if not names:
+        raise TowerrecError(f"{option} needs at least one model name")
+    return names
 
 
 def _format_table(rows: list[dict], columns: list[str]) -> str:
@@ -176,18 +162,21 @@ def cmd_datasets(args: argparse.Namespace) -> int:
     return 0
 
 
-def _evaluate(dataset, model_names: Sequence[str], *, split_method: str, ks: tuple[int, ...], seed: int,
-              ratios: tuple[float, ...], exclude_seen: bool, config: dict, out: str | None,
+def _evaluate(dataset, models: Sequence[tuple[str, object]], *, split_method: str, ks: tuple[int, ...],
+              seed: int, ratios: tuple[float, ...], exclude_seen: bool, out: str | None,
               batch_size: int, command: Sequence[str] | None) -> list:
+    """Fit and evaluate `models` ((label, unfitted model) pairs, built before the data was read);
+    with `out` (already prepared by `towerrec.outdir.prepare_out`) write the audit files and,
+    last, the COMPLETE marker."""
     from towerrec.audit import write_evaluation
     from towerrec.models import FitOptions
+    from towerrec.outdir import mark_complete
     from towerrec.runner import run_model
     from towerrec.split import make_split
 
     split = make_split(dataset.interactions, split_method, seed=seed, ratios=ratios)
     _info(f"split {split_method} (seed {seed}): " + ", ".join(f"{k}={v:,}" for k, v in split.info["rows"].items())
           + f"; users evaluated: test {split.info['users_evaluated']['test']:,}")
-    models = [(name, build_model(name, _model_overrides(config, name))) for name in model_names]
     runs = []
     options = FitOptions(seed=seed)
     for name, model in models:
@@ -202,27 +191,45 @@ def _evaluate(dataset, model_names: Sequence[str], *, split_method: str, ks: tup
         path = write_evaluation(out, runs, dataset={"name": dataset.name, "path": str(dataset.path),
                                                     "report": dataset.report.lines()},
                                 split=split, k=ks, exclude_seen=exclude_seen, command=command)
-        print(f"\nwrote {path}/results.json, split/, recs/, per_user/")
+        mark_complete(path, command=command)
+        print(f"\nwrote {path}/results.json, split/, recs/, per_user/, COMPLETE")
     return runs
 
 
+def _prepare_out(args: argparse.Namespace) -> None:
+    if args.out:
+        from towerrec.outdir import prepare_out
+
+        prepare_out(args.out, overwrite=args.overwrite)
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from towerrec.experiments.config import select_models
+
     ks = _int_list(args.k, "--k")
-    names = [m.strip() for m in args.models.split(",") if m.strip()]
-    if not names:
-        raise TowerrecError("--models needs at least one model name")
-    config = _read_toml(args.config) if args.config else {}
+    ratios = _float_list(args.ratios, "--ratios")
+    config = _read_config(args.config)
+    names = _names(args.models, "--models")
+    if names is None and config is None:
+        names = list(DEFAULT_MODELS)
+    specs = select_models(config, names, option="--models")
+    models = [(spec.label, spec.build()) for spec in specs]      # every name checked before the data is read
+    _prepare_out(args)
+    _config_note(config)
     dataset = _load(args)
-    _evaluate(dataset, names, split_method=args.split, ks=ks, seed=args.seed,
-              ratios=_float_list(args.ratios, "--ratios"), exclude_seen=not args.no_exclude_seen,
-              config=config, out=args.out, batch_size=args.batch_size, command=["towerrec", *args.argv])
+    _evaluate(dataset, models, split_method=args.split, ks=ks, seed=args.seed, ratios=ratios,
+              exclude_seen=not args.no_exclude_seen, out=args.out, batch_size=args.batch_size,
+              command=["towerrec", *args.argv])
     return 0
 
 
 def cmd_quickstart(args: argparse.Namespace) -> int:
     from towerrec.data.datasets import load_dataset
-    from towerrec.models import MODELS
+    from towerrec.models import MODELS, build_model
 
+    names = [m for m in ("pop", "itemknn", "ease", "als", "hybrid") if m in MODELS]
+    models = [(name, build_model(name)) for name in names]
+    _prepare_out(args)
     data_dir = args.data_dir or os.environ.get("TOWERREC_DATA")
     try:
         dataset = load_dataset("ml-100k", data_dir=data_dir, download=False)
@@ -231,36 +238,46 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
         dataset = load_dataset("synthetic")
     inter = dataset.interactions
     _info(f"{dataset.name}: {len(inter):,} interactions, {inter.n_users:,} users, {inter.n_items:,} items")
-    names = [m for m in ("pop", "itemknn", "ease", "als", "hybrid") if m in MODELS]
     start = time.perf_counter()
-    _evaluate(dataset, names, split_method="random", ks=(10, 20), seed=0, ratios=(0.8, 0.1, 0.1),
-              exclude_seen=True, config={}, out=args.out, batch_size=1024, command=["towerrec", *args.argv])
+    _evaluate(dataset, models, split_method="random", ks=(10, 20), seed=0, ratios=(0.8, 0.1, 0.1),
+              exclude_seen=True, out=args.out, batch_size=1024, command=["towerrec", *args.argv])
     print(f"\nquickstart finished in {time.perf_counter() - start:.1f} s. Next: "
           "towerrec evaluate --data <folder|file> --models ease,als --split loo --out results/")
     return 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from towerrec.experiments.config import select_models
     from towerrec.models import FitOptions
     from towerrec.split import make_split
 
-    name = args.model if not args.preset else args.preset
-    if args.model == "two-tower" and args.preset:
-        name = args.preset
-    config = _read_toml(args.config) if args.config else {}
-    model = build_model(name, _model_overrides(config, name), source=args.config or "config")
+    config = _read_config(args.config)
+    name = args.model
+    if name is None:
+        if args.preset is not None:
+            name = "two-tower"
+        elif config is not None and len(config.models) == 1:
+            name = next(iter(config.models))
+        else:
+            labels = f" (labels in {args.config}: {', '.join(config.models)})" if config is not None else ""
+            raise TowerrecError(f"train needs --model: a [models.<label>] label of --config or a model name{labels}")
+    (spec,) = select_models(config, [name], option="--model")
+    model = spec.build(preset=args.preset)      # checked before the data is read
+    name = spec.label
+    _config_note(config)
     dataset = _load(args)
     options = FitOptions(seed=args.seed)
     if args.split == "none":
         model.fit(dataset.interactions, user_features=dataset.user_features,
                   item_features=dataset.item_features, options=options)
     else:
-        from towerrec.runner import evaluate_on_split
+        from towerrec.evaluate import evaluate_split
 
         split = make_split(dataset.interactions, args.split, seed=args.seed)
         model.fit(split.train, user_features=dataset.user_features, item_features=dataset.item_features,
                   valid=split.valid, options=options)
-        valid, test = evaluate_on_split(model, split, k=(10,))
+        results = evaluate_split(model, split, k=(10,))
+        valid, test = results["valid"], results["test"]
         if os.environ.get("RANK", "0") == "0":
             print(f"{name}: valid NDCG@10 {valid.summary['NDCG@10']:.4f}, "
                   f"test NDCG@10 {test.summary['NDCG@10']:.4f} (split {args.split}, seed {args.seed}, full ranking)")
@@ -367,29 +384,44 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="fit models on a split and print a full-ranking leaderboard")
     _add_data_args(p)
-    p.add_argument("--models", default="pop,itemknn,ease,als", help="comma-separated model names")
+    p.add_argument("--models", default=None,
+                   help="comma-separated names: each a [models.<label>] label of --config, else a registry "
+                        "model name at its defaults (default: every table of --config; without --config "
+                        "pop,itemknn,ease,als)")
     p.add_argument("--split", default="random",
                    choices=("random", "user-temporal", "temporal", "loo", "cold-item", "cold-user"))
     p.add_argument("--ratios", default="0.8,0.1,0.1", help="train,valid,test ratios")
     p.add_argument("--k", default="10,20", help="list lengths, e.g. 10,20")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--config", default=None, help="TOML with [models.<name>] tables of config overrides")
+    p.add_argument("--config", default=None,
+                   help="an experiment TOML (the format of `towerrec run`, e.g. the best_config.toml `tune` "
+                        "writes): its [models.<label>] tables (model = \"<name>\" plus config fields) are used")
     p.add_argument("--no-exclude-seen", action="store_true",
                    help="do not mask already-seen items (RecBole's sequential protocol)")
     p.add_argument("--batch-size", type=int, default=1024, help="users scored per batch")
-    p.add_argument("--out", default=None, help="write split/, recs/, per_user/ and results.json here")
+    p.add_argument("--out", default=None,
+                   help="write split/, recs/, per_user/, results.json and, last, COMPLETE here; a folder "
+                        "holding other results is refused unless --overwrite")
+    p.add_argument("--overwrite", action="store_true",
+                   help="delete the towerrec results already in --out first (never other files)")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("quickstart", help="evaluate the baselines on ml-100k (or synthetic data)")
     p.add_argument("--data-dir", default=None, help="folder holding ml-100k/ (default: $TOWERREC_DATA)")
-    p.add_argument("--out", default=None)
+    p.add_argument("--out", default=None, help="write the audit files here (as evaluate --out)")
+    p.add_argument("--overwrite", action="store_true", help="delete the towerrec results already in --out first")
     p.set_defaults(func=cmd_quickstart)
 
     p = sub.add_parser("train", help="fit one model and save it as an artifact folder")
     _add_data_args(p)
-    p.add_argument("--model", required=True)
-    p.add_argument("--preset", default=None, help="two-tower preset: cf, content or hybrid")
-    p.add_argument("--config", default=None, help="TOML file overriding config fields")
+    p.add_argument("--model", default=None,
+                   help="a [models.<label>] label of --config, else a registry model name (default: the only "
+                        "table of --config; two-tower with --preset)")
+    p.add_argument("--preset", default=None,
+                   help="two-tower preset cf, content or hybrid: only with --model two-tower (or a label whose "
+                        "model is two-tower); any other model is an error")
+    p.add_argument("--config", default=None,
+                   help="an experiment TOML (the format of `towerrec run`); --model picks its table")
     p.add_argument("--split", default="random",
                    help="hold-out split for early stopping and a test figure, or 'none' to fit on everything")
     p.add_argument("--seed", type=int, default=0)

@@ -1,11 +1,23 @@
-"""Full-ranking evaluation in batches: score all items, mask seen ones, top-k, count hits.
+"""Full-ranking evaluation: recommendation lists and the truth in, per-user metrics out.
 
-Memory is bounded by `batch_size x n_items` floats; there is never a dense users x items matrix.
+    evaluate(recs, truth)                  # lists already made (any model, any tool)
+    evaluate(model, split)                 # EVALUATION.md's protocol on the test part
+    evaluate(model, split, part="valid")   # ... or the valid part (train items excluded)
+
+Lists come from the one ranking path (`towerrec.ranking`): every catalogue item scored, seen
+items excluded, ties broken by a seeded random order of the items (the split's seed), never by
+item index. Memory is bounded by `batch_size x n_items` scores; there is never a dense users x
+items matrix.
+
+What is reported beside the metrics, so that no number flatters a model:
+- `Tied@K`: the share of users whose top-K list was cut inside a run of equal scores;
+- users without training interactions ("cold"): counted, with metrics for all, warm and cold users,
+  and the model's fallback for them (popularity, or their features) named with how many used it.
 """
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -14,22 +26,32 @@ import scipy.sparse as sp
 import torch
 
 from towerrec.data.interactions import Interactions
+from towerrec.data.sequences import Sequences
+from towerrec.errors import TowerrecError
 from towerrec.metrics import METRICS, coverage, mean_popularity, per_user_metrics
-from towerrec.progress import progress
-from towerrec.ranking import mask_rows, top_k
+from towerrec.ranking import TieOrder, rank_batches
+from towerrec.recommendations import Recommendations
+from towerrec.split import Split
+
+ScoreFn = Callable[[np.ndarray], torch.Tensor]
 
 
 @dataclass
 class EvalResult:
-    """Summary (means over evaluated users), per-user values and the top-K lists behind them."""
+    """Summary (means over evaluated users), per-user values and the top-K lists behind them.
+
+    `groups` holds the summaries of warm users (with training interactions) and cold users
+    (without) when the truth has any cold user; `info` the counts (users, warm/cold, fallbacks).
+    """
 
     summary: dict[str, float]
-    per_user: pd.DataFrame            # user_id + one column per metric@k
+    per_user: pd.DataFrame            # user_id + one column per metric@k (+ group, fallback)
     user_idx: np.ndarray              # [n_eval]
     top_items: np.ndarray             # [n_eval, K_max] item indices (-1 = padding)
     top_scores: np.ndarray            # [n_eval, K_max]
     seconds: float
     info: dict = field(default_factory=dict)
+    groups: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def recs_frame(self, user_map, item_map) -> pd.DataFrame:
         """`user_id, rank, item_id, score` for every evaluated user (rank from 1)."""
@@ -43,68 +65,175 @@ class EvalResult:
             "score": self.top_scores.reshape(-1)[keep],
         })
 
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{k} {v:.4f}" for k, v in list(self.summary.items())[:4])
+        return f"EvalResult({self.info.get('users_evaluated', len(self.user_idx)):,} users: {shown}, ...)"
 
-def evaluate_scores(score_fn, target: Interactions, *, exclude: Sequence[Interactions] = (),
-                    k: Sequence[int] = (10, 20), metrics: Sequence[str] = METRICS, batch_size: int = 1024,
-                    item_share: np.ndarray | None = None, exclude_rows: sp.csr_matrix | None = None,
-                    desc: str = "evaluate") -> EvalResult:
-    """Evaluate any `score_fn(user_idx [b]) -> scores [b, n_items]` on the users of `target`.
 
-    `exclude` lists interactions whose items are removed from each user's ranking (train for
-    valid; train + valid for test). `exclude_rows`, if given, is a ready [n_users, n_items] CSR.
-    """
-    start = time.perf_counter()
-    ks = tuple(sorted(set(int(x) for x in k)))
+# ---- metrics of given lists -----------------------------------------------------------------------
+def _metrics(recs: Recommendations, truth: Interactions, ks: tuple[int, ...], metrics: Sequence[str],
+             item_share: np.ndarray | None, warm: np.ndarray | None, seconds: float) -> EvalResult:
+    if recs.item_map is not truth.item_map and recs.item_map != truth.item_map:
+        raise TowerrecError("the recommendations and the truth use different item maps")
+    users = truth.active_users()
+    if len(users) == 0:
+        raise TowerrecError("no user has a target item in the evaluated part: nothing to evaluate "
+                            "(is the split too small, or were all its rows filtered out?)")
+    if recs.user_idx is None:
+        rec_users = truth.user_map.get_index(recs.user_ids)
+    else:
+        rec_users = np.asarray(recs.user_idx, dtype=np.int64)
+    position = pd.Series(np.arange(len(rec_users)), index=rec_users)
+    position = position[~position.index.duplicated(keep="first")]
+    rows = position.reindex(users).to_numpy()
+    if np.isnan(rows.astype(np.float64)).any():
+        missing = truth.user_map.ids[users[np.isnan(rows.astype(np.float64))]][:5].tolist()
+        raise TowerrecError(f"no recommendation list for user(s) with targets: {missing}")
+    rows = rows.astype(np.int64)
     k_max = ks[-1]
-    n_items = target.n_items
-    truth = target.to_csr()
-    users = target.active_users()
-    if exclude_rows is None and exclude:
-        exclude_rows = sp.csr_matrix((target.n_users, n_items), dtype=np.float32)
-        for part in exclude:
-            exclude_rows = exclude_rows + part.to_csr()
-        exclude_rows = exclude_rows.tocsr()
-    top_items = np.full((len(users), min(k_max, n_items)), -1, dtype=np.int64)
-    top_scores = np.full(top_items.shape, np.nan, dtype=np.float32)
-    hits = np.zeros((len(users), k_max), dtype=bool)
-    for start_row in progress(range(0, len(users), batch_size), desc=desc,
-                              total=-(-len(users) // batch_size)):
-        batch = users[start_row:start_row + batch_size]
-        with torch.no_grad():
-            scores = score_fn(batch).float()
-        scores = scores.cpu() if scores.device.type != "cpu" else scores
-        if exclude_rows is not None:
-            if scores.data_ptr() and not scores.is_contiguous():
-                scores = scores.contiguous()
-            mask_rows(scores, exclude_rows, batch)
-        idx, vals = top_k(scores, k_max)
-        idx_np, vals_np = idx.numpy(), vals.numpy()
-        idx_np = np.where(np.isfinite(vals_np), idx_np, -1)
-        rows = slice(start_row, start_row + len(batch))
-        top_items[rows, : idx_np.shape[1]] = idx_np
-        top_scores[rows, : idx_np.shape[1]] = vals_np
-        t = truth[batch]
-        safe = np.maximum(idx_np, 0)
-        h = np.asarray(t[np.arange(len(batch))[:, None], safe].todense()).astype(bool) & (idx_np >= 0)
-        hits[rows, : h.shape[1]] = h
-    n_rel = np.diff(truth.indptr)[users]
+    n_items = truth.n_items
+    if recs.k < min(k_max, n_items):
+        raise TowerrecError(f"the lists hold {recs.k} items; K={k_max} needs at least {min(k_max, n_items)}")
+    top_items, top_scores = recs.item_idx[rows, :k_max], recs.scores[rows, :k_max]
+    truth_csr = truth.to_csr()[users]
+    safe = np.maximum(top_items, 0)
+    hits = np.asarray(truth_csr[np.arange(len(users))[:, None], safe].todense()).astype(bool) & (top_items >= 0)
+    if hits.shape[1] < k_max:
+        hits = np.pad(hits, ((0, 0), (0, k_max - hits.shape[1])))
+    n_rel = np.diff(truth_csr.indptr)
     values = per_user_metrics(hits, n_rel, ks, tuple(metrics))
-    summary = {name: float(v.mean()) if len(v) else float("nan") for name, v in values.items()}
+    summary = {name: float(v.mean()) for name, v in values.items()}
+    tied_k = _tied_at(recs, rows, top_scores, ks)
     for kk in ks:
         summary[f"Coverage@{kk}"] = coverage(top_items[:, :kk], n_items)
         if item_share is not None:
             summary[f"Popularity@{kk}"] = mean_popularity(top_items[:, :kk], item_share)
-    per_user = pd.DataFrame({"user_id": target.user_map.ids[users], **values})
-    return EvalResult(summary, per_user, users, top_items, top_scores, time.perf_counter() - start,
-                      {"users_evaluated": int(len(users)), "full_ranking": True,
-                       "exclude": [len(e) for e in exclude]})
+        summary[f"Tied@{kk}"] = float(tied_k[kk].mean())
+    per_user = pd.DataFrame({"user_id": truth.user_map.ids[users], **values})
+    fallback = np.asarray(recs.fallback, dtype=object)[rows] if recs.fallback else np.full(len(rows), None)
+    info: dict = {"users_evaluated": int(len(users)), "full_ranking": True}
+    used = pd.Series([f for f in fallback if f]).value_counts()
+    if len(used):
+        info["fallback"] = {str(name): int(n) for name, n in used.items()}
+        per_user["fallback"] = fallback
+    groups: dict[str, dict[str, float]] = {}
+    if warm is not None:
+        is_warm = np.asarray(warm, dtype=bool)[users]
+        info["users"] = {"warm": int(is_warm.sum()), "cold": int((~is_warm).sum())}
+        if not is_warm.all():
+            per_user["group"] = np.where(is_warm, "warm", "cold")
+            for name, mask in (("warm", is_warm), ("cold", ~is_warm)):
+                if mask.any():
+                    groups[name] = {"users": int(mask.sum()), **{m: float(v[mask].mean()) for m, v in values.items()}}
+    return EvalResult(summary, per_user, users, top_items, top_scores, seconds, info, groups)
 
 
-def evaluate(model, target: Interactions, *, exclude: Sequence[Interactions] = (),
-             k: Sequence[int] = (10, 20), metrics: Sequence[str] = METRICS, batch_size: int = 1024,
-             desc: str | None = None) -> EvalResult:
-    """Full-ranking evaluation of a fitted towerrec model on `target` (external protocol:
-    pass `exclude=[train]` for valid and `exclude=[train, valid]` for test)."""
-    return evaluate_scores(model.score_users, target, exclude=exclude, k=k, metrics=metrics,
-                           batch_size=batch_size, item_share=getattr(model, "item_popularity_", None),
-                           desc=desc or f"evaluate {getattr(model, 'name', 'model')}")
+def _tied_at(recs: Recommendations, rows: np.ndarray, top_scores: np.ndarray, ks: tuple[int, ...]) -> dict[int, np.ndarray]:
+    """[n] bool per K: the scores at ranks K and K + 1 were equal (the cut fell inside a tie)."""
+    out = {}
+    for kk in ks:
+        if kk < top_scores.shape[1]:
+            a, b = top_scores[:, kk - 1], top_scores[:, kk]
+            out[kk] = np.isfinite(a) & (a == b)
+        elif kk == recs.k and recs.tied is not None:
+            out[kk] = np.asarray(recs.tied, dtype=bool)[rows]
+        else:
+            out[kk] = np.zeros(len(rows), dtype=bool)
+    return out
+
+
+def _ks(k: Sequence[int] | int) -> tuple[int, ...]:
+    ks = tuple(sorted({int(x) for x in ([k] if isinstance(k, int) else k)}))
+    if not ks or ks[0] <= 0:
+        raise TowerrecError(f"k must be positive integers, got {k}")
+    return ks
+
+
+# ---- lists from a model ---------------------------------------------------------------------------
+def _exclusion(parts: Sequence[Interactions], n_users: int, n_items: int) -> sp.csr_matrix | None:
+    if not parts:
+        return None
+    m = sp.csr_matrix((n_users, n_items), dtype=np.float32)
+    for part in parts:
+        m = m + part.to_csr()
+    return m.tocsr()
+
+
+def evaluate_split(model, split: Split, *, k: Sequence[int] | int = (10, 20), metrics: Sequence[str] = METRICS,
+                   exclude_seen: bool = True, batch_size: int = 1024, parts: Sequence[str] = ("valid", "test"),
+                   ties: TieOrder | None = None) -> dict[str, EvalResult]:
+    """EVALUATION.md's protocol for a fitted model on `split`: {part: EvalResult}.
+
+    Valid excludes the train items, test the train and valid items (nothing with
+    `exclude_seen=False`). Cold-user splits score held-out users from their input histories
+    (time order), which are then also excluded. Models declaring `capabilities.sequences` read
+    the newest history at test time: train + valid (RecBole's protocol). Users the model cannot
+    score get its named fallback; ties follow the split's seed (or `ties`).
+    """
+    ks = _ks(k)
+    ties = ties if ties is not None else TieOrder.seeded(split.train.n_items, split.seed)
+    warm = split.train.user_counts() > 0
+    out = {}
+    for part in parts:
+        truth = getattr(split, part)
+        histories = None
+        exclude_parts = [split.train] + ([split.valid] if part == "test" else [])
+        if split.method == "cold-user":
+            history = split.valid_history if part == "valid" else split.test_history
+            histories = Sequences.from_interactions(history)
+            exclude_parts = [history]
+        elif part == "test" and model.capabilities.sequences:
+            histories = Sequences.from_interactions(split.train.concat(split.valid))
+        exclude = _exclusion(exclude_parts if exclude_seen else [], truth.n_users, truth.n_items)
+        start = time.perf_counter()
+        recs = model.rank_users(truth.active_users(), ks[-1], histories=histories, exclude=exclude, ties=ties,
+                                batch_size=batch_size, desc=f"{model.name} {part}")
+        result = _metrics(recs, truth, ks, metrics, model.item_popularity_, warm, time.perf_counter() - start)
+        result.info["exclude"] = [len(p) for p in exclude_parts] if exclude_seen else []
+        out[part] = result
+    return out
+
+
+def evaluate(subject, truth: Interactions | Split, *, part: str = "test", exclude_seen: bool = True,
+             k: Sequence[int] | int = (10, 20), metrics: Sequence[str] = METRICS, batch_size: int = 1024) -> EvalResult:
+    """Full-ranking metrics of `subject` on `truth`.
+
+    - `subject` a `Recommendations`, `truth` its targets (Interactions): the metrics of those lists
+      (`exclude_seen` and `part` do not apply: exclusions are the lists' business).
+    - `subject` a fitted model, `truth` a `Split`: the protocol of `evaluate_split` on `part`
+      ("test" or "valid"), seen items excluded unless `exclude_seen=False`.
+    - `subject` a fitted model, `truth` Interactions: lists for its users, the model's own training
+      items excluded when `exclude_seen`.
+    """
+    ks = _ks(k)
+    if isinstance(subject, Recommendations):
+        truth = getattr(truth, part) if isinstance(truth, Split) else truth
+        return _metrics(subject, truth, ks, metrics, None, None, 0.0)
+    if isinstance(truth, Split):
+        if part not in ("valid", "test"):
+            raise TowerrecError(f"part must be 'valid' or 'test', got {part!r}")
+        return evaluate_split(subject, truth, k=ks, metrics=metrics, exclude_seen=exclude_seen,
+                              batch_size=batch_size, parts=(part,))[part]
+    start = time.perf_counter()
+    recs = subject.rank_users(truth.active_users(), ks[-1], exclude_seen=exclude_seen, batch_size=batch_size,
+                              desc=f"evaluate {subject.name}")
+    warm = np.zeros(truth.n_users, dtype=bool)
+    warm[: subject.seen_.shape[0]] = np.diff(subject.seen_.indptr) > 0
+    return _metrics(recs, truth, ks, metrics, subject.item_popularity_, warm, time.perf_counter() - start)
+
+
+def evaluate_scores(score_fn: ScoreFn, truth: Interactions, *, ties: TieOrder, exclude: sp.csr_matrix | None = None,
+                    allowed: np.ndarray | None = None, k: Sequence[int] | int = (10,), metrics: Sequence[str] = METRICS,
+                    batch_size: int = 1024, who: str = "the model", desc: str = "valid",
+                    show: bool | None = None) -> EvalResult:
+    """Evaluate any `score_fn(user_idx [b]) -> [b, n_items]` on the users of `truth` (the training
+    loop's validation, where no fitted model exists yet). `exclude` [n_users, n_items] is masked;
+    `allowed` [n_items] bool restricts every list to those items."""
+    ks = _ks(k)
+    start = time.perf_counter()
+    users = truth.active_users()
+    top = rank_batches(lambda pos: score_fn(users[pos]), users, ks[-1], ties,
+                       exclude=[exclude] if exclude is not None else [], allowed=allowed, batch_size=batch_size,
+                       who=who, desc=desc, show=show)
+    recs = Recommendations.from_top(truth.user_map.ids[users], top, truth.item_map, user_idx=users)
+    return _metrics(recs, truth, ks, metrics, None, None, time.perf_counter() - start)

@@ -26,7 +26,7 @@ import scipy.sparse as sp
 import torch
 
 from towerrec.errors import TowerrecError
-from towerrec.ranking import top_k, top_k_row
+from towerrec.ranking import TieOrder, TopK, check_finite, pad, rank_batches, rank_row
 
 METRICS = ("ip", "cosine")
 KINDS = ("exact", "faiss", "auto")
@@ -83,20 +83,9 @@ def _check(queries: np.ndarray, dim: int, k: int, n_items: int, exclude: sp.csr_
     return queries
 
 
-def _pad(idx: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """-inf scores (excluded) become -1 / NaN, and rows are padded out to width k."""
-    bad = ~np.isfinite(scores)
-    idx = np.where(bad, -1, idx).astype(np.int64)
-    scores = np.where(bad, np.nan, scores).astype(np.float32)
-    if idx.shape[1] < k:
-        extra = k - idx.shape[1]
-        idx = np.pad(idx, ((0, 0), (0, extra)), constant_values=-1)
-        scores = np.pad(scores, ((0, 0), (0, extra)), constant_values=np.nan)
-    return idx, scores
-
-
 class ExactIndex:
-    """Brute force: scores = queries @ items.T in bounded chunks, then `ranking.top_k` (ties -> lower index).
+    """Brute force: scores = queries @ items.T in bounded chunks, ranked by `towerrec.ranking`
+    (ties broken by the seeded tie order, as everywhere else).
 
     The reference every ANN index is measured against, and the default: it is exact and, up to a
     few hundred thousand items, fast enough for one query per request.
@@ -104,12 +93,15 @@ class ExactIndex:
 
     kind = "exact"
 
-    def __init__(self, items: np.ndarray | torch.Tensor, metric: str = "ip") -> None:
+    def __init__(self, items: np.ndarray | torch.Tensor, metric: str = "ip", ties: TieOrder | None = None) -> None:
         if metric not in METRICS:
             raise TowerrecError(f"metric must be one of {METRICS}, got {metric!r}")
         self.metric = metric
         items = _as_float32(items)
         self._items = torch.from_numpy(_normalise(items) if metric == "cosine" else items)  # [n_items, d]
+        self.ties = ties if ties is not None else TieOrder.seeded(len(items), 0)
+        if len(self.ties) != len(items):
+            raise TowerrecError(f"the tie order covers {len(self.ties)} items, the index {len(items)}")
 
     @property
     def n_items(self) -> int:
@@ -127,27 +119,17 @@ class ExactIndex:
         queries = _check(queries, self.dim, k, self.n_items, exclude, allowed)
         if self.metric == "cosine":
             queries = _normalise(queries)
-        n = len(queries)
         # a selective filter: score only the allowed items (gathering them costs what scoring all would)
         if allowed is not None and allowed.sum() <= self.n_items // _SUBSET_BELOW:
             return self._search_subset(queries, k, exclude, np.flatnonzero(allowed))
-        if n == 1:
+        if len(queries) == 1:
             return self._search_one(queries[0], k, exclude, allowed)
-        out_idx = np.full((n, min(k, self.n_items)), -1, dtype=np.int64)
-        out_scores = np.full(out_idx.shape, np.nan, dtype=np.float32)
-        blocked = None if allowed is None else torch.from_numpy(~allowed)     # [n_items] bool
-        chunk = max(1, _CHUNK_FLOATS // max(self.n_items, 1))
         q = torch.from_numpy(queries)
-        for start in range(0, n, chunk):
-            rows = np.arange(start, min(start + chunk, n))
-            scores = q[start:start + len(rows)] @ self._items.T              # [chunk, n_items]
-            if blocked is not None:
-                scores.masked_fill_(blocked, -torch.inf)                       # broadcast over rows
-            if exclude is not None:
-                _mask(scores, exclude, rows, None)
-            top, vals = top_k(scores, k)
-            out_idx[rows], out_scores[rows] = _pad(top.numpy(), vals.numpy(), out_idx.shape[1])
-        return _pad(out_idx, out_scores, k)
+        top = rank_batches(lambda pos: q[pos] @ self._items.T, np.arange(len(q)), k, self.ties,
+                           exclude=[exclude] if exclude is not None else [], allowed=allowed,
+                           batch_size=max(1, _CHUNK_FLOATS // max(self.n_items, 1)), who="the index", show=False)
+        top = pad(top, k)
+        return top.item_idx, top.scores
 
     def _search_one(self, query: np.ndarray, k: int, exclude: sp.csr_matrix | None,
                     allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
@@ -155,50 +137,33 @@ class ExactIndex:
         microseconds of call overhead."""
         # torch for the product: it honours the serving thread count (numpy's BLAS has its own pool)
         scores = torch.mv(self._items, torch.from_numpy(query)).numpy()     # [n_items]
+        if not np.isfinite(scores).all():
+            check_finite(torch.from_numpy(scores)[None, :], "the index")
         if allowed is not None:
             scores[~allowed] = -np.inf
         if exclude is not None and exclude.nnz:
             scores[exclude.indices] = -np.inf
-        idx, vals = top_k_row(scores, k)
-        return _pad(idx[None, :], vals[None, :], k)
+        idx, vals, tied = rank_row(scores, k, self.ties)
+        keep = np.isfinite(vals)
+        top = TopK(np.where(keep, idx, -1)[None, :], np.where(keep, vals, np.nan).astype(np.float32)[None, :],
+                   np.array([tied]))
+        top = pad(top, k)
+        return top.item_idx, top.scores
 
     def _search_subset(self, queries: np.ndarray, k: int, exclude: sp.csr_matrix | None,
                        subset: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Exact search over the items in `subset` (ascending indices, so ties still go to the lower index)."""
+        """Exact search over the items in `subset` (the tie order restricted to them)."""
         n = len(queries)
         if len(subset) == 0:
             return np.full((n, k), -1, dtype=np.int64), np.full((n, k), np.nan, dtype=np.float32)
         items = self._items[torch.from_numpy(subset)]                     # [n_subset, d]
-        position = np.full(self.n_items, -1, dtype=np.int64)
-        position[subset] = np.arange(len(subset))
-        out_idx = np.full((n, k), -1, dtype=np.int64)
-        out_scores = np.full((n, k), np.nan, dtype=np.float32)
-        chunk = max(1, _CHUNK_FLOATS // len(subset))
         q = torch.from_numpy(queries)
-        for start in range(0, n, chunk):
-            rows = np.arange(start, min(start + chunk, n))
-            scores = q[start:start + len(rows)] @ items.T
-            if exclude is not None:
-                _mask(scores, exclude, rows, position)
-            top, vals = top_k(scores, k)
-            idx, vals_np = _pad(subset[top.numpy()], vals.numpy(), k)
-            out_idx[rows], out_scores[rows] = idx, vals_np
-        return out_idx, out_scores
-
-
-def _mask(scores: torch.Tensor, exclude: sp.csr_matrix, rows: np.ndarray, position: np.ndarray | None) -> None:
-    """scores[b, col] = -inf for stored exclude[rows[b], col]; `position` maps columns into a subset."""
-    # rows is always a contiguous range here; slicing a CSR costs more than one query's top-k
-    whole = len(rows) == exclude.shape[0] and (len(rows) == 0 or rows[0] == 0)
-    sub = exclude if whole else exclude[int(rows[0]):int(rows[-1]) + 1]
-    if not sub.nnz:
-        return
-    r = np.repeat(np.arange(len(rows)), np.diff(sub.indptr))
-    cols = sub.indices.astype(np.int64)
-    if position is not None:
-        cols = position[cols]
-        r, cols = r[cols >= 0], cols[cols >= 0]
-    scores[torch.from_numpy(r), torch.from_numpy(cols)] = -torch.inf
+        sub_exclude = exclude[:, subset].tocsr() if exclude is not None else None
+        top = rank_batches(lambda pos: q[pos] @ items.T, np.arange(n), k, TieOrder(self.ties.keys[subset]),
+                           exclude=[sub_exclude] if sub_exclude is not None else [],
+                           batch_size=max(1, _CHUNK_FLOATS // len(subset)), who="the index", show=False)
+        top = pad(top, k)
+        return np.where(top.item_idx >= 0, subset[np.maximum(top.item_idx, 0)], -1), top.scores
 
 
 @dataclass(frozen=True)
@@ -236,13 +201,13 @@ class FaissIndex:
     kind = "faiss"
 
     def __init__(self, items: np.ndarray | torch.Tensor, metric: str = "ip", config: FaissConfig | None = None,
-                 *, _index: object | None = None) -> None:
+                 *, ties: TieOrder | None = None, _index: object | None = None) -> None:
         import faiss
 
         self.config = config or FaissConfig()
         if self.config.structure not in STRUCTURES:
             raise TowerrecError(f"faiss structure must be one of {STRUCTURES}, got {self.config.structure!r}")
-        self.exact = ExactIndex(items, metric)   # the refill path, and normalised items for cosine
+        self.exact = ExactIndex(items, metric, ties)   # the refill path, and normalised items for cosine
         self.metric = metric
         vectors = self.exact._items.numpy()
         start = time.perf_counter()
@@ -378,10 +343,10 @@ class FaissIndex:
 
     @classmethod
     def load(cls, path: str, items: np.ndarray | torch.Tensor, metric: str = "ip",
-             config: FaissConfig | None = None) -> "FaissIndex":
+             config: FaissConfig | None = None, ties: TieOrder | None = None) -> "FaissIndex":
         import faiss
 
-        return cls(items, metric, config, _index=faiss.read_index(str(path)))
+        return cls(items, metric, config, ties=ties, _index=faiss.read_index(str(path)))
 
 
 def _stored(matrix: sp.csr_matrix, rows: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -396,7 +361,7 @@ def _stored(matrix: sp.csr_matrix, rows: np.ndarray, labels: np.ndarray) -> np.n
 
 
 def build_index(items: np.ndarray | torch.Tensor, metric: str = "ip", kind: str = "auto",
-                config: FaissConfig | None = None) -> ExactIndex | FaissIndex:
+                config: FaissConfig | None = None, ties: TieOrder | None = None) -> ExactIndex | FaissIndex:
     """`exact`, `faiss`, or `auto` (FAISS from AUTO_FAISS_ITEMS items up, when faiss is installed)."""
     if kind not in KINDS:
         raise TowerrecError(f"index kind must be one of {KINDS}, got {kind!r}")
@@ -404,10 +369,10 @@ def build_index(items: np.ndarray | torch.Tensor, metric: str = "ip", kind: str 
     if kind == "auto":
         kind = "faiss" if n_items >= AUTO_FAISS_ITEMS and _has_faiss() else "exact"
     if kind == "exact":
-        return ExactIndex(items, metric)
+        return ExactIndex(items, metric, ties)
     if not _has_faiss():
         raise TowerrecError("--index faiss needs faiss-cpu: pip install 'towerrec[serve]'")
-    return FaissIndex(items, metric, config)
+    return FaissIndex(items, metric, config, ties=ties)
 
 
 def _has_faiss() -> bool:

@@ -10,14 +10,11 @@ from __future__ import annotations
 import dataclasses
 import platform
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import numpy as np
-import scipy.sparse as sp
-
 from towerrec.data.features import FeatureTable
-from towerrec.evaluate import EvalResult, evaluate, evaluate_scores
+from towerrec.evaluate import EvalResult, evaluate_split
 from towerrec.metrics import METRICS
 from towerrec.models.base import FitOptions, Recommender
 from towerrec.split import Split
@@ -59,71 +56,30 @@ def versions() -> dict[str, str]:
 
 def not_applicable(model: Recommender, split: Split) -> str | None:
     """Why a model cannot be evaluated on this split, or None."""
-    if split.method == "cold-item" and not model.supports_cold_items:
+    if split.method == "cold-item" and not model.capabilities.cold_items:
         return "the model scores items only from their training interactions; cold items have none"
-    if split.method == "cold-user" and not model.supports_history:
+    if split.method == "cold-user" and not model.capabilities.histories:
         return "the model scores only users seen in training"
     return None
-
-
-def _history_scorer(model: Recommender, history: sp.csr_matrix) -> Callable[[np.ndarray], object]:
-    return lambda user_idx: model._score_histories(history[user_idx])
-
-
-def evaluate_on_split(model: Recommender, split: Split, *, k: Sequence[int] = (10, 20),
-                      metrics: Sequence[str] = METRICS, exclude_seen: bool = True,
-                      batch_size: int = 1024) -> tuple[EvalResult, EvalResult]:
-    """(valid, test) results for a fitted model, following EVALUATION.md's exclusion rules."""
-    if split.method == "cold-user":
-        out = []
-        for part, history in (("valid", split.valid_history), ("test", split.test_history)):
-            target = getattr(split, part)
-            hist = history.to_csr()
-            out.append(evaluate_scores(_history_scorer(model, hist), target,
-                                       exclude=[history] if exclude_seen else (), k=k, metrics=metrics,
-                                       batch_size=batch_size, item_share=model.item_popularity_,
-                                       desc=f"{model.name} {part}"))
-        return out[0], out[1]
-    valid_ex = [split.train] if exclude_seen else []
-    test_ex = [split.train, split.valid] if exclude_seen else []
-    valid = evaluate(model, split.valid, exclude=valid_ex, k=k, metrics=metrics, batch_size=batch_size,
-                     desc=f"{model.name} valid")
-    if hasattr(model, "history_scorer"):
-        # order-aware models read the newest history at test time: train + valid (RecBole's protocol)
-        test = evaluate_scores(model.history_scorer(split.train.concat(split.valid)), split.test,
-                               exclude=test_ex, k=k, metrics=metrics, batch_size=batch_size,
-                               item_share=model.item_popularity_, desc=f"{model.name} test")
-    else:
-        test = evaluate(model, split.test, exclude=test_ex, k=k, metrics=metrics, batch_size=batch_size,
-                        desc=f"{model.name} test")
-    return valid, test
 
 
 def run_model(name: str, model: Recommender, split: Split, *, user_features: FeatureTable | None = None,
               item_features: FeatureTable | None = None, k: Sequence[int] = (10, 20),
               metrics: Sequence[str] = METRICS, options: FitOptions = FitOptions(), exclude_seen: bool = True,
               batch_size: int = 1024) -> ModelRun:
-    """Fit `model` on `split.train` and evaluate it on valid and test."""
+    """Fit `model` on `split.train` and evaluate it on valid and test (`towerrec.evaluate.evaluate_split`).
+
+    Early stopping ranks the valid users with the same masking as the reported metrics."""
     config = dataclasses.asdict(model.config) if dataclasses.is_dataclass(model.config) else {}
     reason = not_applicable(model, split)
     if reason:
         return ModelRun(name, None, None, None, not_applicable=reason, config=config)
     start = time.perf_counter()
     model.fit(split.train, user_features=user_features, item_features=item_features,
-              valid=split.valid if split.method != "cold-user" else None, options=options)
+              valid=split.valid if split.method != "cold-user" else None,
+              options=dataclasses.replace(options, exclude_seen=exclude_seen))
     fit_seconds = time.perf_counter() - start
     start = time.perf_counter()
-    valid, test = evaluate_on_split(model, split, k=k, metrics=metrics, exclude_seen=exclude_seen,
-                                    batch_size=batch_size)
-    return ModelRun(name, model, valid, test, fit_seconds, time.perf_counter() - start, config=config,
-                    training_history=training_history(model))
-
-
-def training_history(model: Recommender) -> list[dict] | None:
-    """The model's per-epoch log: `history_` of the torch models (epoch, loss, valid metric,
-    seconds), or `loss_history_` of iterative ones such as ALS (epoch, loss); None if neither."""
-    history = getattr(model, "history_", None)
-    if history:
-        return list(history)
-    losses = getattr(model, "loss_history_", None)
-    return [{"epoch": i, "loss": float(v)} for i, v in enumerate(losses)] if losses else None
+    results = evaluate_split(model, split, k=k, metrics=metrics, exclude_seen=exclude_seen, batch_size=batch_size)
+    return ModelRun(name, model, results["valid"], results["test"], fit_seconds, time.perf_counter() - start,
+                    config=config, training_history=model.training_history())

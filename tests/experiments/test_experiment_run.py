@@ -134,7 +134,7 @@ def test_tune_uses_only_valid_and_resumes(experiment_file, two_runs, tmp_path, m
     original = towerrec.evaluate.evaluate
 
     def spy(model, target, **kwargs):
-        scored.append(len(target))
+        scored.append(len(getattr(target, kwargs.get("part", "test"))))
         return original(model, target, **kwargs)
 
     monkeypatch.setattr(towerrec.evaluate, "evaluate", spy)
@@ -179,3 +179,109 @@ def test_models_that_cannot_score_the_split_are_listed_not_zeroed(experiment_fil
     results = json.loads((out / "results.json").read_text())
     assert all("cold items" in m["not_applicable"] for m in results["models"].values())
     assert "n/a" in (out / "leaderboard.md").read_text()
+
+
+# ---- results folders ---------------------------------------------------------------------------
+SMALL = {"seeds = [0, 1]": "seeds = [0]", '[models.knn]\nmodel = "itemknn"\nneighbours = 20\n': "",
+         '[models.als]\nmodel = "als"\nfactors = 8\niterations = 3\n': ""}
+
+
+def small_experiment(experiment_file: Path, name: str, extra: dict[str, str] | None = None) -> Path:
+    """The tiny experiment cut to one seed and pop + ease (seconds), written beside the data."""
+    text = experiment_file.read_text()
+    for old, new in {**SMALL, **(extra or {})}.items():
+        assert old in text, old
+        text = text.replace(old, new)
+    path = experiment_file.parent / f"{name}.toml"
+    path.write_text(text)
+    return path
+
+
+def test_run_writes_complete_last_listing_every_file(two_runs):
+    out = two_runs[0]
+    marker = json.loads((out / "COMPLETE").read_text())
+    files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file() and p.name != "COMPLETE")
+    assert marker["complete"] is True and marker["files"] == files
+    assert (out / "COMPLETE").stat().st_mtime_ns >= max((out / f).stat().st_mtime_ns for f in files)
+
+
+def test_run_refuses_old_results_and_overwrite_replaces_them(experiment_file, two_runs, tmp_path, capsys):
+    import shutil
+
+    out = tmp_path / "old"
+    shutil.copytree(two_runs[0], out)                     # seeds 0 and 1 with four models
+    path = small_experiment(experiment_file, "small")
+    assert main(["run", str(path), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "--overwrite" in err and "complete" in err
+    assert main(["run", str(path), "--out", str(out), "--overwrite"]) == 0
+    assert sorted(p.name for p in out.glob("seed-*")) == ["seed-0"]            # the old seed-1 is gone
+    assert sorted(p.stem for p in (out / "seed-0" / "recs").iterdir()) == ["ease", "pop"]
+    assert (out / "COMPLETE").exists()
+
+
+@pytest.mark.parametrize("command,module", [("run", "matplotlib"), ("tune", "optuna")])
+def test_missing_extra_is_a_one_line_install_hint(experiment_file, tmp_path, capsys, monkeypatch, command, module):
+    monkeypatch.setitem(__import__("sys").modules, module, None)      # `import module` now fails
+    argv = [command, str(experiment_file), "--out", str(tmp_path / "out")] + (["--model", "ease"] if command == "tune" else [])
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and module in err[0] and "pip install 'towerrec[report]'" in err[0]
+    assert not (tmp_path / "out").exists()                              # refused before any work
+
+
+# ---- tune: resume only the same study, never replay its points ---------------------------------
+def test_a_resumed_study_proposes_new_points(experiment_file, tmp_path):
+    out = tmp_path / "tune"
+    args = ["tune", str(experiment_file), "--model", "ease", "--out", str(out), "--jobs", "1"]
+    assert main([*args, "--trials", "2"]) == 0
+    assert main([*args, "--trials", "4"]) == 0
+    trials = pd.read_csv(out / "trials.csv")
+    assert len(trials) == 4 and trials["params_l2"].nunique() == 4   # the restart did not replay trials 0, 1
+
+
+def test_tune_on_other_data_starts_a_fresh_study(experiment_file, tmp_path, capsys):
+    import optuna
+
+    out = tmp_path / "tune"
+    args = ["tune", "--model", "ease", "--out", str(out), "--jobs", "1"]
+    assert main([args[0], str(experiment_file), *args[1:], "--trials", "3"]) == 0
+    first = pd.read_csv(out / "trials.csv")
+    capsys.readouterr()
+    filtered = small_experiment(experiment_file, "filtered", {'duplicates = "first"': 'duplicates = "first"\nmin_rating = 3'})
+    assert main([args[0], str(filtered), *args[1:], "--trials", "2"]) == 0
+    err = capsys.readouterr().err
+    assert "starting a fresh study" in err and "data" in err and "resuming" not in err
+    second = pd.read_csv(out / "trials.csv")
+    assert len(second) == 2                                           # not 3 old + 0 new
+    manifest = json.loads((out / "manifest.json").read_text())["tune"]
+    assert manifest["best_value"] == pytest.approx(second["value"].max())
+    assert manifest["best_value"] != pytest.approx(first["value"].max())
+    names = optuna.study.get_all_study_names(f"sqlite:///{out / 'optuna.db'}")
+    assert len(names) == 2 and manifest["study"] in names                # the old study is kept
+    assert main([args[0], str(experiment_file), *args[1:], "--trials", "4"]) == 0   # back to the first: resumes
+    assert "resuming" in capsys.readouterr().err and len(pd.read_csv(out / "trials.csv")) == 4
+
+
+def test_the_file_tune_writes_runs_unchanged_everywhere(experiment_file, tmp_path, capsys):
+    """best_config.toml is the whole experiment with the tuned table: run, train --config and
+    evaluate --config take it as it is, and all three use the tuned value."""
+    out = tmp_path / "tune"
+    path = small_experiment(experiment_file, "for-tune")
+    assert main(["tune", str(path), "--model", "ease", "--trials", "2", "--out", str(out), "--jobs", "1"]) == 0
+    tuned = out / "best_config.toml"
+    text = tuned.read_text()
+    assert "# tuned by `towerrec tune --model ease`: best of 2 trials" in text and "valid NDCG@10" in text
+    l2 = tomllib.loads(text)["models"]["ease"]["l2"]
+    assert l2 == pytest.approx(pd.read_csv(out / "trials.csv").set_index("value")["params_l2"].loc[
+        json.loads((out / "manifest.json").read_text())["tune"]["best_value"]])
+    data = str(experiment_file.parent / "data")
+
+    assert main(["run", str(tuned), "--out", str(tmp_path / "run")]) == 0
+    assert json.loads((tmp_path / "run" / "results.json").read_text())["models"]["ease"]["config"]["l2"] == l2
+    assert main(["evaluate", "--data", data, "--config", str(tuned), "--models", "ease,pop", "--k", "10",
+                 "--out", str(tmp_path / "eval")]) == 0
+    assert json.loads((tmp_path / "eval" / "results.json").read_text())["models"]["ease"]["config"]["l2"] == l2
+    assert main(["train", "--data", data, "--config", str(tuned), "--model", "ease", "--split", "none",
+                 "--out", str(tmp_path / "model")]) == 0
+    assert json.loads((tmp_path / "model" / "model.json").read_text())["config"]["l2"] == l2

@@ -21,14 +21,14 @@ Override, when the model needs it:
   user's own block they have not seen; `test_pop.py` overrides it with the most popular item).
 * `history_reproduces_users = True` when scoring a training user's own train items as a `history`
   must give that user's scores (item-based models, ALS's fold-in); `history_atol` its tolerance.
-* `supports_similar_items = False` when `similar_items` raises NotImplementedError by design.
 
 What is checked: fit returns self; queries before fit raise `NotFittedError`; the config survives
 `dataclasses.asdict` and the JSON round trip of `save`; the model is in `MODELS`; exact top-1 on
 the block ("checkerboard") data; `exclude_seen` on and off; batch equals one-by-one; `score`
 agrees with `recommend`; unknown users get the popularity fallback; k above the catalogue pads
 with -1; save/load gives identical scores; the same seed gives the same scores; `history` works
-when `cold_start == "history"` and falls back to popularity otherwise; `similar_items`.
+when `capabilities.histories` and falls back to popularity otherwise; `similar_items` when
+declared, NotImplementedError otherwise; declared vectors reproduce the scores; a single id is one id.
 
 The data: users are split into `n_blocks` taste blocks, each with its own `items_per_block`
 items; every user has seen all items of their block except one, and nothing else. Any sensible
@@ -46,7 +46,7 @@ import pandas as pd
 import pytest
 import torch
 
-from towerrec.artifact import config_from_json
+from towerrec.config import apply_overrides
 from towerrec.data.idmap import IdMap
 from towerrec.data.interactions import Interactions
 from towerrec.errors import NotFittedError
@@ -96,7 +96,6 @@ class RecommenderContract:
     block_shape: tuple[int, int, int] = (4, 6, 10)
     history_reproduces_users: bool = False
     history_atol: float = 1e-4
-    supports_similar_items: bool = True
 
     # ---- hooks ---------------------------------------------------------------------------------
     def make_model(self) -> Recommender:
@@ -141,7 +140,7 @@ class RecommenderContract:
             model.recommend(history=[item], k=3)
         with pytest.raises(NotFittedError):
             model.score([user], [item])
-        if self.supports_similar_items:
+        if model.capabilities.similar_items:
             with pytest.raises(NotFittedError):
                 model.similar_items([item], k=3)
 
@@ -151,7 +150,7 @@ class RecommenderContract:
         assert dataclasses.is_dataclass(config) and type(config) is type(model).Config
         assert type(config)(**dataclasses.asdict(config)) == config
         as_json = json.loads(json.dumps(dataclasses.asdict(config)))   # what save() writes
-        assert type(config)(**config_from_json(type(config), as_json)) == config
+        assert apply_overrides(type(config)(), as_json) == config
         with pytest.raises(dataclasses.FrozenInstanceError):
             setattr(config, dataclasses.fields(config)[0].name, None)
 
@@ -203,7 +202,7 @@ class RecommenderContract:
         recs = fitted.recommend(["nobody", known, "nobody-else"], k=5)
         assert recs.fallback == ["popularity", None, "popularity"]
         counts = data.train.item_counts()
-        order = np.lexsort([np.arange(len(counts)), -counts])[:5]   # count desc, then lower index
+        order = np.lexsort([fitted.ties_.keys, -counts])[:5]   # count desc, then the seeded tie order
         np.testing.assert_array_equal(recs.item_idx[0], order)
         np.testing.assert_array_equal(recs.item_idx[2], order)
 
@@ -235,7 +234,7 @@ class RecommenderContract:
             a, b = loaded.recommend(history=history, k=5), fitted.recommend(history=history, k=5)
             np.testing.assert_array_equal(a.item_idx, b.item_idx)
             np.testing.assert_array_equal(a.scores, b.scores)
-            if self.supports_similar_items:
+            if fitted.capabilities.similar_items:
                 items = sorted(data.item_block)[:4]
                 a, b = loaded.similar_items(items, k=3), fitted.similar_items(items, k=3)
                 np.testing.assert_array_equal(a.item_idx, b.item_idx)
@@ -252,7 +251,7 @@ class RecommenderContract:
         recs = fitted.recommend(history=history, k=fitted.n_items)
         listed = [i for i in recs.item_ids[0] if i is not None]
         assert not set(listed) & set(history), "history items must be excluded"
-        if not fitted.supports_history:
+        if not fitted.capabilities.histories:
             assert recs.fallback == ["popularity"]
             return
         assert recs.fallback == ["history"]
@@ -266,7 +265,7 @@ class RecommenderContract:
 
     def test_similar_items(self, data: BlockData, fitted: Recommender) -> None:
         items = sorted(data.item_block)
-        if not self.supports_similar_items:
+        if not fitted.capabilities.similar_items:
             with pytest.raises(NotImplementedError):
                 fitted.similar_items(items[:1], k=3)
             return
@@ -276,3 +275,36 @@ class RecommenderContract:
             assert item not in set(sims.item_ids[row]), "an item is not similar to itself"
             top = sims.item_ids[row][0]
             assert data.item_block[top] == data.item_block[item], f"{item}: top similar item {top} is off-block"
+
+    # ---- the declared protocol ---------------------------------------------------------------------
+    def test_a_single_id_is_one_id(self, data: BlockData, fitted: Recommender) -> None:
+        user, item = self._users(data)[0], sorted(data.item_block)[0]
+        assert len(fitted.recommend(user, k=3)) == 1
+        if fitted.capabilities.similar_items:
+            assert len(fitted.similar_items(item, k=3)) == 1      # not one query per character
+
+    def test_declared_vectors_reproduce_the_scores(self, data: BlockData, fitted: Recommender) -> None:
+        caps = fitted.capabilities
+        if caps.vectors != "ip":
+            with pytest.raises(NotImplementedError):
+                fitted.user_vectors(np.arange(2))
+            return
+        items = fitted.item_vectors()
+        idx = np.arange(len(data.user_block))
+        torch.testing.assert_close(fitted.user_vectors(idx) @ items.T, fitted.score_users(idx), rtol=1e-4, atol=1e-4)
+        if caps.histories:
+            from towerrec.data.sequences import Sequences
+
+            histories = Sequences.from_lists([fitted.item_map_.index(sorted(data.seen[u])) for u in self._users(data)[:5]])
+            torch.testing.assert_close(fitted.history_vectors(histories) @ items.T, fitted.score_histories(histories),
+                                       rtol=1e-4, atol=1e-4)
+
+    def test_undeclared_histories_are_refused(self, data: BlockData, fitted: Recommender) -> None:
+        from towerrec.data.sequences import Sequences
+
+        histories = Sequences.from_lists([[0, 1]])
+        if fitted.capabilities.histories:
+            assert fitted.score_histories(histories).shape == (1, fitted.n_items)
+        else:
+            with pytest.raises(NotImplementedError):
+                fitted.score_histories(histories)

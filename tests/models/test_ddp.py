@@ -41,7 +41,7 @@ WORKER = textwrap.dedent('''
                                                                         device="cpu"))
     rank = int(os.environ.get("RANK", "0"))
     digest = hashlib.sha256(b"".join(p.detach().numpy().tobytes() for p in model.module_.parameters())).hexdigest()
-    ndcg = evaluate(model, split.test, exclude=[split.train, split.valid]).summary["NDCG@10"]
+    ndcg = evaluate(model, split).summary["NDCG@10"]
     out = {"rank": rank, "world": int(os.environ.get("WORLD_SIZE", "1")), "digest": digest, "test_ndcg": ndcg,
            "history": model.history_}
     with open(os.path.join(sys.argv[1], f"rank{rank}.json"), "w") as f:

@@ -45,7 +45,7 @@ def one_thread():
 @pytest.mark.parametrize("name", list(BANDS))
 def test_test_ndcg_in_band(split, one_thread: FitOptions, name: str) -> None:
     model = MODELS[name]().fit(split.train, options=one_thread)
-    result = evaluate(model, split.test, exclude=[split.train, split.valid], k=(10,), metrics=("NDCG",))
+    result = evaluate(model, split, k=(10,), metrics=("NDCG",))
     assert result.info["users_evaluated"] == 943
     low, high = BANDS[name]
     ndcg = result.summary["NDCG@10"]

@@ -2,13 +2,17 @@
 both LayerNorm placements; order matters; save/load after early stopping is exact."""
 from __future__ import annotations
 
+import dataclasses
+
+import numpy as np
+
 import pytest
 import torch
 from contract import block_data
 from sequence_checks import OPTIONS, SequenceModelTests, assert_next_item_first, assert_save_load_same_scores
 
 from towerrec.errors import NotFittedError, TowerrecError
-from towerrec.evaluate import evaluate_scores
+from towerrec.evaluate import evaluate
 from towerrec.models.sasrec import SASRec
 
 # the periodic log
@@ -29,7 +33,8 @@ class TestSASRec(SequenceModelTests):
         model = SASRec(**{**TINY, "patience": 2}).fit(split.train, valid=split.valid, options=OPTIONS)
         curve = [h["valid_NDCG@10"] for h in model.history_]
         assert len(curve) < TINY["epochs"] and model.best_epoch_ == curve.index(max(curve))
-        again = evaluate_scores(model.score_users, split.valid, k=(10,), metrics=("NDCG",)).summary["NDCG@10"]
+        # the same ranking as early stopping: train items masked, ties from seed 0
+        again = evaluate(model, split, part="valid", k=(10,), metrics=("NDCG",)).summary["NDCG@10"]
         assert again == pytest.approx(max(curve), abs=1e-6)
 
     @pytest.mark.parametrize("loss,extra", [("sampled_softmax", {}),
@@ -105,8 +110,9 @@ def _item_table(train, with_text: bool = False):
 def test_item_content_is_trained_saved_and_keeps_the_order_signal(periodic_log, tmp_path):
     split, cycle = periodic_log
     table = _item_table(split.train)
+    # early stopping ranks as the check below does: nothing masked (walks revisit items)
     model = SASRec(**{**TINY, "item_features": True}).fit(split.train, item_features=table, valid=split.valid,
-                                                          options=OPTIONS)
+                                                          options=dataclasses.replace(OPTIONS, exclude_seen=False))
     module = model.module_
     table_rows = module.item_table()
     assert module.content is not None and table_rows.shape == module.item_embedding.weight.shape
@@ -152,5 +158,27 @@ def test_item_content_needs_a_table(periodic_log):
     split, _ = periodic_log
     with pytest.raises(TowerrecError, match="item feature table"):
         SASRec(**{**TINY, "item_features": True}).fit(split.train, options=OPTIONS)
-    with pytest.raises(TowerrecError, match="text must be one of"):
+    with pytest.raises(TowerrecError, match="text must be .none. or .pretrained."):
         SASRec(**{**TINY, "text": "cnn"}).fit(split.train, item_features=_item_table(split.train), options=OPTIONS)
+
+
+def test_cold_user_split_reads_histories_in_time_order():
+    """Held-out users are scored from their input histories oldest first (newest `max_len` items):
+    in index order the walk's direction is lost (on this log top-1 is 1.0 in time order, 0.13 in index order)."""
+    from towerrec.data.sequences import Sequences, periodic_interactions
+    from towerrec.evaluate import evaluate_split
+    from towerrec.split import cold_user_split
+
+    inter = periodic_interactions(n_users=200, period=12, seed=1, backward_share=0.5)
+    split = cold_user_split(inter, fraction=0.3, seed=0)
+    model = SASRec(**TINY).fit(split.train, options=dataclasses.replace(OPTIONS, exclude_seen=False))
+    in_time = evaluate_split(model, split, k=(1,), exclude_seen=False)["test"].summary["HitRate@1"]
+    assert in_time >= 0.8
+    # the same users read in item-index order: the order signal is gone
+    csr = split.test_history.to_csr()
+    by_index = Sequences(csr.indices.astype("int64") + 1, csr.indptr.astype("int64"))
+    users = split.test.active_users()
+    top1 = model.score_histories(by_index.take(users)).argmax(dim=1).numpy().copy()
+    truth = split.test.to_csr()[users]
+    index_hits = float(np.asarray(truth[np.arange(len(users)), top1]).mean())
+    assert index_hits < in_time - 0.15

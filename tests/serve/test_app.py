@@ -10,6 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
+
+from towerrec.data.sequences import Sequences
 from fastapi.testclient import TestClient
 from pydantic import BaseModel
 
@@ -511,7 +513,8 @@ def test_two_tower_index_reproduces_the_models_scores(two_tower_service):
     by_model = model.recommend(history=history, k=10)
     cols = model.item_map_.index(history)
     seen = sp.csr_matrix((np.ones(len(cols), np.float32), (np.zeros(len(cols), int), cols)), shape=(1, model.n_items))
-    idx, _ = two_tower_service.index.search(two_tower_service.embeddings.histories(seen), k=10, exclude=seen)
+    histories = Sequences.from_lists([cols])
+    idx, _ = two_tower_service.index.search(two_tower_service.embeddings.histories(histories), k=10, exclude=seen)
     np.testing.assert_array_equal(idx, by_model.item_idx)
 
 
@@ -543,7 +546,7 @@ def test_mlp_scorer_is_served_by_exact_recommend(tiny_inter):
     """An MLP scorer cannot use an inner-product index: the service scores every pair instead."""
     config = TwoTowerConfig.for_preset("cf", scorer="mlp", epochs=1, embedding_dim=8, id_dim=8, hidden=())
     model = TwoTower(config).fit(tiny_inter, options=FitOptions(seed=0, threads=1, progress=False))
-    assert model.embedding_metric is None
+    assert model.capabilities.vectors is None
     from towerrec.serve.service import embeddings_of
 
     assert embeddings_of(model) is None

@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse as sp
 
 from towerrec.data.interactions import Interactions
 
@@ -74,6 +75,26 @@ class Sequences:
         indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
         tokens = np.concatenate(arrays) + 1 if arrays and indptr[-1] else np.zeros(0, dtype=np.int64)
         return cls(tokens, indptr)
+
+    def take(self, user_idx: np.ndarray) -> "Sequences":
+        """The sequences of `user_idx`, in that order (row b of the result is user user_idx[b])."""
+        user_idx = np.asarray(user_idx, dtype=np.int64)
+        starts, lengths = self.indptr[user_idx], self.lengths()[user_idx]
+        indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        pos = np.repeat(starts - indptr[:-1], lengths) + np.arange(indptr[-1])
+        return Sequences(self.tokens[pos], indptr, None if self.times is None else self.times[pos])
+
+    def to_csr(self, n_items: int) -> sp.csr_matrix:
+        """Users x items [n_users, n_items] with 1 where the user has the item (order dropped)."""
+        m = sp.csr_matrix((np.ones(len(self.tokens), dtype=np.float32), self.tokens - 1, self.indptr),
+                          shape=(self.n_users, n_items))
+        m.sum_duplicates()
+        m.data[:] = 1
+        return m
+
+    def item_lists(self) -> list[np.ndarray]:
+        """Each user's item indices, oldest first (a Python list: for display and small batches)."""
+        return np.split(self.tokens - 1, self.indptr[1:-1])
 
     # ---- tensors for scoring ---------------------------------------------------------------
     def padded(self, user_idx: np.ndarray, max_len: int) -> np.ndarray:

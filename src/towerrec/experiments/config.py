@@ -10,17 +10,24 @@ error naming the key and its line (`toml_lines.key_lines`: tomllib itself gives 
     [split]       method, ratios
     [evaluation]  metrics, k, exclude_seen, primary, curve_k, batch_size
     [significance] baselines, alpha, reference
-    [models.<label>]  model = "<registry name>", then config fields of that model
-    [tune.<label>]    <field> = {low, high, log, step, type} or {choices = [...]}
+    [models.<label>]  model = "<registry name>" (default: the label, when it is one), then config
+                      fields of that model: `field`, `nested.field` or a `[models.<label>.nested]`
+                      sub-table, or a glossary name such as `epochs` that one nested config has
+    [tune.<label>]    <field> = {low, high, log, step, type} or {choices = [...]}, same field names
+
+This one format is read by `towerrec run` and `tune` (`load_experiment`) and by `train --config`
+and `evaluate --config` (`load_config`: [data] optional there, as the command line names the data;
+only the [models.*] tables are used). Field names follow `towerrec.config.apply_overrides`.
 """
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from towerrec.config import OverrideError, did_you_mean, get_path, resolve_name, resolve_overrides
 from towerrec.errors import TowerrecError
 from towerrec.experiments.toml_lines import key_lines, tomllib
 
@@ -78,14 +85,20 @@ class SignificanceSpec:
 
 @dataclass(frozen=True)
 class ModelSpec:
+    """A `[models.<label>]` table: the registry name and its overrides, keyed by canonical dotted
+    field path (`train.epochs`, whatever spelling the file used), values already type-checked."""
+
     label: str
     model: str
     overrides: dict[str, Any]
+    source: str = ""               # names the spec in errors; default "[models.<label>]"
 
-    def build(self, extra: dict[str, Any] | None = None):
-        from towerrec.cli import build_model
+    def build(self, extra: dict[str, Any] | None = None, *, preset: str | None = None):
+        """The model; `extra` (canonical paths, e.g. a tuning trial's values) wins over the table."""
+        from towerrec.models import build_model
 
-        return build_model(self.model, {**self.overrides, **(extra or {})}, source=f"[models.{self.label}]")
+        return build_model(self.model, {**self.overrides, **(extra or {})}, preset=preset,
+                           source=self.source or f"[models.{self.label}]")
 
 
 @dataclass(frozen=True)
@@ -107,12 +120,13 @@ class Experiment:
     path: Path
     text: str
     seeds: tuple[int, ...]
-    data: DataSpec
+    data: DataSpec | None          # None only from `load_config` (train/evaluate --config) without [data]
     split: SplitSpec
     evaluation: EvaluationSpec
     significance: SignificanceSpec
     models: dict[str, ModelSpec]
     tune: dict[str, tuple[ParamSpace, ...]]
+    raw_keys: tuple[str, ...] = ()   # the top-level keys and tables the file has
 
     def resolve_source(self) -> str:
         """A relative path in `source` is relative to the experiment file when it exists there."""
@@ -139,12 +153,14 @@ class _Checker:
         line = self.line(keypath)
         return TowerrecError(f"{self.file}:{line}: {message}" if line else f"{self.file}: {message}")
 
-    def only(self, table: dict, where: tuple[str, ...], allowed: Iterable[str]) -> None:
+    def only(self, table: dict, where: tuple[str, ...], allowed: Iterable[str], note: str = "") -> None:
         allowed = list(allowed)
         for key in table:
             if key not in allowed:
-                raise self.error(where + (key,), f"unknown key {key!r} in {_name(where)}; "
-                                                 f"known keys: {', '.join(allowed)}")
+                place = f"in {_name(where)}" if where else "at the top level"
+                raise self.error(where + (key,), f"unknown key {key!r} {place}"
+                                                 f"{did_you_mean(key, allowed)}; known keys: "
+                                                 f"{', '.join(allowed)}{note}")
 
     def table(self, parent: dict, where: tuple[str, ...], key: str) -> dict:
         value = parent.get(key, {})
@@ -203,17 +219,30 @@ SIGNIFICANCE_KEYS = ("baselines", "alpha", "reference")
 SPACE_KEYS = ("low", "high", "log", "step", "type", "choices")
 
 
+def _read(path: str | Path, what: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise TowerrecError(f"{path}: {what} not found") from None
+    except (IsADirectoryError, UnicodeDecodeError) as exc:
+        raise TowerrecError(f"{path}: cannot read the {what}: {exc}") from None
+
+
 def load_experiment(path: str | Path) -> Experiment:
     """Read and validate an experiment file; any mistake is a TowerrecError naming file and line."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise TowerrecError(f"{path}: experiment file not found") from None
-    return parse_experiment(text, path)
+    return parse_experiment(_read(path, "experiment file"), path)
 
 
-def parse_experiment(text: str, path: str | Path = "experiment.toml") -> Experiment:
+def load_config(path: str | Path) -> Experiment:
+    """A `--config` file of `train`/`evaluate`: the experiment format, validated the same way, but
+    [data] may be left out (the command line names the data); the caller uses its [models.*]."""
+    return parse_experiment(_read(path, "config file"), path, need_data=False)
+
+
+TOP_NOTE = "; model fields go in a [models.<label>] table with model = \"<name>\""
+
+
+def parse_experiment(text: str, path: str | Path = "experiment.toml", *, need_data: bool = True) -> Experiment:
     """Validate TOML text (the file name only labels errors and resolves relative data paths)."""
     path = Path(path)
     try:
@@ -221,14 +250,40 @@ def parse_experiment(text: str, path: str | Path = "experiment.toml") -> Experim
     except tomllib.TOMLDecodeError as exc:
         raise TowerrecError(f"{path}: invalid TOML: {exc}") from None
     c = _Checker(path, text)
-    c.only(raw, (), TOP_KEYS)
+    c.only(raw, (), TOP_KEYS, TOP_NOTE)
     name = c.get(raw, (), "name", str, path.stem)
     seeds = c.int_list(raw, (), "seeds", (0,), minimum=0)
     if not seeds or len(set(seeds)) != len(seeds):
         raise c.error(("seeds",), f"seeds must be a non-empty list of distinct integers, got {list(seeds)}")
-    return Experiment(name=name, path=path, text=text, seeds=seeds, data=_data(c, raw), split=_split(c, raw),
+    data = _data(c, raw) if need_data or "data" in raw else None
+    return Experiment(name=name, path=path, text=text, seeds=seeds, data=data, split=_split(c, raw),
                       evaluation=_evaluation(c, raw), significance=_significance(c, raw),
-                      models=(models := _models(c, raw)), tune=_tune(c, raw, models))
+                      models=(models := _models(c, raw)), tune=_tune(c, raw, models), raw_keys=tuple(raw))
+
+
+def select_models(config: Experiment | None, names: Sequence[str] | None, *,
+                  option: str = "--models") -> list[ModelSpec]:
+    """The models a `--models a,b` / `--model a` names: each name is a [models.<label>] label of
+    the `--config` file when it has one, else a registry name at its defaults; `names=None` means
+    every table of the file. An unknown name is an error, before any data is read."""
+    from towerrec.models import MODELS
+
+    tables = config.models if config is not None else {}
+    if names is None:
+        return list(tables.values())
+    specs = []
+    for name in names:
+        if name in tables:
+            specs.append(tables[name])
+        elif name in MODELS:
+            specs.append(ModelSpec(name, name, {}, source=f"{option} {name}"))
+        else:
+            labels = f"labels of {config.path}: {', '.join(tables)}; " if tables else ""
+            raise TowerrecError(f"{option}: unknown model {name!r}{did_you_mean(name, [*tables, *MODELS])}; "
+                                f"{labels}known models: {', '.join(sorted(MODELS))}")
+    if len(set(names)) != len(names):
+        raise TowerrecError(f"{option} names a model twice: {', '.join(names)}")
+    return specs
 
 
 def _data(c: _Checker, raw: dict) -> DataSpec:
@@ -320,24 +375,10 @@ def _significance(c: _Checker, raw: dict) -> SignificanceSpec:
     return SignificanceSpec(tuple(baselines), alpha, reference)
 
 
-def _config_fields(name: str) -> dict[str, dataclasses.Field]:
-    from towerrec.models import MODELS
+def _default_config(name: str):
+    from towerrec.models import build_model
 
-    return {f.name: f for f in dataclasses.fields(MODELS[name]().config)}
-
-
-def _check_field_type(c: _Checker, where: tuple[str, ...], key: str, value: Any, f: dataclasses.Field) -> None:
-    """A light check against the field's default: catches `factors = "64"` before the model does."""
-    default = f.default if f.default is not dataclasses.MISSING else None
-    if default is None:
-        return
-    expected: type | tuple = (bool if isinstance(default, bool) else float if isinstance(default, (int, float))
-                              else list if isinstance(default, (tuple, list)) else type(default))
-    if isinstance(default, int) and not isinstance(default, bool) and _is(value, float) \
-            and not isinstance(value, bool) and float(value) != int(value):
-        raise c.error(where + (key,), f"{_dotted(where, key)} must be an integer, got {value!r}")
-    if not _is(value, expected):
-        raise c.error(where + (key,), f"{_dotted(where, key)} must be {_kind_name(expected)}, got {value!r}")
+    return build_model(name).config
 
 
 def _models(c: _Checker, raw: dict) -> dict[str, ModelSpec]:
@@ -348,27 +389,34 @@ def _models(c: _Checker, raw: dict) -> dict[str, ModelSpec]:
     if not tables:
         raise c.error((), "no [models.<label>] table: name at least one model, e.g. [models.ease] model = \"ease\"")
     specs, files = {}, {}
+    known = f"known models: {', '.join(sorted(MODELS))}"
     for label, table in tables.items():
         w = ("models", label)
         if not isinstance(table, dict):
             raise c.error(w, f"models.{label} must be a table like [models.{label}] with model = \"...\"")
         name = c.get(table, w, "model", str)
         if name is None:
-            raise c.error(w, f"[models.{label}] needs `model = \"<name>\"`; known models: {', '.join(sorted(MODELS))}")
+            if label not in MODELS:
+                raise c.error(w, f"[models.{label}] has no `model = \"<name>\"` and {label!r} is no model "
+                                 f"name{did_you_mean(label, list(MODELS))}; {known}")
+            name = label
         if name not in MODELS:
-            raise c.error(w + ("model",), f"unknown model {name!r} in [models.{label}]; "
-                                          f"known models: {', '.join(sorted(MODELS))}")
-        fields = _config_fields(name)
+            raise c.error(w + ("model",), f"unknown model {name!r} in [models.{label}]"
+                                          f"{did_you_mean(name, list(MODELS))}; {known}")
+        where = f" for model {name!r} in [models.{label}]"
         overrides = {k: v for k, v in table.items() if k != "model"}
-        for key, value in overrides.items():
-            if key not in fields:
-                raise c.error(w + (key,), f"unknown field {key!r} for model {name!r} in [models.{label}]; "
-                                          f"known fields: {', '.join(fields)}")
-            _check_field_type(c, w, key, value, fields[key])
+        try:
+            canonical = resolve_overrides(_default_config(name), overrides, where=where)
+        except OverrideError as exc:
+            raise c.error(w + exc.keypath, str(exc)) from None
         if safe_name(label) in files:
             raise c.error(w, f"model labels {files[safe_name(label)]!r} and {label!r} give the same file name")
         files[safe_name(label)] = label
-        specs[label] = ModelSpec(label, name, overrides)
+        specs[label] = ModelSpec(label, name, canonical)
+        try:
+            specs[label].build()   # what only the registry knows (presets) is found here, not after loading data
+        except TowerrecError as exc:
+            raise c.error(w, str(exc)) from None
     return specs
 
 
@@ -378,18 +426,47 @@ def _tune(c: _Checker, raw: dict, models: dict[str, ModelSpec]) -> dict[str, tup
     for label, table in tables.items():
         w = ("tune", label)
         if label not in models:
-            raise c.error(w, f"[tune.{label}] names no model; model labels: {', '.join(models)}")
+            raise c.error(w, f"[tune.{label}] names no model{did_you_mean(label, list(models))}; "
+                             f"model labels: {', '.join(models)}")
         if not isinstance(table, dict) or not table:
             raise c.error(w, f"[tune.{label}] must be a table of field = {{low, high}} or {{choices = [...]}}")
-        fields = _config_fields(models[label].model)
-        spaces = []
-        for key, spec in table.items():
-            if key not in fields:
-                raise c.error(w + (key,), f"unknown field {key!r} for model {models[label].model!r} in "
-                                          f"[tune.{label}]; known fields: {', '.join(fields)}")
-            spaces.append(_space(c, w + (key,), key, spec))
+        config = _default_config(models[label].model)
+        spaces = _spaces(c, w, table, config, (), f" for model {models[label].model!r} in [tune.{label}]")
+        names = [s.name for s in spaces]
+        for n, space in enumerate(spaces):
+            if space.name in names[:n]:
+                raise c.error(w, f"[tune.{label}] searches {space.name} twice")
         out[label] = tuple(spaces)
     return out
+
+
+def _spaces(c: _Checker, w: tuple[str, ...], table: dict, config: Any, prefix: tuple[str, ...],
+            where: str) -> list[ParamSpace]:
+    """Search spaces of a [tune.<label>] table (or of a nested group such as `train = {...}`),
+    named by canonical field path; each space's values are checked against the field."""
+    spaces = []
+    node = get_path(config, prefix)
+    for key, spec in table.items():
+        kw = w + (key,)
+        try:
+            path = prefix + resolve_name(node, key, keypath=(key,), where=where)
+        except OverrideError as exc:
+            raise c.error(kw, str(exc)) from None
+        target = get_path(config, path)
+        if dataclasses.is_dataclass(target) and isinstance(spec, dict):
+            spaces += _spaces(c, kw, spec, config, path, where)
+            continue
+        space = _space(c, kw, ".".join(path), spec)
+        values = list(space.choices) if space.kind == "categorical" else [space.low, space.high]
+        if space.kind == "float" and isinstance(target, int) and not isinstance(target, bool):
+            raise c.error(kw, f"{space.name}{where} is an integer field: add type = \"int\" to its range")
+        for value in values:
+            try:
+                resolve_overrides(config, {space.name: value}, where=where)
+            except OverrideError as exc:
+                raise c.error(kw, str(exc)) from None
+        spaces.append(space)
+    return spaces
 
 
 def _space(c: _Checker, where: tuple[str, ...], key: str, spec: Any) -> ParamSpace:

@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from towerrec.experiments.config import Experiment
+from towerrec.files import write_text
 
 
 def git_state(where: str | Path | None = None) -> dict[str, object]:
@@ -66,7 +67,4 @@ def build_manifest(exp: Experiment, dataset, *, command: Sequence[str], seconds:
 
 
 def write_manifest(out: str | Path, manifest: dict) -> Path:
-    path = Path(out) / "manifest.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(manifest, indent=2, default=str))
-    return path
+    return write_text(Path(out) / "manifest.json", json.dumps(manifest, indent=2, default=str))

@@ -46,18 +46,16 @@ def threads_per_job(jobs: int) -> int:
     return max(1, available_cores() // jobs)
 
 
-def _init_worker(exp, splits: dict[int, Split], dataset, threads: int) -> None:
+def _init_worker(exp, splits: dict[int, Split], dataset, threads: int, fit: Callable[..., ModelRun]) -> None:
     import torch
 
     torch.set_num_threads(threads)
-    _WORKER.update(exp=exp, splits=splits, dataset=dataset, threads=threads)
+    _WORKER.update(exp=exp, splits=splits, dataset=dataset, threads=threads, fit=fit)
 
 
 def _run_cell(seed: int, label: str) -> ModelRun:
-    from towerrec.experiments.runner import _fit_and_evaluate
-
     w = _WORKER
-    return _fit_and_evaluate(w["exp"], w["splits"][seed], w["dataset"], label, threads=w["threads"], progress=False)
+    return w["fit"](w["exp"], w["splits"][seed], w["dataset"], label, threads=w["threads"], progress=False)
 
 
 @contextmanager
@@ -82,8 +80,13 @@ def _cost_rank(exp, label: str) -> int:
 
 
 def run_cells(exp, splits: dict[int, Split], dataset, cells: Sequence[tuple[int, str]], jobs: int,
+              fit: Callable[..., ModelRun],
               on_done: Callable[[int, str, ModelRun], None] | None = None) -> dict[tuple[int, str], ModelRun]:
-    """Fit and evaluate `cells` ((seed, label) pairs) in `jobs` processes; {(seed, label): run}."""
+    """Fit and evaluate `cells` ((seed, label) pairs) in `jobs` processes; {(seed, label): run}.
+
+    `fit(exp, split, dataset, label, threads=, progress=)` runs one cell (the runner's
+    `_fit_and_evaluate`, a module-level function so spawned workers can unpickle it; passed in
+    rather than imported so this module does not import the runner that imports it)."""
     threads = threads_per_job(jobs)
     ranks = {label: (_cost_rank(exp, label), n) for n, label in enumerate(exp.models)}
     order = sorted(cells, key=lambda cell: (ranks[cell[1]], cell[0]))   # model by model, seeds in order
@@ -92,7 +95,7 @@ def run_cells(exp, splits: dict[int, Split], dataset, cells: Sequence[tuple[int,
     runs: dict[tuple[int, str], ModelRun] = {}
     with thread_environment(threads), ProcessPoolExecutor(
             max_workers=jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker,
-            initargs=(exp, splits, payload, threads)) as pool:
+            initargs=(exp, splits, payload, threads, fit)) as pool:
         pending = {pool.submit(_run_cell, *cell): cell for cell in order}
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)

@@ -16,6 +16,7 @@ from towerrec.experiments import plots
 from towerrec.experiments.leaderboard import footnote, markdown_rows
 from towerrec.experiments.runner import ExperimentResult, per_user_long, per_user_matrix
 from towerrec.experiments.stats import mean_ci
+from towerrec.files import write_text
 
 CSS = """
 body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1220px;margin:24px auto;
@@ -239,7 +240,5 @@ The reference model has a black outline.</p>
 
 def write_report(out: str | Path, result: ExperimentResult, board: pd.DataFrame, comparisons: pd.DataFrame,
                  reference: str | None, manifest: dict) -> Path:
-    path = Path(out) / "report.html"
-    path.write_text(render(result, board, comparisons, reference, manifest), encoding="utf-8")
-    return path
+    return write_text(Path(out) / "report.html", render(result, board, comparisons, reference, manifest))
 

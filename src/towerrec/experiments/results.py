@@ -5,6 +5,8 @@
     significance.csv       every comparison with the reference: CI, raw and Holm-adjusted p-values
     per_user.parquet       model, seed, user_id, every test metric: the input of the tests
     results.json           all of the above plus per-seed summaries and training histories
+
+Each file is written atomically (`towerrec.files`).
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import pandas as pd
 
 from towerrec.experiments.leaderboard import seed_table, to_markdown
 from towerrec.experiments.runner import ExperimentResult, dataset_info, per_user_long
+from towerrec.files import atomic_path, write_text
 
 
 def _clean(value):
@@ -76,10 +79,13 @@ def write_results(out: str | Path, result: ExperimentResult, board: pd.DataFrame
     users = int(comparisons["n_users"].max()) if not comparisons.empty else None
     paths = [out / "experiment.toml", out / "leaderboard.csv", out / "leaderboard.md", out / "significance.csv",
              out / "per_user.parquet", out / "results.json"]
-    paths[0].write_text(exp.text, encoding="utf-8")
-    board.to_csv(paths[1], index=False, float_format="%.10g")
-    paths[2].write_text(to_markdown(exp, board, reference, users), encoding="utf-8")
-    comparisons.to_csv(paths[3], index=False, float_format="%.10g")
-    per_user_long(result.records).to_parquet(paths[4], index=False)
-    paths[5].write_text(json.dumps(results_dict(result, board, comparisons, reference), indent=2, default=str))
+    write_text(paths[0], exp.text)
+    with atomic_path(paths[1]) as tmp:
+        board.to_csv(tmp, index=False, float_format="%.10g")
+    write_text(paths[2], to_markdown(exp, board, reference, users))
+    with atomic_path(paths[3]) as tmp:
+        comparisons.to_csv(tmp, index=False, float_format="%.10g")
+    with atomic_path(paths[4]) as tmp:
+        per_user_long(result.records).to_parquet(tmp, index=False)
+    write_text(paths[5], json.dumps(results_dict(result, board, comparisons, reference), indent=2, default=str))
     return paths

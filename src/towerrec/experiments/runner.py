@@ -172,7 +172,7 @@ def run_experiment(exp: Experiment, out: str | Path, *, data_dir: str | None = N
     if jobs > 1:
         from towerrec.experiments.parallel import run_cells
 
-        runs = run_cells(exp, splits, dataset, cells, jobs, on_done=report)
+        runs = run_cells(exp, splits, dataset, cells, jobs, _fit_and_evaluate, on_done=report)
     else:
         runs = {}
         for seed, label in cells:

@@ -16,7 +16,7 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
-__all__ = ["key_lines", "tomllib"]
+__all__ = ["key_lines", "table_headers", "tomllib"]
 
 
 class _Locator:
@@ -28,6 +28,7 @@ class _Locator:
         self.s, self.i = text, 0
         self.starts = [0] + [m.end() for m in re.finditer("\n", text)]
         self.lines: dict[tuple[str, ...], int] = {}
+        self.headers: list[tuple[int, tuple[str, ...]]] = []
 
     def line(self, pos: int) -> int:
         return bisect.bisect_right(self.starts, pos)
@@ -134,6 +135,7 @@ class _Locator:
                 self.i += 2 if double else 1
                 table = self.key()
                 self.record(table, start)
+                self.headers.append((self.line(start), table))
                 self.skip(False)
                 self.i += 2 if double else 1
             else:
@@ -159,3 +161,10 @@ def _escaped(s: str, pos: int) -> bool:
 def key_lines(text: str) -> dict[tuple[str, ...], int]:
     """1-based line of every key, table header and inline-table key of a valid TOML text."""
     return _Locator(text).document()
+
+
+def table_headers(text: str) -> list[tuple[int, tuple[str, ...]]]:
+    """(1-based line, path) of every `[table]` / `[[array]]` header of a valid TOML text, in order."""
+    locator = _Locator(text)
+    locator.document()
+    return locator.headers

@@ -27,7 +27,8 @@ import torch
 from towerrec.data.features import FeatureTable
 from towerrec.data.interactions import Interactions
 from towerrec.errors import TowerrecError
-from towerrec.models.base import FitOptions, Recommender
+from towerrec.data.sequences import Sequences
+from towerrec.models.base import Capabilities, FitOptions, Recommender
 
 # A padded block holds at most this many floats ([batch, length, factors]); 2^23 = 32 MiB.
 _BLOCK_ELEMENTS = 1 << 23
@@ -66,7 +67,10 @@ class ALS(Recommender):
 
     name = "als"
     Config = ALSConfig
-    cold_start = "history"
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(histories=True, similar_items=True, vectors="ip")
 
     def __init__(self, config: ALSConfig | None = None, **overrides: object) -> None:
         super().__init__(config, **overrides)
@@ -116,6 +120,10 @@ class ALS(Recommender):
         self.user_factors_ = users.cpu()   # [n_users, factors]
         self.item_factors_ = items.cpu()   # [n_items, factors]
 
+    def training_history(self) -> list[dict] | None:
+        losses = getattr(self, "loss_history_", None)
+        return [{"epoch": i, "loss": float(v)} for i, v in enumerate(losses)] if losses else None
+
     # ---- scoring ------------------------------------------------------------------------------
     def _score_users(self, user_idx: np.ndarray) -> torch.Tensor:
         return self.user_factors_[torch.from_numpy(user_idx)] @ self.item_factors_.T
@@ -126,8 +134,22 @@ class ALS(Recommender):
         reg = self._reg(conf, self.mean_conf_)
         return _Blocks(conf, reg, self.config.factors, torch.device("cpu")).solve(self.item_factors_)
 
-    def _score_histories(self, seen: sp.csr_matrix) -> torch.Tensor:
-        return self.fold_in(seen) @ self.item_factors_.T
+    def _score_histories(self, histories: Sequences) -> torch.Tensor:
+        return self.history_vectors(histories) @ self.item_factors_.T
+
+    # ---- vectors (serving from an index) -------------------------------------------------------
+    def user_vectors(self, user_idx: np.ndarray) -> torch.Tensor:
+        self._check_fitted()
+        return self.user_factors_[torch.from_numpy(np.asarray(user_idx, dtype=np.int64))]
+
+    def history_vectors(self, histories: Sequences) -> torch.Tensor:
+        """Folded-in factors of new users: the exact least-squares solve with the items fixed."""
+        self._check_fitted()
+        return self.fold_in(histories.to_csr(self.n_items))
+
+    def item_vectors(self) -> torch.Tensor:
+        self._check_fitted()
+        return self.item_factors_
 
     def _item_scores(self, item_idx: np.ndarray) -> torch.Tensor:
         """Cosine of the item factors with each query item's."""

@@ -1,15 +1,27 @@
 """The contract every towerrec recommender follows (checked by tests/models/contract.py).
 
-Public methods take the user's own ids; subclasses implement index-level math:
-`_fit`, `_score_users(user_idx) -> [batch, n_items]`, optionally `_score_histories(seen)` for users
-unseen at training time, and `_state`/`_load_state` for artifacts.
+Public methods take the user's own ids. Below them is a small index-level protocol that serving,
+evaluation and the experiment runner use, and nothing else:
+
+- `capabilities`: what the fitted model can do beyond scoring its training users (`Capabilities`);
+- `score_users(user_idx)` -> [b, n_items] for users seen in training;
+- `score_histories(histories)` -> [b, n_items] for users given only an item history
+  (`towerrec.data.sequences.Sequences`, oldest item first), when `capabilities.histories`;
+- `item_similarities(item_idx)` -> [b, n_items], when `capabilities.similar_items`;
+- `user_vectors` / `history_vectors` / `feature_vectors` / `item_vectors`, when
+  `capabilities.vectors == "ip"`: query vectors whose inner product with the item vectors is the
+  model's score, so an exact or ANN index reproduces its ranking;
+- `rank_users(user_idx, k, ...)`: the batched top-k every list comes from.
+
+Subclasses implement `_fit`, `_score_users`, optionally `_score_histories` / `_item_scores` /
+the vector methods, and `_state`/`_load_state` for artifacts.
 """
 from __future__ import annotations
 
 import dataclasses
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -19,11 +31,15 @@ import scipy.sparse as sp
 import torch
 
 from towerrec.artifact import load_recommender, save_recommender
+from towerrec.config import apply_overrides
 from towerrec.data.features import FeatureTable
-from towerrec.data.idmap import IdMap
 from towerrec.data.interactions import Interactions
-from towerrec.errors import NotFittedError, TowerrecError, UnknownIdError
-from towerrec.ranking import mask_rows, top_k
+from towerrec.data.sequences import Sequences
+from towerrec.errors import NotFittedError, TowerrecError
+from towerrec.ranking import TieOrder, check_finite, rank, rank_batches
+from towerrec.recommendations import Recommendations
+
+__all__ = ["Capabilities", "FitOptions", "Recommendations", "Recommender"]
 
 
 @dataclass(frozen=True)
@@ -35,6 +51,9 @@ class FitOptions:
     progress: bool | None = None  # None: a bar only on a terminal
     threads: int | None = None    # torch intra-op threads; None keeps torch's default
     verbose: bool = False
+    # early stopping ranks the valid users as the reported metric will: training items masked
+    # (towerrec's default), or nothing masked (RecBole's sequential protocol, `--no-exclude-seen`)
+    exclude_seen: bool = True
 
     def torch_device(self) -> torch.device:
         if self.device == "auto":
@@ -43,30 +62,20 @@ class FitOptions:
 
 
 @dataclass(frozen=True)
-class Recommendations:
-    """Top-k lists: `item_idx`/`scores` are [n_users, k]; -1 pads lists shorter than k."""
+class Capabilities:
+    """What a model can do besides ranking the catalogue for its training users.
 
-    user_ids: np.ndarray
-    item_idx: np.ndarray
-    scores: np.ndarray
-    item_map: IdMap
-    fallback: list[str | None] = field(default_factory=list)
+    Serving, evaluation and the experiment runner decide everything from this; the contract
+    suite checks that every declared capability works.
+    """
 
-    @property
-    def item_ids(self) -> np.ndarray:
-        ids = np.append(self.item_map.ids, None)  # index -1 -> None
-        return ids[self.item_idx]
-
-    def to_frame(self) -> pd.DataFrame:
-        """Long format `user_id, rank, item_id, score` (rank starts at 1; padding left out)."""
-        n, k = self.item_idx.shape
-        valid = self.item_idx.reshape(-1) >= 0
-        return pd.DataFrame({
-            "user_id": np.repeat(self.user_ids, k)[valid],
-            "rank": np.tile(np.arange(1, k + 1), n)[valid],
-            "item_id": self.item_map.ids[self.item_idx.reshape(-1)[valid]],
-            "score": self.scores.reshape(-1)[valid],
-        })
+    histories: bool = False       # score a user from an item history alone (new users, cold-user splits)
+    sequences: bool = False       # ... reading the history's order (next-item models)
+    user_features: bool = False   # score users from their feature row (new users, users without interactions)
+    cold_items: bool = False      # score items that had no training interactions (from their content)
+    similar_items: bool = False   # item-item similarities
+    vectors: str | None = None    # "ip": user/history/feature/item vectors reproduce the scores by inner product
+    add_items: bool = False       # add catalogue items from features without refitting
 
 
 class Recommender:
@@ -74,22 +83,18 @@ class Recommender:
 
     name: ClassVar[str] = "base"
     Config: ClassVar[type] = object
-    #: "ids" (needs the user in training), "history" (scores any item history) or "features"
-    cold_start: ClassVar[str] = "ids"
 
     @property
-    def supports_history(self) -> bool:
-        """Can score a user from an item history alone (new users, cold-user splits)."""
-        return self.cold_start != "ids"
-
-    @property
-    def supports_cold_items(self) -> bool:
-        """Can score items that had no training interactions (from their features)."""
-        return self.cold_start == "features"
+    def capabilities(self) -> Capabilities:
+        return Capabilities()
 
     def __init__(self, config: Any = None, **overrides: Any) -> None:
         base = config if config is not None else self.Config()
-        self.config = dataclasses.replace(base, **overrides) if overrides else base
+        self.config = apply_overrides(base, overrides, source=type(self).__name__)
+
+    def __repr__(self) -> str:
+        state = "fitted" if hasattr(self, "seen_") else "not fitted"
+        return f"{type(self).__name__}({state}; {self.config})"
 
     # ---- lifecycle -------------------------------------------------------------------------
     def fit(self, interactions: Interactions, *, user_features: FeatureTable | None = None,
@@ -104,6 +109,7 @@ class Recommender:
         self.seen_ = interactions.to_csr()
         counts = interactions.item_counts().astype(np.float32)
         self.item_popularity_ = counts / max(counts.sum(), 1.0)
+        self.ties_ = TieOrder.seeded(interactions.n_items, options.seed)
         self._fit(interactions, user_features=user_features, item_features=item_features,
                   valid=valid, options=options)
         self.fit_seconds_ = time.perf_counter() - start
@@ -117,141 +123,209 @@ class Recommender:
         if not hasattr(self, "seen_"):
             raise NotFittedError(f"{self.name}: call fit() before querying the model")
 
-    # ---- index-level scoring (subclasses) --------------------------------------------------
-    def _score_users(self, user_idx: np.ndarray) -> torch.Tensor:
-        """Scores [len(user_idx), n_items] for known users."""
-        raise NotImplementedError
-
-    def _score_histories(self, seen: sp.csr_matrix) -> torch.Tensor:
-        """Scores [n, n_items] for users given only their item histories (rows of `seen`)."""
-        raise NotImplementedError(f"{self.name} cannot score users it was not trained on")
-
-    def _score_sequences(self, sequences: list[np.ndarray]) -> torch.Tensor:
-        """Scores [n, n_items] from ordered histories (item indices, oldest first). Order-aware
-        models (SASRec, GRU4Rec, ...) implement it; `recommend(history=...)` tries it first."""
-        raise NotImplementedError(f"{self.name} does not use the order of a history")
-
-    def score_users(self, user_idx: np.ndarray) -> torch.Tensor:
-        self._check_fitted()
-        return self._score_users(np.asarray(user_idx, dtype=np.int64)).float()
-
-    # ---- public queries --------------------------------------------------------------------
     @property
     def n_items(self) -> int:
         return len(self.item_map_)
 
-    def score(self, user_ids: Sequence[str], item_ids: Sequence[str]) -> np.ndarray:
+    @property
+    def n_interactions(self) -> int:
+        """Distinct (user, item) pairs the model was fitted on."""
+        return int(self.seen_.nnz)
+
+    def seen_items(self, user_idx: int) -> np.ndarray:
+        """Item indices of one user's training interactions."""
+        self._check_fitted()
+        return self.seen_.indices[self.seen_.indptr[user_idx]:self.seen_.indptr[user_idx + 1]].astype(np.int64)
+
+    def user_feature_columns(self) -> list[dict]:
+        """The user features a model embeds ({"name", "kind"} each), for request schemas; [] if none."""
+        return []
+
+    # ---- index-level protocol (subclasses implement the underscored hooks) ------------------
+    def _score_users(self, user_idx: np.ndarray) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _score_histories(self, histories: Sequences) -> torch.Tensor:
+        raise NotImplementedError(f"{self.name} cannot score users it was not trained on")
+
+    def _item_scores(self, item_idx: np.ndarray) -> torch.Tensor:
+        raise NotImplementedError(f"{self.name} has no item-item similarity")
+
+    def score_users(self, user_idx: np.ndarray) -> torch.Tensor:
+        """Scores [len(user_idx), n_items] of users by their training interactions (or features)."""
+        self._check_fitted()
+        return self._score_users(np.asarray(user_idx, dtype=np.int64)).float()
+
+    def score_histories(self, histories: Sequences) -> torch.Tensor:
+        """Scores [n, n_items] of users given only their item histories (oldest first)."""
+        self._check_fitted()
+        if not self.capabilities.histories:
+            raise NotImplementedError(f"{self.name} cannot score users it was not trained on")
+        return self._score_histories(histories).float()
+
+    def item_similarities(self, item_idx: np.ndarray) -> torch.Tensor:
+        """Similarity of each query item to every item, [len(item_idx), n_items]; -inf = never similar."""
+        self._check_fitted()
+        return self._item_scores(np.asarray(item_idx, dtype=np.int64)).float()
+
+    def user_vectors(self, user_idx: np.ndarray) -> torch.Tensor:
+        """Query vectors [n, d] of training users (`capabilities.vectors`)."""
+        raise NotImplementedError(f"{self.name} has no query vectors")
+
+    def history_vectors(self, histories: Sequences) -> torch.Tensor:
+        """Query vectors [n, d] of new users from their histories (`vectors` and `histories`)."""
+        raise NotImplementedError(f"{self.name} has no history vectors")
+
+    def feature_vectors(self, frame: pd.DataFrame, histories: Sequences | None = None) -> torch.Tensor:
+        """Query vectors [n, d] of new users from a feature frame (`vectors` and `user_features`)."""
+        raise NotImplementedError(f"{self.name} does not embed user features")
+
+    def item_vectors(self) -> torch.Tensor:
+        """Item vectors [n_items, d] (`capabilities.vectors`)."""
+        raise NotImplementedError(f"{self.name} has no item vectors")
+
+    def training_history(self) -> list[dict] | None:
+        """The fit's per-epoch (or per-iteration) log: epoch, loss, valid metric, seconds; None if none."""
+        history = getattr(self, "history_", None)
+        return list(history) if history else None
+
+    def scores_cold_users(self) -> bool:
+        """Whether `score_users` is meaningful for users with no training interactions (a user
+        tower over features); otherwise such users get the popularity fallback."""
+        return self.capabilities.user_features
+
+    def known_users(self, user_idx: np.ndarray) -> np.ndarray:
+        """[n] bool: the user has training interactions (in range of the user map and a non-empty row)."""
+        user_idx = np.asarray(user_idx, dtype=np.int64)
+        inside = (user_idx >= 0) & (user_idx < len(self.user_map_))
+        out = np.zeros(len(user_idx), dtype=bool)
+        out[inside] = np.diff(self.seen_.indptr)[user_idx[inside]] > 0
+        return out
+
+    def popularity_scores(self, n: int) -> torch.Tensor:
+        """[n, n_items] training popularity: the fallback for users the model cannot score."""
+        return torch.from_numpy(self.item_popularity_.astype(np.float32)).repeat(n, 1)
+
+    # ---- the one batched ranking path ----------------------------------------------------------
+    def rank_users(self, user_idx: np.ndarray, k: int, *, histories: Sequences | None = None,
+                   exclude: sp.csr_matrix | None = None, exclude_seen: bool = False,
+                   allowed: np.ndarray | None = None, ties: TieOrder | None = None, batch_size: int = 1024,
+                   desc: str | None = None, user_ids: np.ndarray | None = None) -> Recommendations:
+        """Top-k for user indices of the model's user map, in batches of `batch_size` users.
+
+        A user is scored from row u of `histories` (users x their item sequences) when given and
+        non-empty, else by `score_users` when the model knows them (`known_users`, or any user of
+        the map for models that score users from features), else by popularity (fallback
+        "popularity"; "features" for users without interactions scored from features).
+        `exclude` [n_users, n_items] rows are masked (by user index), and so are the user's training
+        items when `exclude_seen`; `allowed` [n_items] keeps only those items; ties follow `ties`
+        (default: the model's own seeded order).
+        """
+        self._check_fitted()
+        user_idx = np.asarray(user_idx, dtype=np.int64)
+        ties = ties or self.ties_
+        n = len(user_idx)
+        if k <= 0:
+            raise TowerrecError(f"k must be positive, got {k}")
+        known = self.known_users(user_idx)
+        has_history = np.zeros(n, dtype=bool)
+        if histories is not None:
+            if not self.capabilities.histories:
+                raise NotImplementedError(f"{self.name} cannot score users from histories")
+            inside = (user_idx >= 0) & (user_idx < histories.n_users)
+            has_history[inside] = histories.lengths()[user_idx[inside]] > 0
+        by_features = ~known & ~has_history & (user_idx >= 0) & self.scores_cold_users()
+        fallback = np.full(n, None, dtype=object)
+        fallback[~known & ~has_history] = "popularity"
+        fallback[by_features] = "features"
+        by_model = (known | by_features) & ~has_history
+
+        def scores_of(pos: np.ndarray) -> torch.Tensor:
+            u, scores = user_idx[pos], torch.empty(len(pos), self.n_items)
+            for rows, score in ((has_history[pos], lambda r: self.score_histories(histories.take(r))),
+                                (by_model[pos], self.score_users),
+                                (~has_history[pos] & ~by_model[pos], lambda r: self.popularity_scores(len(r)))):
+                if rows.any():
+                    scores[torch.from_numpy(np.flatnonzero(rows))] = score(u[rows]).float().cpu()
+            return scores
+
+        masks = [m for m in (exclude, self.seen_ if exclude_seen else None) if m is not None]
+        top = rank_batches(scores_of, user_idx, k, ties, exclude=masks, allowed=allowed, batch_size=batch_size,
+                           who=f"model {self.name!r}", desc=desc or "rank", show=None if desc else False)
+        if user_ids is None:
+            names = np.append(self.user_map_.ids, None)
+            user_ids = names[np.where((user_idx >= 0) & (user_idx < len(self.user_map_)), user_idx, -1)]
+        return Recommendations.from_top(user_ids, top, self.item_map_, fallback=fallback.tolist(), user_idx=user_idx)
+
+    # ---- public queries --------------------------------------------------------------------
+    def score(self, user_ids: Sequence[str] | str, item_ids: Sequence[str] | str) -> np.ndarray:
         """Pairwise scores for (user_ids[j], item_ids[j]), shape [n]."""
         self._check_fitted()
-        u = self.user_map_.index(user_ids)
-        i = self.item_map_.index(item_ids)
+        u = self.user_map_.index(_as_list(user_ids))
+        i = self.item_map_.index(_as_list(item_ids))
         uniq, inv = np.unique(u, return_inverse=True)
         scores = self.score_users(uniq)
         return scores[torch.from_numpy(inv), torch.from_numpy(i)].cpu().numpy()
 
     def recommend(self, user_ids: Sequence[str] | str | None = None, k: int = 10, *,
                   exclude_seen: bool = True, history: Sequence[str] | None = None,
-                  exclude_items: Sequence[str] | None = None, batch_size: int = 1024) -> Recommendations:
-        """Top-k for known users, or for one new user given `history` (external item ids).
+                  exclude_items: Sequence[str] | str | None = None, batch_size: int = 1024) -> Recommendations:
+        """Top-k for known users, or for one new user given `history` (external item ids, oldest first).
 
-        Users unknown to the model fall back to their `history` when the model can use it,
-        else to popularity; `Recommendations.fallback` says which ("history", "popularity").
+        Users the model cannot score fall back to popularity (or their features, for models with a
+        user-feature tower); `Recommendations.fallback` says which. Ties follow the model's seeded
+        tie order (see `towerrec.ranking`).
         """
         self._check_fitted()
         if k <= 0:
             raise TowerrecError(f"k must be positive, got {k}")
+        allowed = self._allowed(exclude_items)
         if history is not None:
-            return self._recommend_history([history], np.array(["<history>" if user_ids is None else str(user_ids)],
-                                                               dtype=object), k, exclude_seen, exclude_items)
+            label = "<history>" if user_ids is None else str(user_ids)
+            return self._recommend_history(_as_list(history), label, k, exclude_seen, allowed)
         if user_ids is None:
             raise TowerrecError("recommend needs user_ids or history")
-        ids = np.asarray([user_ids] if isinstance(user_ids, str) else list(user_ids), dtype=object)
+        ids = np.asarray(_as_list(user_ids), dtype=object)
         idx = self.user_map_.get_index(ids)
-        known = idx >= 0
-        n = len(ids)
-        out_idx = np.full((n, min(k, self.n_items)), -1, dtype=np.int64)
-        out_scores = np.full(out_idx.shape, np.nan, dtype=np.float32)
-        fallback: list[str | None] = [None] * n
-        extra = self._exclusion_matrix(exclude_items, len(idx))
-        known_pos = np.flatnonzero(known)
-        for start in range(0, len(known_pos), batch_size):
-            pos = known_pos[start:start + batch_size]
-            scores = self.score_users(idx[pos]).clone()
-            if exclude_seen:
-                mask_rows(scores, self.seen_, idx[pos])
-            if extra is not None:
-                mask_rows(scores, extra, pos)
-            top, vals = top_k(scores, k)
-            self._fill(out_idx, out_scores, pos, top, vals)
-        if (~known).any():
-            unknown = np.flatnonzero(~known)
-            scores = torch.from_numpy(np.tile(self.item_popularity_, (len(unknown), 1)))
-            if extra is not None:
-                mask_rows(scores, extra, unknown)
-            top, vals = top_k(scores, k)
-            self._fill(out_idx, out_scores, unknown, top, vals)
-            for p in unknown:
-                fallback[p] = "popularity"
-        return Recommendations(ids, out_idx, out_scores, self.item_map_, fallback)
+        return self.rank_users(idx, k, exclude_seen=exclude_seen, allowed=allowed, batch_size=batch_size,
+                               user_ids=ids)
 
-    def _recommend_history(self, histories: list[Sequence[str]], ids: np.ndarray, k: int,
-                           exclude_seen: bool, exclude_items: Sequence[str] | None) -> Recommendations:
-        rows = [self.item_map_.index(h) for h in histories]
-        seen = sp.csr_matrix((np.ones(sum(map(len, rows)), dtype=np.float32),
-                              np.concatenate(rows) if rows else np.array([], dtype=np.int64),
-                              np.cumsum([0] + [len(r) for r in rows])), shape=(len(rows), self.n_items))
-        try:
-            try:
-                scores = self._score_sequences(rows).float().clone()
-            except NotImplementedError:
-                scores = self._score_histories(seen).float().clone()
-            kind = "history"
-        except NotImplementedError:
-            scores = torch.from_numpy(np.tile(self.item_popularity_, (len(rows), 1)))
-            kind = "popularity"
+    def _recommend_history(self, history: list, label: str, k: int, exclude_seen: bool,
+                           allowed: np.ndarray | None) -> Recommendations:
+        items = self.item_map_.index(history)
+        seqs = Sequences.from_lists([items])
+        if self.capabilities.histories:
+            scores, kind = self.score_histories(seqs).cpu(), "history"
+        else:
+            scores, kind = self.popularity_scores(1), "popularity"
+        who = f"model {self.name!r}"
         if exclude_seen:
-            mask_rows(scores, seen, np.arange(len(rows)))
-        extra = self._exclusion_matrix(exclude_items, len(rows))
-        if extra is not None:
-            mask_rows(scores, extra, np.arange(len(rows)))
-        top, vals = top_k(scores, k)
-        out_idx = np.full((len(rows), top.shape[1]), -1, dtype=np.int64)
-        out_scores = np.full(out_idx.shape, np.nan, dtype=np.float32)
-        self._fill(out_idx, out_scores, np.arange(len(rows)), top, vals)
-        return Recommendations(ids, out_idx, out_scores, self.item_map_, [kind] * len(rows))
+            check_finite(scores, who)
+            scores[0, torch.from_numpy(items)] = -torch.inf
+            who = None
+        top = rank(scores, min(k, self.n_items), self.ties_, allowed=allowed, who=who)
+        return Recommendations.from_top(np.array([label], dtype=object), top, self.item_map_, fallback=[kind])
 
-    def _exclusion_matrix(self, exclude_items: Sequence[str] | None, n_rows: int) -> sp.csr_matrix | None:
-        if not exclude_items:
+    def _allowed(self, exclude_items: Sequence[str] | str | None) -> np.ndarray | None:
+        if exclude_items is None or (not isinstance(exclude_items, str) and len(exclude_items) == 0):
             return None
-        cols = self.item_map_.index(exclude_items)
-        data = np.ones(len(cols) * n_rows, dtype=np.float32)
-        return sp.csr_matrix((data, np.tile(cols, n_rows), np.arange(n_rows + 1) * len(cols)),
-                             shape=(n_rows, self.n_items))
-
-    @staticmethod
-    def _fill(out_idx: np.ndarray, out_scores: np.ndarray, pos: np.ndarray, top: torch.Tensor,
-              vals: torch.Tensor) -> None:
-        top_np, vals_np = top.cpu().numpy(), vals.cpu().numpy()
-        top_np = np.where(np.isfinite(vals_np), top_np, -1)  # excluded items never fill a list
-        out_idx[pos, : top_np.shape[1]] = top_np
-        out_scores[pos, : vals_np.shape[1]] = np.where(top_np >= 0, vals_np, np.nan)
-
-    def _item_scores(self, item_idx: np.ndarray) -> torch.Tensor:
-        """Similarity of each query item to every item, [len(item_idx), n_items]; -inf = never."""
-        raise NotImplementedError(f"{self.name} has no item-item similarity")
+        allowed = np.ones(self.n_items, dtype=bool)
+        allowed[self.item_map_.index(_as_list(exclude_items))] = False
+        return allowed
 
     def similar_items(self, item_ids: Sequence[str] | str, k: int = 10) -> Recommendations:
         """Items most similar to each of `item_ids` (the query item itself excluded)."""
         self._check_fitted()
-        ids = np.asarray([item_ids] if isinstance(item_ids, str) else list(item_ids), dtype=object)
+        if k <= 0:
+            raise TowerrecError(f"k must be positive, got {k}")
+        ids = np.asarray(_as_list(item_ids), dtype=object)
         q = self.item_map_.index(ids)
-        scores = self._item_scores(q).float().clone()
+        scores = self.item_similarities(q).clone()
+        if bool(torch.isnan(scores).any() | torch.isposinf(scores).any()):   # -inf: "never similar"
+            check_finite(scores, f"model {self.name!r} (item similarities)")
         scores[torch.arange(len(q)), torch.from_numpy(q)] = -torch.inf
-        top, vals = top_k(scores, k)
-        out_idx = np.full((len(q), top.shape[1]), -1, dtype=np.int64)
-        out_scores = np.full(out_idx.shape, np.nan, dtype=np.float32)
-        self._fill(out_idx, out_scores, np.arange(len(q)), top, vals)
-        return Recommendations(ids, out_idx, out_scores, self.item_map_, [None] * len(q))
+        top = rank(scores, min(k, self.n_items), self.ties_, who=None)
+        return Recommendations.from_top(ids, top, self.item_map_)
 
     # ---- artifacts -------------------------------------------------------------------------
     def _state(self) -> dict[str, np.ndarray]:
@@ -264,7 +338,7 @@ class Recommender:
         return {}
 
     def save(self, path: str | Path) -> Path:
-        """Write a folder loadable by `towerrec.models.load` (no pickle anywhere; see towerrec.artifact)."""
+        """Write a folder loadable by `towerrec.load_model` (no pickle anywhere; see towerrec.artifact)."""
         self._check_fitted()
         return save_recommender(self, path)
 
@@ -272,3 +346,11 @@ class Recommender:
     def load(cls, path: str | Path) -> "Recommender":
         """The model saved at `path`; a damaged or mismatched folder is a TowerrecError naming the file."""
         return load_recommender(cls, path)
+
+
+def _as_list(ids: Sequence[str] | str | int) -> list:
+    """A single id (a string or a number) is one id, never a sequence of characters."""
+    if isinstance(ids, (str, bytes, int, np.integer)):
+        return [ids]
+    return list(ids)
+

@@ -45,7 +45,6 @@ class BERT4RecConfig:
     weight_decay: float = 0.0
     patience: int = 10
     grad_clip: float = 0.0
-    valid_exclude_seen: bool = False
 
 
 class BERT4RecModule(NextItemModule):

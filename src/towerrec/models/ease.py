@@ -20,7 +20,8 @@ import torch
 from towerrec.data.features import FeatureTable
 from towerrec.data.interactions import Interactions
 from towerrec.errors import TowerrecError
-from towerrec.models.base import FitOptions, Recommender
+from towerrec.data.sequences import Sequences
+from towerrec.models.base import Capabilities, FitOptions, Recommender
 
 
 @dataclass(frozen=True)
@@ -43,18 +44,24 @@ class EASE(Recommender):
 
     name = "ease"
     Config = EASEConfig
-    cold_start = "history"
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(histories=True, similar_items=True)
 
     def _fit(self, interactions: Interactions, *, user_features: FeatureTable | None,
              item_features: FeatureTable | None, valid: Interactions | None, options: FitOptions) -> None:
         self.weights_ = ease_weights(interactions.to_csr(), self.config.l2).float()  # B [n_items, n_items]
 
-    def _score_histories(self, seen: sp.csr_matrix) -> torch.Tensor:
+    def _score_histories(self, histories: Sequences) -> torch.Tensor:
+        return self._score_rows(histories.to_csr(self.n_items))
+
+    def _score_rows(self, seen: sp.csr_matrix) -> torch.Tensor:
         """[n, n_items] = seen [n, n_items] @ B."""
         return torch.from_numpy(seen.astype(np.float32).toarray()) @ self.weights_
 
     def _score_users(self, user_idx: np.ndarray) -> torch.Tensor:
-        return self._score_histories(self.seen_[user_idx])
+        return self._score_rows(self.seen_[user_idx])
 
     def _item_scores(self, item_idx: np.ndarray) -> torch.Tensor:
         """Rows B[q, :]: what the model recommends to someone who has seen only q."""

@@ -44,7 +44,6 @@ class HSTUConfig:
     weight_decay: float = 0.0
     patience: int = 10
     grad_clip: float = 0.0
-    valid_exclude_seen: bool = False
 
 
 class HSTUModule(NextItemModule):

@@ -36,7 +36,6 @@ class NextItNetConfig:
     weight_decay: float = 0.0
     patience: int = 10
     grad_clip: float = 0.0
-    valid_exclude_seen: bool = False
 
 
 class NextItNetModule(NextItemModule):

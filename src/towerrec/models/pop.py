@@ -9,12 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 
 from towerrec.data.features import FeatureTable
 from towerrec.data.interactions import Interactions
-from towerrec.models.base import FitOptions, Recommender
+from towerrec.data.sequences import Sequences
+from towerrec.models.base import Capabilities, FitOptions, Recommender
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,10 @@ class Popularity(Recommender):
 
     name = "pop"
     Config = PopularityConfig
-    cold_start = "history"  # any history (even empty) gets the popularity list
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(histories=True)   # any history (even empty) gets the popularity list
 
     def _fit(self, interactions: Interactions, *, user_features: FeatureTable | None,
              item_features: FeatureTable | None, valid: Interactions | None, options: FitOptions) -> None:
@@ -52,8 +55,8 @@ class Popularity(Recommender):
     def _score_users(self, user_idx: np.ndarray) -> torch.Tensor:
         return self._scores(len(user_idx))
 
-    def _score_histories(self, seen: sp.csr_matrix) -> torch.Tensor:
-        return self._scores(seen.shape[0])
+    def _score_histories(self, histories: Sequences) -> torch.Tensor:
+        return self._scores(histories.n_users)
 
     def _state(self) -> dict[str, np.ndarray]:
         return {"counts": self.counts_}

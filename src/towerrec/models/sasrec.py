@@ -49,7 +49,6 @@ class SASRecConfig:
     weight_decay: float = 0.0
     patience: int = 10              # RecBole stopping_step
     grad_clip: float = 0.0
-    valid_exclude_seen: bool = False    # early stopping on RecBole's protocol: nothing masked
 
 
 class SASRecModule(NextItemModule):

@@ -6,9 +6,10 @@ Config, a `NextItemModule` subclass that defines `encode` (the sequence encoder 
 `towers/sequence.py`), and a `SequentialRecommender` subclass that builds it.
 
 Scoring a user = encode their newest `max_len` items and dot the last position's state with every
-item vector (input and output item embeddings are tied, as in SASRec). The history used is the
-model's training log; `history_scorer(interactions)` scores from another log, e.g. train + valid
-for the test pass of a leave-one-out split (RecBole's protocol).
+item vector (input and output item embeddings are tied, as in SASRec). `score_users` reads the
+model's training log; `score_histories(Sequences)` any other ordered history, e.g. train + valid
+for the test pass of a leave-one-out split (RecBole's protocol; `towerrec.evaluate` does this for
+every model that declares `capabilities.sequences`).
 """
 from __future__ import annotations
 
@@ -17,7 +18,6 @@ from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -27,7 +27,7 @@ from towerrec.data.interactions import Interactions
 from towerrec.data.sequences import Sequences, Windows
 from towerrec.errors import TowerrecError
 from towerrec.models import losses
-from towerrec.models.base import FitOptions, Recommender
+from towerrec.models.base import Capabilities, FitOptions, Recommender
 from towerrec.models.train import TrainConfig, train
 from towerrec.towers.content import ItemContent, content_arrays
 from towerrec.towers.features import TableSpec
@@ -235,13 +235,16 @@ class SequentialRecommender(Recommender):
     """Lifecycle of a next-item model; subclasses set `name`, `Config` and `_build`.
 
     The config must hold: embedding_dim, max_len, window_stride, loss, n_negatives,
-    negative_sampler, gbce_t, epochs, batch_size, learning_rate, weight_decay, patience, grad_clip,
-    valid_exclude_seen; optionally item_features, text, text_model (item content added to the id
+    negative_sampler, gbce_t, epochs, batch_size, learning_rate, weight_decay, patience, grad_clip;
+    optionally item_features, text, text_model (item content added to the id
     embeddings, `towerrec.towers.content`; SASRec and GRU4Rec have them).
     """
 
-    cold_start = "history"
     uses_time: bool = False   # HSTU reads timestamps
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(histories=True, sequences=True, similar_items=True)
 
     def _build(self, n_items: int) -> NextItemModule:
         raise NotImplementedError
@@ -288,7 +291,7 @@ class SequentialRecommender(Recommender):
                                           learning_rate=cfg.learning_rate, weight_decay=cfg.weight_decay,
                                           patience=cfg.patience, grad_clip=cfg.grad_clip),
                        options=options, valid=valid, valid_scorer=valid_scorer,
-                       exclude_rows=interactions.to_csr() if cfg.valid_exclude_seen else None, desc=self.name)
+                       exclude_rows=self.seen_, desc=self.name)
         self.history_ = result.history
         self.best_epoch_ = result.best_epoch
         self.module_.eval()
@@ -372,29 +375,13 @@ class SequentialRecommender(Recommender):
     def _score_users(self, user_idx: np.ndarray) -> torch.Tensor:
         return self._score_from(self.sequences_, user_idx).cpu()
 
-    def _score_sequences(self, sequences: list[np.ndarray]) -> torch.Tensor:
-        """Scores [n, n_items] from ordered histories of item indices (oldest first)."""
-        seqs = Sequences.from_lists(sequences)
-        return self._score_from(seqs, np.arange(seqs.n_users)).cpu()
-
-    def _score_histories(self, seen: sp.csr_matrix) -> torch.Tensor:
-        """A CSR row has no order: its items are read in stored (index) order. Prefer
-        `_score_sequences` / `recommend(history=[...])` with the real order."""
-        seen = seen.tocsr()
-        seqs = Sequences(seen.indices.astype(np.int64) + 1, seen.indptr.astype(np.int64))
-        return self._score_from(seqs, np.arange(seqs.n_users)).cpu()
-
-    def history_scorer(self, interactions: Interactions) -> Callable[[np.ndarray], torch.Tensor]:
-        """`score_fn(user_idx) -> [b, n_items]` reading each user's ordered history from
-        `interactions` (same id maps as training), e.g. `split.train.concat(split.valid)` for the
-        test pass of a leave-one-out split."""
-        self._check_fitted()
-        seqs = Sequences.from_interactions(interactions)
-        return lambda user_idx: self._score_from(seqs, np.asarray(user_idx, dtype=np.int64)).cpu()
+    def _score_histories(self, histories: Sequences) -> torch.Tensor:
+        """Scores [n, n_items] from ordered histories (oldest first): the newest `max_len` items."""
+        return self._score_from(histories, np.arange(histories.n_users)).cpu()
 
     def _item_scores(self, item_idx: np.ndarray) -> torch.Tensor:
         """`similar_items`: next-item scores after a history made of the query item alone."""
-        return self._score_sequences(list(np.asarray(item_idx, dtype=np.int64)[:, None]))
+        return self._score_histories(Sequences.from_lists(list(np.asarray(item_idx, dtype=np.int64)[:, None])))
 
     # ---- artifacts -----------------------------------------------------------------------------
     def _state(self) -> dict[str, np.ndarray]:

@@ -32,6 +32,7 @@ from towerrec.errors import TowerrecError
 from towerrec.evaluate import evaluate_scores
 from towerrec.models.base import FitOptions
 from towerrec.progress import progress
+from towerrec.ranking import TieOrder
 
 ScoreFn = Callable[[np.ndarray], torch.Tensor]
 
@@ -135,7 +136,8 @@ def train(module: nn.Module, *, n_samples: int, make_batch: Callable[[np.ndarray
     """Train `module` in place and return its history; the best-validated weights are restored.
 
     `valid_scorer()` is called once per validation (module in eval mode, no grad) and returns
-    `score_fn(user_idx [b]) -> [b, n_items]`; `exclude_rows` [n_users, n_items] masks train items.
+    `score_fn(user_idx [b]) -> [b, n_items]`; `exclude_rows` [n_users, n_items] (the train items)
+    are masked when `options.exclude_seen`, as the reported metric masks them.
     Without `valid`, every epoch runs and the last weights are kept.
     """
     ctx = distributed_context(options)
@@ -154,6 +156,7 @@ def train(module: nn.Module, *, n_samples: int, make_batch: Callable[[np.ndarray
                         {"params": no_decay, "weight_decay": 0.0}], config.learning_rate)
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if ctx.device.type == "cuda" else nullcontext())
     result = TrainResult(world_size=ctx.world)
+    ties = TieOrder.seeded(valid.n_items, options.seed) if valid is not None else None
     best_state: dict[str, torch.Tensor] | None = None
     bad_epochs = 0
     start = time.perf_counter()
@@ -192,8 +195,9 @@ def train(module: nn.Module, *, n_samples: int, make_batch: Callable[[np.ndarray
                 t1 = time.perf_counter()
                 module.eval()
                 with torch.no_grad():
-                    res = evaluate_scores(valid_scorer(), valid, exclude_rows=exclude_rows, k=(10,),
-                                          metrics=(config.metric.split("@")[0],), desc="valid")
+                    res = evaluate_scores(valid_scorer(), valid, ties=ties, k=(int(config.metric.split("@")[1]),),
+                                          exclude=exclude_rows if options.exclude_seen else None,
+                                          metrics=(config.metric.split("@")[0],), show=False)
                 value = res.summary[config.metric]
                 improved = result.best_metric is None or value > result.best_metric
                 bad = 0 if improved else bad_epochs + 1

@@ -364,8 +364,8 @@ def create_app(service: RecommenderService, *, token: str | None = None,
             spec = default_openapi()
             body = spec["components"]["schemas"]["RecommendRequest"]["properties"]
             body["filters"] = filters_schema(service.catalogue, body["filters"].get("description", ""))
-            if getattr(service.model, "supports_user_features", False):
-                body["user_features"] = user_features_schema(service.model.user_spec_.columns,
+            if service.model.capabilities.user_features:
+                body["user_features"] = user_features_schema(service.model.user_feature_columns(),
                                                              body["user_features"].get("description", ""))
         return app.openapi_schema
 

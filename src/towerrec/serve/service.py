@@ -1,20 +1,11 @@
 """What the REST app does, without HTTP: a loaded model + catalogue + retrieval index answering queries.
 
-Models that expose embeddings (see `Embeddings`) are served through `towerrec.index` (exact or
-FAISS); every other model (EASE, ItemKNN, popularity, MLP scorers) through its own
-`Recommender.recommend`, so offline evaluation and serving share one code path.
-
-The embedding protocol, for a model to be served from an ANN index:
-
-    item_embeddings_: Tensor [n_items, d]
-    user_embeddings(user_idx: np.ndarray) -> Tensor [n, d]           # users seen in training
-    history_embeddings(seen: scipy.sparse.csr_matrix) -> Tensor [n, d]  # rows = item histories (optional)
-    embedding_metric: "ip" | "cosine" | None                          # optional, default "ip";
-                                                                      # None: not index-servable
-    supports_user_features + feature_embeddings(frame, histories) -> Tensor [n, d]   # optional
-
-with `score_users(u) == user_embeddings(u) @ item_embeddings_.T` (for "ip"), so the exact index
-reproduces the model's own ranking. ALS is adapted from `user_factors_`, `item_factors_`, `fold_in`.
+Models that declare `capabilities.vectors == "ip"` (ALS, dot/cosine two-tower models) are served
+through `towerrec.index` (exact or FAISS): their query vectors' inner products with their item
+vectors are their scores, so the exact index reproduces the model's own ranking. Every other model
+(EASE, ItemKNN, popularity, MLP scorers, sequence models) is served by its own
+`Recommender.recommend`, so offline evaluation and serving share one code path. Everything here
+goes through the model's declared protocol (`towerrec.models.base`): no attribute probing.
 """
 from __future__ import annotations
 
@@ -28,10 +19,12 @@ import scipy.sparse as sp
 import torch
 
 from towerrec.artifact import read_dataset_info, read_meta
+from towerrec.data.sequences import Sequences
 from towerrec.errors import TowerrecError, UnknownIdError
 from towerrec.index import ExactIndex, FaissConfig, FaissIndex, build_index, recall_at_k
-from towerrec.models.base import Recommendations, Recommender
-from towerrec.ranking import mask_rows, top_k
+from towerrec.models.base import Recommender
+from towerrec.ranking import TopK, pad, rank_row
+from towerrec.recommendations import Recommendations
 from towerrec.serve.catalogue import Catalogue
 
 #: queries used to measure ANN recall@10 against exact search at start-up
@@ -46,31 +39,23 @@ class Embeddings:
 
     items: np.ndarray                                     # [n_items, d]
     users: Callable[[np.ndarray], np.ndarray]             # user_idx -> [n, d]
-    histories: Callable[[sp.csr_matrix], np.ndarray] | None
+    histories: Callable[[Sequences], np.ndarray] | None
     metric: str = "ip"
     features: Callable[..., np.ndarray] | None = None     # ((frame, histories)) -> [n, d]
 
 
 def _numpy(fn: Callable) -> Callable:
-    return lambda arg: np.ascontiguousarray(torch.as_tensor(fn(arg)).detach().cpu().float().numpy())
+    return lambda *args: np.ascontiguousarray(torch.as_tensor(fn(*args)).detach().cpu().float().numpy())
 
 
 def embeddings_of(model: Recommender) -> Embeddings | None:
-    """The model's embeddings by the protocol above, ALS's factors, or None (served by `recommend`)."""
-    if (hasattr(model, "item_embeddings_") and callable(getattr(model, "user_embeddings", None))
-            and getattr(model, "embedding_metric", "ip") is not None):
-        histories = getattr(model, "history_embeddings", None)
-        features = (_numpy(lambda args: model.feature_embeddings(*args))
-                    if getattr(model, "supports_user_features", False) else None)
-        return Embeddings(items=_numpy(lambda _: model.item_embeddings_)(None), users=_numpy(model.user_embeddings),
-                          histories=_numpy(histories) if callable(histories) and model.supports_history else None,
-                          metric=getattr(model, "embedding_metric", "ip"), features=features)
-    if hasattr(model, "item_factors_") and hasattr(model, "user_factors_"):
-        fold_in = getattr(model, "fold_in", None)
-        return Embeddings(items=_numpy(lambda _: model.item_factors_)(None),
-                          users=_numpy(lambda idx: model.user_factors_[torch.from_numpy(idx)]),
-                          histories=_numpy(fold_in) if callable(fold_in) else None)
-    return None
+    """The model's vectors when it declares `capabilities.vectors`, else None (served by `recommend`)."""
+    caps = model.capabilities
+    if caps.vectors != "ip":
+        return None
+    return Embeddings(items=_numpy(model.item_vectors)(), users=_numpy(model.user_vectors),
+                      histories=_numpy(model.history_vectors) if caps.histories else None,
+                      features=_numpy(model.feature_vectors) if caps.user_features else None)
 
 
 @dataclass(frozen=True)
@@ -107,7 +92,8 @@ class RecommenderService:
             if n_users * self.embeddings.items.shape[1] <= USER_CACHE_FLOATS:
                 # one row lookup per request instead of a pass through the user tower's last steps
                 self._user_queries = self.embeddings.users(np.arange(n_users, dtype=np.int64))
-            self.index = build_index(self.embeddings.items, self.embeddings.metric, index_kind, faiss_config)
+            self.index = build_index(self.embeddings.items, self.embeddings.metric, index_kind, faiss_config,
+                                     ties=model.ties_)
             self.exact = self.index.exact if isinstance(self.index, FaissIndex) else self.index
             if isinstance(self.index, FaissIndex):
                 self.recall_at_10 = recall_at_k(self.index, self.exact, self.sample_queries(recall_queries), k=10)
@@ -143,7 +129,7 @@ class RecommenderService:
 
     def recommend(self, q: Query) -> Recommendations:
         """Top-k for a known user, else from `history`, else popularity; `.fallback` says which."""
-        model = self.model
+        model, caps = self.model, self.model.capabilities
         history = list(q.history or [])
         hist_idx = self.item_indices(history)
         # unknown excluded items cannot be recommended anyway
@@ -153,12 +139,12 @@ class RecommenderService:
         uid = np.array([q.user_id if q.user_id is not None else "<history>"], dtype=object)
         if q.exclude_seen:
             excl = np.union1d(excl, hist_idx)
-        features_fn = self.embeddings.features if self.embeddings is not None else None
-        if user_idx < 0 and q.user_features and features_fn is not None:
+        known = user_idx >= 0 and bool(model.known_users(np.array([user_idx]))[0])
+        if not known and q.user_features and caps.user_features:
             kind: str | None = "features"
-        elif user_idx < 0 and len(hist_idx) and model.supports_history:
+        elif not known and len(hist_idx) and caps.histories:
             kind = "history"
-        elif user_idx < 0:
+        elif not known:
             kind = "popularity"
         else:
             kind = None
@@ -166,26 +152,23 @@ class RecommenderService:
             return self._popularity(uid, q.k, excl, allowed)
         if self.embeddings is None:
             return self._by_model(uid, user_idx, history, q, excl, allowed, kind)
-        if kind == "history" and self.embeddings.histories is None:
-            return self._popularity(uid, q.k, excl, allowed)
         if kind is None:
             query = (self._user_queries[user_idx:user_idx + 1] if self._user_queries is not None
                      else self.embeddings.users(np.array([user_idx], dtype=np.int64)))
             if q.exclude_seen:
-                seen = model.seen_.indices[model.seen_.indptr[user_idx]:model.seen_.indptr[user_idx + 1]]
-                excl = np.union1d(excl, seen)
+                excl = np.union1d(excl, model.seen_items(user_idx))
         elif kind == "features":
-            query = features_fn((_feature_frame(q.user_features, model.user_spec_.id_col, uid[0]),
-                                 [history] if history else None))
+            query = self.embeddings.features(_feature_frame(q.user_features, uid[0]),
+                                             [history] if history else None)
         else:
-            query = self.embeddings.histories(_csr_rows([hist_idx], model.n_items))
+            query = self.embeddings.histories(Sequences.from_lists([hist_idx]))
         exclude = _csr_rows([excl], model.n_items) if len(excl) else None
         idx, scores = self.index.search(query, min(q.k, model.n_items), exclude=exclude, allowed=allowed)
         return Recommendations(uid, idx, scores, model.item_map_, [kind])
 
     def _by_model(self, uid: np.ndarray, user_idx: int, history: list[str], q: Query, excl: np.ndarray,
                   allowed: np.ndarray | None, kind: str | None) -> Recommendations:
-        """Models without embeddings: their own `recommend`, with filters as extra exclusions."""
+        """Models without vectors: their own `recommend`, with filters as extra exclusions."""
         if allowed is not None:
             excl = np.union1d(excl, np.flatnonzero(~allowed))
         ids = self.model.item_map_.ids[excl].tolist() if len(excl) else None
@@ -196,23 +179,22 @@ class RecommenderService:
         return Recommendations(uid, recs.item_idx, recs.scores, recs.item_map, recs.fallback)
 
     def _popularity(self, uid: np.ndarray, k: int, excl: np.ndarray, allowed: np.ndarray | None) -> Recommendations:
-        scores = torch.from_numpy(self.model.item_popularity_.astype(np.float32)[None, :].copy())
+        scores = self.model.popularity_scores(1)[0].numpy().copy()
         if len(excl):
-            mask_rows(scores, _csr_rows([excl], self.model.n_items), np.array([0]))
+            scores[excl] = -np.inf
         if allowed is not None:
-            scores[0, torch.from_numpy(np.flatnonzero(~allowed))] = -torch.inf
-        top, vals = top_k(scores, k)
-        idx = np.where(torch.isfinite(vals).numpy(), top.numpy(), -1)
-        return Recommendations(uid, idx, np.where(idx >= 0, vals.numpy(), np.nan), self.model.item_map_, ["popularity"])
+            scores[~allowed] = -np.inf
+        idx, vals, tied = rank_row(scores, min(k, self.model.n_items), self.model.ties_)
+        keep = np.isfinite(vals)
+        top = TopK(np.where(keep, idx, -1)[None, :], np.where(keep, vals, np.nan).astype(np.float32)[None, :],
+                   np.array([tied]))
+        return Recommendations.from_top(uid, pad(top, k), self.model.item_map_, fallback=["popularity"])
 
     def similar(self, item_id: str, k: int) -> Recommendations:
-        """Items most similar to `item_id`: the model's own `similar_items`, else its item embeddings."""
+        """Items most similar to `item_id`: the model's own `similar_items`, else its item vectors."""
         idx = self.item_indices([item_id])
-        try:
+        if self.model.capabilities.similar_items or self.embeddings is None:
             return self.model.similar_items([item_id], k=k)
-        except NotImplementedError:
-            if self.embeddings is None:
-                raise
         query = self.embeddings.items[idx]
         exclude = _csr_rows([idx], self.model.n_items)
         top, scores = self.index.search(query, min(k, self.model.n_items), exclude=exclude)
@@ -242,11 +224,11 @@ class RecommenderService:
             "model": model.name, "config": config,
             "artifact": Path(self.artifact).name if self.artifact else None,   # not the server's own path
             "artifact_towerrec_version": self.meta.get("towerrec"), "towerrec_version": __version__,
-            "data": {"users": len(model.user_map_), "items": model.n_items, "interactions": int(model.seen_.nnz),
+            "data": {"users": len(model.user_map_), "items": model.n_items, "interactions": model.n_interactions,
                      "dataset": self.meta.get("dataset")},
             "catalogue": {"items": len(self.catalogue), "titles": self.catalogue.titles is not None,
                           "attributes": self.catalogue.attribute_names},
-            "supports_history": model.supports_history,
+            "supports_history": model.capabilities.histories,
             "index": {**index, "recall_at_10_vs_exact": self.recall_at_10},
             "uptime_seconds": round(time.time() - self.started, 1),
         }
@@ -263,13 +245,13 @@ def set_threads(n: int) -> None:
         pass
 
 
-def _feature_frame(features: dict, id_col: str, user_id: str) -> "pd.DataFrame":  # noqa: F821
-    """One new user's request features as the one-row frame `feature_embeddings` reads
-    (a list value is a multi-valued attribute, stored `|`-separated as in the training CSV)."""
+def _feature_frame(features: dict, user_id: str) -> "pd.DataFrame":  # noqa: F821
+    """One new user's request features as the one-row frame `feature_vectors` reads, indexed by
+    the user id (a list value is a multi-valued attribute, stored `|`-separated as in the training CSV)."""
     import pandas as pd
 
     row = {k: ("|".join(v) if isinstance(v, list) else v) for k, v in features.items()}
-    return pd.DataFrame([{**row, id_col: user_id}])
+    return pd.DataFrame([row], index=pd.Index([user_id], name="user_id"))
 
 
 def _csr_rows(rows: list[np.ndarray], n_cols: int) -> sp.csr_matrix:

@@ -17,6 +17,7 @@ from torch import nn
 
 from towerrec.data.features import FeatureColumn, FeatureTable
 from towerrec.data.idmap import IdMap
+from towerrec.errors import TowerrecError
 
 _HASH_PRIME = 2654435761  # Knuth's multiplicative hash; codes stay far below 2**31, no overflow
 
@@ -277,3 +278,27 @@ class TableEncoder(nn.Module):
             parts.append(self.text(feats["tokens"] if "tokens" in feats and getattr(self.text, "uses_tokens", False)
                                    else feats["text"]))
         return torch.cat(parts, dim=1)
+
+
+def encode_new_rows(frame: pd.DataFrame, spec: TableSpec, side: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """(ids, feature row arrays) of new users or items given by a frame, checked against the fit-time
+    columns: an unknown column or a non-numeric value in a numeric one is an error naming it."""
+    id_col = spec.id_col
+    if id_col not in frame.columns:   # ids as the index (a one-row request frame)
+        frame = frame.assign(**{id_col: frame.index.astype(str)}).reset_index(drop=True)
+    known = {c["name"] for c in spec.columns}
+    unknown = sorted(set(frame.columns) - known - {id_col})
+    if unknown:
+        raise TowerrecError(f"unknown {side} feature(s) {unknown}; this model uses {sorted(known)}")
+    for c in spec.columns:
+        if c["kind"] == "numeric" and c["name"] in frame.columns:
+            raw = frame[c["name"]]
+            bad = raw.notna() & pd.to_numeric(raw, errors="coerce").isna()
+            if bad.any():
+                raise TowerrecError(f"{side} feature {c['name']!r} is numeric; got {raw[bad].tolist()[:3]}")
+    ids = frame[id_col].astype(str).to_numpy(dtype=object)
+    try:
+        table = encode_frame(frame, spec, IdMap(ids, name=side))
+    except (ValueError, TypeError, KeyError) as exc:
+        raise TowerrecError(f"{side} features: {exc}") from None
+    return ids, table_arrays(table, spec, len(ids))

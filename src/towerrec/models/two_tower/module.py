@@ -1,0 +1,190 @@
+"""The two-tower math on index tensors: user and item towers, the scorer f(y, z) and the training
+losses (`compute_loss`). Nothing here knows about ids, files or fitting; see `model.py`."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from towerrec.errors import TowerrecError
+from towerrec.models.losses import bce, bpr, distinct_candidates, full_softmax, sampled_softmax
+from towerrec.models.two_tower.config import TwoTowerConfig
+from towerrec.towers.features import FeatureRows, TableSpec
+from towerrec.towers.history import HistoryPooling
+from towerrec.towers.inputs import item_encoders, user_encoders, width
+from towerrec.towers.mlp import MLP
+from towerrec.towers.scorers import make_scorer
+from towerrec.towers.tower import Tower
+
+
+class TwoTowerModule(nn.Module):
+    """The math on index tensors.
+
+    Buffers: `user_code` [n_users] / `item_code` [n_items] id codes (0 = no trained id), the
+    feature rows of both sides (`FeatureRows`, row = index + 1, row 0 blank), `trained_items`.
+    user_vectors(...) -> [B, d]; item_vectors(item_idx [M]) -> [M, d]; compute_loss(batch) -> [].
+    """
+
+    def __init__(self, config: TwoTowerConfig, *, n_user_ids: int, n_item_ids: int, user_code: np.ndarray,
+                 item_code: np.ndarray, user_spec: TableSpec, item_spec: TableSpec,
+                 user_arrays: dict[str, np.ndarray] | None, item_arrays: dict[str, np.ndarray] | None,
+                 text_in_dim: int = 0, cnn_vocab_size: int = 0) -> None:
+        super().__init__()
+        c = self.config = config
+        d = c.embedding_dim
+        self.register_buffer("user_code", torch.as_tensor(user_code, dtype=torch.int64))
+        self.register_buffer("item_code", torch.as_tensor(item_code, dtype=torch.int64))
+        self.register_buffer("trained_items", torch.as_tensor(np.flatnonzero(item_code > 0), dtype=torch.int64))
+        self.register_buffer("log_q", torch.zeros(len(item_code)), persistent=False)
+        self.user_rows = FeatureRows(user_arrays) if user_arrays is not None else None
+        self.item_rows = FeatureRows(item_arrays) if item_arrays is not None else None
+
+        sizes = c.sizes()
+
+        def item_side(ids: bool, features: bool) -> dict[str, nn.Module]:
+            return item_encoders(ids=ids, features=features, text=c.text, n_ids=n_item_ids, spec=item_spec,
+                                 has_rows=self.item_rows is not None, sizes=sizes, text_in_dim=text_in_dim,
+                                 cnn_vocab_size=cnn_vocab_size)
+
+        # item tower
+        inputs = item_side(c.item_ids, c.item_features)
+        if not inputs:
+            raise TowerrecError("the item tower has no input: enable item_ids, or give item_features/text")
+        self.item_tower = Tower(inputs, self._mlp(width(inputs, d), c.hidden))
+        # history items (a separate "input" embedding of items, as in FISM / word2vec)
+        self.history_tower = None
+        if c.history != "none":
+            h_inputs = item_side(c.history_ids, c.history_features)
+            if not h_inputs:
+                raise TowerrecError("the history encoder has no input: enable history_ids or history_features")
+            self.history_tower = Tower(h_inputs, self._mlp(width(h_inputs, d), ()))
+            self.pool = HistoryPooling(d, c.history)
+        # user tower
+        u_inputs = user_encoders(ids=c.user_ids, features=c.user_features, history=self.history_tower is not None,
+                                 n_ids=n_user_ids, spec=user_spec, has_rows=self.user_rows is not None, sizes=sizes)
+        if not u_inputs:
+            raise TowerrecError("the user tower has no input: enable user_ids, user_features or history")
+        self.user_tower = Tower(u_inputs, self._mlp(width(u_inputs, d), c.hidden))
+        self.scorer = make_scorer(c.scorer, d, temperature=c.temperature, learnable=c.learn_temperature)
+
+    def _mlp(self, in_dim: int, hidden: tuple[int, ...]) -> MLP:
+        c = self.config
+        return MLP(in_dim, hidden, c.embedding_dim, activation=c.activation, dropout=c.dropout, norm=c.norm)
+
+    def _drop(self, codes: torch.Tensor) -> torch.Tensor:
+        p = self.config.id_dropout
+        if self.training and p > 0:
+            return codes * (torch.rand(codes.shape, device=codes.device) >= p)
+        return codes
+
+    def _item_input(self, tower: Tower, item_idx: torch.Tensor, id_dropped: torch.Tensor | None = None) -> dict:
+        x: dict = {}
+        if "id" in tower.inputs:
+            codes = self.item_code[item_idx]
+            x["id"] = self._drop(codes) if id_dropped is None else codes.masked_fill(id_dropped, 0)
+        if "features" in tower.inputs:
+            x["features"] = self.item_rows.take(item_idx + 1)
+        return x
+
+    def item_vectors(self, item_idx: torch.Tensor, id_dropped: torch.Tensor | None = None) -> torch.Tensor:
+        """[M] item indices -> [M, d]; id_dropped [M] bool: embed those without their id (default:
+        id dropout drawn here, in training)."""
+        return self.item_tower(self._item_input(self.item_tower, item_idx, id_dropped))
+
+    def user_vectors(self, user_idx: torch.Tensor, history: dict | None = None,
+                     features: dict | None = None) -> torch.Tensor:
+        """user_idx [B] (-1: unknown user: no id, no feature row unless `features` is given);
+        history: the dict of `history_batch` as tensors (keys items, inverse, offsets, weights)."""
+        tower = self.user_tower
+        known = user_idx >= 0
+        safe = user_idx.clamp_min(0)
+        x: dict = {}
+        if "id" in tower.inputs:
+            x["id"] = self._drop(torch.where(known, self.user_code[safe], 0))
+        if "features" in tower.inputs:
+            x["features"] = features if features is not None else self.user_rows.take(torch.where(known, safe + 1, 0))
+        if "history" in tower.inputs:
+            if history is None:
+                raise ValueError("this model pools a history: pass one")
+            reps = self.history_tower(self._item_input(self.history_tower, history["items"]))
+            if "row_user" in history:   # training rows sharing users (`_make_batch`)
+                x["history"] = self.pool.mean_leaving_out(reps, history["inverse"], history["offsets"],
+                                                          history["row_user"], history["left_out"])
+            else:
+                x["history"] = self.pool(reps, history["inverse"], history["offsets"], history["weights"])
+        return tower(x)
+
+    def compute_loss(self, batch: dict) -> torch.Tensor:
+        if "target_rows" in batch:
+            return self._user_batch_loss(batch)
+        c = self.config
+        u = self.user_vectors(batch["user_idx"], batch.get("history"))
+        pos = batch["item_idx"]
+        if c.loss == "full_softmax":
+            z = self.item_vectors(self.trained_items)
+            target = torch.searchsorted(self.trained_items, pos)
+            return full_softmax(self.scorer(u, z), target)
+        cands = torch.cat([pos, batch["negatives"]]) if "negatives" in batch else pos
+        if c.loss == "sampled_softmax":
+            return self._distinct_sampled_softmax(u, pos, cands)
+        logits = self.scorer(u, self.item_vectors(cands))                  # [B, C]
+        b = len(pos)
+        positive = logits[:, :b].diagonal()
+        if "negatives" in batch:
+            negative = logits[:, b:]
+        else:  # the previous row's item as the negative
+            negative = logits[:, :b].gather(1, ((torch.arange(b, device=logits.device) - 1) % b)[:, None])
+        return bpr(positive, negative) if c.loss == "bpr" else bce(positive, negative)
+
+    def _distinct_sampled_softmax(self, u: torch.Tensor, pos: torch.Tensor, cands: torch.Tensor) -> torch.Tensor:
+        """The in-batch sampled softmax, each distinct candidate embedded and scored once.
+
+        A candidate is an (item, id dropped) pair: id dropout is drawn per occurrence, as if every
+        row's item went through the tower on its own, and the same item in the other form is an
+        accidental hit for that row (out of its softmax), like its other copies. Equal in value and
+        gradient to scoring all B + extra candidates (tests/models/test_two_tower.py)."""
+        dropped = torch.zeros(len(cands), dtype=torch.bool, device=cands.device)
+        if self.training and self.config.id_dropout > 0 and "id" in self.item_tower.inputs:
+            dropped = torch.rand(len(cands), device=cands.device) < self.config.id_dropout
+        keys = cands * 2 + dropped
+        distinct, column, log_count = distinct_candidates(keys)
+        items = distinct // 2
+        bias = log_count - self.log_q[items] if self.config.logq else log_count
+        logits = self._logits(u, self.item_vectors(items, id_dropped=distinct % 2 == 1), bias)   # [B, U]
+        twin = keys[:len(pos)] ^ 1                                # the row's item in the other form
+        at = torch.searchsorted(distinct, twin).clamp_max(len(distinct) - 1)
+        accidental = torch.where(distinct[at] == twin, at, -1)
+        return sampled_softmax(logits, column[:len(pos)], log_count, accidental)
+
+    def _logits(self, u: torch.Tensor, z: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        """scorer(u, z) + bias[None, :], [B, M]. Dot and cosine scorers scale the B x d and M x d
+        factors and add the bias inside the matmul: every extra elementwise pass over B x M
+        logits costs as much as the product itself on a CPU."""
+        if getattr(self.scorer, "supports_index", False):
+            return torch.addmm(bias[None, :], self.scorer.query(u), self.scorer.prepare(z).T)
+        return self.scorer(u, z) + bias[None, :]
+
+    def _user_batch_loss(self, batch: dict) -> torch.Tensor:
+        """"users" sampling: every held-out item of every user in the batch is a positive.
+        full_softmax scores the whole catalogue; sampled_softmax the batch's distinct targets plus
+        the extra negatives, with logQ (expected count of a candidate) and other targets of the
+        same user removed from each softmax."""
+        c = self.config
+        u = self.user_vectors(batch["user_idx"], batch["history"])            # [B, d]
+        rows, targets = batch["target_rows"], batch["target_items"]           # [T], [T]
+        if c.loss == "full_softmax":
+            logits = self.scorer(u, self.item_vectors(self.trained_items))    # [B, M]
+            cols = torch.searchsorted(self.trained_items, targets)
+            return F.cross_entropy(logits[rows].float(), cols)
+        cands, cols = torch.unique(targets, return_inverse=True)
+        if "negatives" in batch:
+            cands = torch.cat([cands, batch["negatives"]])
+        bias = -self.log_q[cands] if c.logq else torch.zeros(len(cands), device=u.device)
+        logits = self._logits(u, self.item_vectors(cands), bias)[rows]       # [T, C]
+        # a user's other targets are positives too, not negatives of this row
+        own = torch.zeros(len(u), len(cands), dtype=torch.bool, device=logits.device)
+        own[rows, cols] = True
+        other = own[rows]
+        other[torch.arange(len(rows), device=logits.device), cols] = False
+        return F.cross_entropy(logits.masked_fill(other, -torch.inf).float(), cols)
