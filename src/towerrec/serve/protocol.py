@@ -93,11 +93,9 @@ class RequestDeadline:
 
 def request_deadline_protocol() -> type[asyncio.Protocol]:
     """uvicorn's default HTTP protocol (httptools when installed, else h11) with `RequestDeadline`."""
-    try:
-        import httptools  # noqa: F401
-    except ImportError:
-        return H11RequestDeadline
-    return HttpToolsRequestDeadline
+    import importlib.util
+
+    return HttpToolsRequestDeadline if importlib.util.find_spec("httptools") else H11RequestDeadline
 
 
 # module-level classes (not built in a function): `--workers` pickles the uvicorn config, class included
