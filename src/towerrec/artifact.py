@@ -14,12 +14,13 @@ A folder written by `Recommender.save` (or `save_recommender`) holds
 
 This module is the only one that knows these names. Reading is defensive, because a folder may be
 truncated, edited or hostile: every file must resolve (symlinks included) to a path inside the
-folder, JSON must parse to the expected shape, the config must pass `towerrec.config.apply_overrides` (the
-rules TOML files follow: unknown fields are errors), tensors must match the manifest, and id lists must be
-unique strings whose lengths agree with the tensors; the weights' checksum catches a damaged byte
-anywhere in them (safetensors itself only checks its header). Every failure is a `TowerrecError` naming the
-file, which the CLI prints as one line. Writing is atomic per file (`towerrec.files`), and model.json
-is removed first and written last, so a folder without a complete model.json is never a model.
+folder, JSON must parse to the expected shape, the config must pass
+`towerrec.config.apply_overrides` (the rules TOML files follow: unknown fields are errors), tensors
+must match the manifest, and id lists must be unique strings whose lengths agree with the tensors;
+the weights' checksum catches a damaged byte anywhere in them (safetensors itself only checks its
+header). Every failure is a `TowerrecError` naming the file, which the CLI prints as one line.
+Writing is atomic per file (`towerrec.files`), and model.json is removed first and written last, so
+a folder without a complete model.json is never a model.
 """
 from __future__ import annotations
 
