@@ -26,6 +26,7 @@ so several invocations may run side by side.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import subprocess
@@ -45,7 +46,7 @@ PEERS = SHARED.parent / "peers" / "results"
 # overrides. patience 5 everywhere (RecBole's stopping_step is 10): valid NDCG@10 on 943 users is
 # noisy (+-0.005), and waiting 10 epochs for it only costs wall time.
 P = {"patience": 5}
-SAMPLED = {"loss": "sampled_softmax", "n_negatives": 1024, **P}   # large catalogues: 12k-24k items
+SAMPLED = {"loss": "sampled_softmax", "negatives": 1024, **P}   # large catalogues: 12k-24k items
 TUNED = {"embedding_dim": 32, "blocks": 1, "dropout": 0.2, "attn_dropout": 0.2, "learning_rate": 3e-3,
          "batch_size": 256, **P}
 DENSE = {
@@ -117,7 +118,7 @@ def one_run(dataset: str, run: str, overrides: dict, threads: int, seed: int | N
     import numpy as np
     import torch
 
-    from towerrec.data.datasets import load_dataset
+    from towerrec.data.registry import load_dataset
     from towerrec.data.load import LoadOptions
     from towerrec.evaluate import evaluate_split
     from towerrec.models import MODELS
@@ -148,7 +149,7 @@ def one_run(dataset: str, run: str, overrides: dict, threads: int, seed: int | N
     epochs = model.history_
     n_params = sum(p.numel() for p in model.module_.parameters())
     return {
-        "dataset": dataset, "run": run, "model": model_name, "seed": seed, "config": {**vars(model.config)},
+        "dataset": dataset, "run": run, "model": model_name, "seed": seed, "config": dataclasses.asdict(model.config),
         "test": test, "valid_metric": "NDCG@10 (exclude_seen=false)",
         "best_valid_NDCG@10": round(max(e.get("valid_NDCG@10", 0.0) for e in epochs), 4),
         "best_epoch": model.best_epoch_, "epochs_run": len(epochs),

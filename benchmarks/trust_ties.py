@@ -20,7 +20,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import write_json  # noqa: E402
 
-from towerrec.data.datasets import load_dataset  # noqa: E402
+from towerrec.data.registry import load_dataset  # noqa: E402
 from towerrec.evaluate import evaluate_split  # noqa: E402
 from towerrec.models.base import FitOptions, Recommender  # noqa: E402
 from towerrec.models.ease import EASE  # noqa: E402

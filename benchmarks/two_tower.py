@@ -159,7 +159,7 @@ def run_throughput(threads: int, quick: bool, size_name: str = "1m", presets: tu
                                      options=FitOptions(seed=0, threads=threads, progress=False))
         seconds = time.perf_counter() - start
         epoch = model.history_[0]["seconds"]
-        rows = min(len(ds.interactions), steps * config.batch_size) if steps else len(ds.interactions)
+        rows = min(len(ds.interactions), steps * config.train.batch_size) if steps else len(ds.interactions)
         out["runs"][f"{preset}{' (no text)' if extra else ''}"] = {
             "interactions_per_second": rows / epoch, "rows_timed": rows, "epoch_seconds": epoch,
             "fit_seconds": seconds, "peak_rss_mb_so_far": peak_rss_mb()}

@@ -103,7 +103,7 @@ def test_real_configs():
     from towerrec.models.two_tower import TwoTowerConfig
 
     config = apply_overrides(TwoTowerConfig(), {"hidden": [128], "epochs": 2, "text_columns": ["title"]})
-    assert config.hidden == (128,) and config.epochs == 2 and config.text_columns == ("title",)
+    assert config.hidden == (128,) and config.train.epochs == 2 and config.text_columns == ("title",)
     with pytest.raises(TowerrecError, match="did you mean 'regularization'"):
         apply_overrides(ALSConfig(), {"regularisation": 1.0})
 

@@ -111,7 +111,7 @@ def test_a_constant_scorer_gets_no_popularity_for_free(ml100k_dir):
     """Item index follows first appearance in the file (correlated with popularity): with ties
     broken by index a model that knows nothing scored 3x random. With the seeded tie order it
     scores like random, and every list is reported as cut inside a tie."""
-    from towerrec.data.datasets import load_dataset
+    from towerrec.data.registry import load_dataset
 
     inter = load_dataset(ml100k_dir).interactions
     split = random_split(inter, seed=0)
@@ -125,7 +125,7 @@ def test_a_constant_scorer_gets_no_popularity_for_free(ml100k_dir):
 
 
 def test_cold_users_are_counted_reported_and_get_a_named_fallback(ml100k_dir):
-    from towerrec.data.datasets import load_dataset
+    from towerrec.data.registry import load_dataset
     from towerrec.models.ease import EASE
 
     split = temporal_split(load_dataset(ml100k_dir).interactions, seed=0)

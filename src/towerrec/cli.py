@@ -61,7 +61,7 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
 
 
 def _load(args: argparse.Namespace):
-    from towerrec.data.datasets import load_dataset
+    from towerrec.data.registry import load_dataset
     from towerrec.data.load import LoadOptions
 
     user_k = item_k = 0
@@ -148,7 +148,7 @@ def leaderboard(runs, ks: Sequence[int], part: str = "test") -> str:
 
 # ---- commands ------------------------------------------------------------------------------------
 def cmd_datasets(args: argparse.Namespace) -> int:
-    from towerrec.data.datasets import download_dataset, list_datasets
+    from towerrec.data.registry import download_dataset, list_datasets
 
     if args.download:
         path = download_dataset(args.download, verify=not args.no_verify)
@@ -224,7 +224,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_quickstart(args: argparse.Namespace) -> int:
-    from towerrec.data.datasets import load_dataset
+    from towerrec.data.registry import load_dataset
     from towerrec.models import MODELS, build_model
 
     names = [m for m in ("pop", "itemknn", "ease", "als", "hybrid") if m in MODELS]
@@ -330,7 +330,7 @@ def _batch_recommend(model, args: argparse.Namespace) -> int:
     if args.users == "all":
         users = model.user_map_.ids
     else:
-        from towerrec.data.load import read_table
+        from towerrec.data.tables import read_table
 
         table = read_table(args.users, string_columns=("user_id",))
         col = "user_id" if "user_id" in table.column_names else table.column_names[0]

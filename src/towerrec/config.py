@@ -14,6 +14,8 @@ Rules, for a config dataclass whose fields may themselves be config dataclasses 
 - values are checked against the field's current value (its default): a list becomes a tuple where
   the default is a tuple, an integer becomes a float for a float field and an integral float an int
   for an int field; a `None` default is checked against the field's annotation where it resolves;
+- a config class may accept other names for its fields (`ALIASES`, a ClassVar): ALS takes its
+  published `factors` and `iterations` for the glossary's `embedding_dim` and `epochs`;
 - an unknown name is an error with a "did you mean" and the known names.
 """
 from __future__ import annotations
@@ -87,6 +89,7 @@ def resolve_name(config: Any, name: str, *, keypath: tuple[str, ...] | None = No
                  where: str = "") -> tuple[str, ...]:
     """The field path that `name` (a field, a dotted path or a glossary name) sets in `config`."""
     keypath = keypath if keypath is not None else (name,)
+    name = getattr(type(config), "ALIASES", {}).get(name, name)   # e.g. ALS's published `factors`
     parts = tuple(name.split("."))
     names = {f.name for f in dataclasses.fields(config)}
     if len(parts) == 1 and parts[0] not in names:
@@ -275,3 +278,15 @@ def apply_overrides(config: C, overrides: Mapping[str, Any] | None, *, source: s
     except OverrideError as exc:
         raise TowerrecError(f"{source}: {exc}") from None
     return _apply(config, {tuple(k.split(".")): v for k, v in flat.items()})
+
+
+def config_diff(default: Any, config: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    """(dotted path, value) of every field of `config` that differs from `default` (same class)."""
+    out: list[tuple[str, Any]] = []
+    for f in dataclasses.fields(config):
+        a, b = getattr(default, f.name, None), getattr(config, f.name)
+        if dataclasses.is_dataclass(b) and not isinstance(b, type) and type(a) is type(b):
+            out += config_diff(a, b, f"{prefix}{f.name}.")
+        elif a != b:
+            out.append((f"{prefix}{f.name}", b))
+    return out

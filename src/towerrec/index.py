@@ -6,10 +6,13 @@ Exclusions (seen items, `exclude_items`) are a CSR [n, n_items] aligned with the
 are one boolean mask [n_items] shared by all queries.
 
 An ANN index returns *candidates*, so exclusions and filters would silently shorten its lists.
-`FaissIndex` therefore over-fetches (k + the row's exclusions, scaled up by the filter's
-selectivity), drops the excluded, and refetches twice as many for rows still short; rows that are
-still short, and filters that keep few items, are answered exactly on the allowed subset. A
-row always gets k items when k items are allowed and not excluded.
+`FaissIndex` hands them to FAISS itself where the structure supports it (HNSW and IVF search with
+an `IDSelector` in their search parameters: allowed items as a bitmap, a row's exclusions as
+"not in this batch"). The 4-bit fast-scan PQ structure has no selector support, so there it
+over-fetches (k + the row's exclusions, scaled up by the filter's selectivity), drops the
+excluded, and refetches twice as many for rows still short. Rows still short, and filters that
+keep few items, are answered exactly on the allowed subset. A row always gets k items when k
+items are allowed and not excluded.
 
 >>> index = build_index(item_embeddings, metric="ip", kind="auto")   # faiss from 50K items up
 >>> idx, scores = index.search(user_embeddings, k=10, exclude=seen_rows)
@@ -282,6 +285,58 @@ class FaissIndex:
         scores, labels = self._index.search(queries, fetch, params=params)
         return labels.astype(np.int64), scores
 
+    def _search_selected(self, queries: np.ndarray, k: int, exclude: sp.csr_matrix | None,
+                         allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """HNSW / IVF: FAISS skips excluded and filtered-out items during the search itself (an
+        `IDSelector` per query row); rows that come back short are answered exactly."""
+        import faiss
+
+        n, cfg = len(queries), self.config
+        out_idx = np.full((n, k), -1, dtype=np.int64)
+        out_scores = np.full((n, k), np.nan, dtype=np.float32)
+        fetch = min(k, self.n_items)
+        keep_alive: list = []                       # FAISS holds raw pointers: keep the selectors alive
+        base = None
+        if allowed is not None:
+            bits = np.packbits(allowed.astype(np.uint8), bitorder="little")
+            keep_alive.append(bits)
+            base = faiss.IDSelectorBitmap(self.n_items, faiss.swig_ptr(bits))
+            keep_alive.append(base)
+        short = []
+        for row in range(n):
+            sel = base
+            if exclude is not None and exclude.indptr[row + 1] > exclude.indptr[row]:
+                ids = np.ascontiguousarray(exclude.indices[exclude.indptr[row]:exclude.indptr[row + 1]], dtype=np.int64)
+                batch = faiss.IDSelectorBatch(len(ids), faiss.swig_ptr(ids))
+                sel = faiss.IDSelectorNot(batch) if base is None else faiss.IDSelectorAnd(base, faiss.IDSelectorNot(batch))
+                keep_alive += [ids, batch, sel]
+            if cfg.structure == "hnsw":
+                params = faiss.SearchParametersHNSW(efSearch=max(cfg.ef_search, 2 * fetch))
+            else:
+                params = faiss.SearchParametersIVF(nprobe=cfg.ivf_probe)
+            if sel is not None:
+                params.sel = sel
+            scores, labels = self._index.search(queries[row:row + 1], fetch, params=params)
+            got = labels[0] >= 0
+            out_idx[row, :fetch] = np.where(got, labels[0], -1)
+            out_scores[row, :fetch] = np.where(got, scores[0], np.nan)
+            short.append(not got.all())
+        available = self._available(n, exclude, allowed)
+        todo = np.flatnonzero(np.asarray(short, dtype=bool) & (available > (out_idx >= 0).sum(axis=1)))
+        if len(todo):
+            sub = exclude[todo] if exclude is not None else None
+            out_idx[todo], out_scores[todo] = self.exact.search(queries[todo], k, exclude=sub, allowed=allowed)
+        return out_idx, out_scores
+
+    def _available(self, n: int, exclude: sp.csr_matrix | None, allowed: np.ndarray | None) -> np.ndarray:
+        """Items each row can still get: the allowed ones minus its excluded allowed ones."""
+        n_allowed = self.n_items if allowed is None else int(allowed.sum())
+        if exclude is None:
+            return np.full(n, n_allowed, dtype=np.int64)
+        if allowed is not None:
+            return n_allowed - np.diff(exclude.multiply(allowed[None, :].astype(np.float32)).tocsr().indptr)
+        return n_allowed - np.diff(exclude.indptr)
+
     def search(self, queries: np.ndarray, k: int, *, exclude: sp.csr_matrix | None = None,
                allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         queries = _check(queries, self.dim, k, self.n_items, exclude, allowed)
@@ -294,14 +349,13 @@ class FaissIndex:
         if exclude is not None and not exclude.has_canonical_format:
             exclude = exclude.copy()
             exclude.sum_duplicates()         # a repeated column must not count twice below
+        if cfg.structure in ("hnsw", "ivf") and (exclude is not None or allowed is not None):
+            return self._search_selected(queries, k, exclude, allowed)
+        if exclude is not None and not exclude.has_canonical_format:
+            exclude = exclude.copy()
+            exclude.sum_duplicates()         # a repeated column must not count twice below
         n_excluded = (np.diff(exclude.indptr) if exclude is not None else np.zeros(n, dtype=np.int64))
-        # items each row can still get: allowed minus its excluded allowed items
-        if exclude is not None and allowed is not None:
-            counted = exclude.multiply(allowed[None, :].astype(np.float32)).tocsr()
-            available = n_allowed - np.diff(counted.indptr)
-        else:
-            available = n_allowed - n_excluded
-        want = np.minimum(k, np.maximum(available, 0))
+        want = np.minimum(k, np.maximum(self._available(n, exclude, allowed), 0))
         out_idx = np.full((n, k), -1, dtype=np.int64)
         out_scores = np.full((n, k), np.nan, dtype=np.float32)
         selectivity = n_allowed / self.n_items

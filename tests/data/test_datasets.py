@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from shared_data import shared_dataset
 
-from towerrec.data.datasets import DATASETS, convert_archive, list_datasets, load_dataset, resolve
+from towerrec.data.registry import DATASETS, convert_archive, list_datasets, load_dataset, resolve
 from towerrec.data.load import LoadOptions
 from towerrec.errors import DataError
 

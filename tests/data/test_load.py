@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from towerrec.data.datasets import load_dataset
+from towerrec.data.registry import load_dataset
 from towerrec.data.features import FeatureTable
 from towerrec.data.idmap import IdMap
 from towerrec.data.load import LoadOptions, load_interactions
@@ -69,7 +69,7 @@ def test_not_a_parquet_file(tmp_path):
 @pytest.mark.parametrize("body,lines", [
     ("u1,i1,3\n,i2,4\nu3,i3,5\n", "3"),            # empty id
     ("u1,i1,3\n   ,i2,4\n", "3"),                   # whitespace id
-    ("u1,i1,3\nNaN,i2,4\nu3,i3,1\nNA,i4,2\n", "3, 5"),  # NaN markers are missing ids
+    ("u1,i1,3\n,i2,4\nu3,i3,1\n\"\",i4,2\n", "3, 5"),  # a quoted empty cell is empty too
 ])
 def test_blank_or_nan_user_ids(tmp_path, body, lines):
     msg = error_of(write(tmp_path / "ids.csv", "user_id,item_id,rating\n" + body))

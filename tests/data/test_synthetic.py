@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from towerrec.data.datasets import load_dataset
+from towerrec.data.registry import load_dataset
 from towerrec.data.load import LoadOptions
 from towerrec.data.synthetic import DEFAULT_SIZE, generate, synthetic, write_synthetic
 from towerrec.errors import DataError

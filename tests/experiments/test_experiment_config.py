@@ -174,7 +174,7 @@ def test_model_fields_at_the_top_level_point_to_models_tables():
 def test_presets_are_checked_when_the_file_is_read():
     exp = parse_experiment(VALID + '[models.mf]\nmodel = "two-tower"\npreset = "cf"\nepochs = 2\n', "exp.toml")
     config = exp.models["mf"].build().config
-    assert (config.preset, config.hidden, config.epochs) == ("cf", (), 2)
+    assert (config.preset, config.hidden, config.train.epochs) == ("cf", (), 2)
     message = error_of(VALID + '[models.h]\nmodel = "hybrid"\npreset = "cf"\n')
     assert "two-tower" in message and line_of(message) == len(VALID.splitlines()) + 1
 

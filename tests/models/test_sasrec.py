@@ -43,7 +43,7 @@ class TestSASRec(SequenceModelTests):
     def test_every_loss_learns_the_cycle(self, periodic, loss, extra):
         split, cycle = periodic
         # 8 negatives out of 12 items: a weak signal, so 80% top-1 (an order-blind model gets ~50%)
-        model = SASRec(**{**TINY, "epochs": 30}, loss=loss, n_negatives=8, **extra).fit(split.train, options=OPTIONS)
+        model = SASRec(**{**TINY, "epochs": 30}, loss=loss, negatives=8, **extra).fit(split.train, options=OPTIONS)
         assert_next_item_first(model, split, cycle, min_hit_rate=0.8, served_k=3, check_similar=False)
 
     def test_pre_ln_variant_learns_too(self, periodic):

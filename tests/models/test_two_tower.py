@@ -91,7 +91,7 @@ def test_registry_and_presets():
     assert isinstance(MODELS["two-tower"](), TwoTower)
     for name in ("cf", "content", "hybrid"):
         model = MODELS[name](epochs=2)
-        assert model.config.preset == name and model.config.epochs == 2
+        assert model.config.preset == name and model.config.train.epochs == 2
     defaults = TwoTowerConfig()
     assert all(getattr(defaults, k) == v for k, v in PRESETS["hybrid"].items())   # two-tower == hybrid
     with pytest.raises(TowerrecError):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import shutil
 from html.parser import HTMLParser
@@ -473,8 +474,11 @@ def test_info_sends_nothing_it_does_not_list(client):
                 checked.append(inner)
 
     checked: list[type] = []
-    check(client.get("/info").json(), schemas.Info)
+    info = client.get("/info").json()
+    check(info, schemas.Info)
     assert {schemas.DataInfo, schemas.CatalogueInfo, schemas.IndexInfo} <= set(checked)
+    # the loaded model's own config (nested ones such as `train` as objects), not model.json's text
+    assert info["config"] == json.loads(json.dumps(dataclasses.asdict(client.app.state.service.model.config)))
 
 
 def test_a_symlink_out_of_the_artifact_is_not_served(als_artifact, tmp_path):

@@ -196,3 +196,23 @@ def test_service_with_faiss_keeps_exclusions_and_filters(als_artifact):
         idx = recs.item_idx[0]
         assert (idx >= 0).all() and not seen & set(idx)
         assert all("Drama" in service.catalogue.describe(i)["attributes"]["genres"] for i in idx)
+
+
+def test_hnsw_and_ivf_filter_inside_faiss_with_id_selectors(data, monkeypatch):
+    """HNSW and IVF skip excluded and filtered-out ids during the search (FAISS IDSelector), with
+    no over-fetch: the hand-written over-fetch path is never taken for them."""
+    items, queries = data
+    exclude = random_exclusions(len(queries), len(items), 300)
+    allowed = np.zeros(len(items), bool)
+    allowed[::3] = True
+    for config in (FaissConfig(structure="hnsw", hnsw_m=32, ef_search=64, exact_below=100),
+                   FaissConfig(structure="ivf", ivf_probe=32, exact_below=100)):
+        index = FaissIndex(items, "ip", config)
+        monkeypatch.setattr(index, "_raw", lambda *a, **kw: pytest.fail("over-fetch path used"))
+        idx, _ = index.search(queries, 10, exclude=exclude, allowed=allowed)
+        assert (idx >= 0).all() and allowed[idx].all()
+        for row in range(len(queries)):
+            assert not set(idx[row]) & set(exclude[row].indices)
+        ref, _ = ExactIndex(items).search(queries, 10, exclude=exclude, allowed=allowed)
+        overlap = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(idx, ref)])
+        assert overlap >= 0.8, (config.structure, overlap)

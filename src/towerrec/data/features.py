@@ -13,11 +13,18 @@ import numpy as np
 import pandas as pd
 
 from towerrec.data.idmap import IdMap
+from towerrec.data.tables import read_header, read_table, string_form
 from towerrec.data.validate import Where, unique_ids
 from towerrec.errors import DataError
 
 KINDS = ("categorical", "multi", "numeric", "text", "ignore")
 TEXT_NAMES = {"title", "name", "description", "text", "summary", "overview", "plot", "review"}
+TITLE_COLUMNS = ("title", "name", "item_name", "product_name")  # display titles, in order of preference
+
+
+def text_columns(names: list[str]) -> list[str]:
+    """Columns read from files as text, never type-inferred: a title `NA` or `1984` stays a string."""
+    return [n for n in names if n.lower() in TEXT_NAMES or n.lower() in TITLE_COLUMNS]
 
 
 @dataclass
@@ -105,6 +112,16 @@ def _encode(name: str, kind: str, col: pd.Series, vocab: list[str] | None) -> Fe
     raise ValueError(kind)
 
 
+def _numbers_or_blank(values: pd.Series, name: str, where: Where) -> None:
+    """Blank cells are missing (as in `infer_kind`); any other text in a numeric column is an error."""
+    present = values.astype("string").str.strip().fillna("").ne("")
+    bad = (present & pd.to_numeric(values, errors="coerce").isna()).to_numpy(dtype=bool)
+    if bad.any():
+        pos = np.flatnonzero(bad)
+        raise where.error("non-numeric values", column=name, positions=pos, values=values.iloc[pos[:5]].tolist(),
+                          expected="numbers (or type it categorical)")
+
+
 @dataclass
 class FeatureTable:
     """Typed feature columns for every index of `id_map` (missing rows get defaults)."""
@@ -159,7 +176,7 @@ class FeatureTable:
         where = Where(source, is_file=is_file)
         if id_col not in frame.columns:
             raise where.error(f"missing id column {id_col!r}; found {list(frame.columns)}")
-        ids = frame[id_col].astype("string")
+        ids, _ = string_form(frame[id_col])
         blank = ids.isna() | (ids.str.strip() == "")
         if blank.any():
             raise where.error("blank or missing ids", column=id_col, positions=np.flatnonzero(blank.to_numpy()),
@@ -182,13 +199,11 @@ class FeatureTable:
             kind = kinds.get(name) or infer_kind(name, frame[name])
             if kind == "ignore":
                 continue
-            col = aligned[name].copy() if len(frame) else pd.Series([None] * len(id_map))
+            # object first: ids without a feature row get None, which a bool or int column cannot hold
+            col = aligned[name].astype(object) if len(frame) else pd.Series([None] * len(id_map), dtype=object)
             col[missing] = None
-            if kind == "numeric" and pd.to_numeric(frame[name], errors="coerce").isna().sum() > frame[name].isna().sum():
-                bad = frame[name].notna() & pd.to_numeric(frame[name], errors="coerce").isna()
-                pos = np.flatnonzero(bad.to_numpy())
-                raise where.error("non-numeric values", column=name, positions=pos,
-                                  values=frame[name].iloc[pos[:5]].tolist(), expected="numbers (or type it categorical)")
+            if kind == "numeric":
+                _numbers_or_blank(frame[name], name, where)
             columns[name] = _encode(name, kind, col, (vocabs or {}).get(name))
         n_unused = int(len(frame) - np.count_nonzero(np.isin(np.arange(len(frame)), row_of[row_of >= 0])))
         return cls(id_map=id_map, columns=columns, n_without_row=int(missing.sum()),
@@ -197,9 +212,7 @@ class FeatureTable:
     @classmethod
     def from_file(cls, path: str | Path, id_map: IdMap, *, id_col: str,
                   kinds: dict[str, str] | None = None) -> "FeatureTable":
-        from towerrec.data.load import read_table
-
-        table = read_table(path, string_columns=(id_col,))
+        table = read_table(path, string_columns=(id_col, *text_columns(read_header(path))))
         frame = table.to_pandas()
         if frame.empty:
             raise DataError("the table has a header but no rows", source=str(path))

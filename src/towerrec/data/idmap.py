@@ -29,6 +29,10 @@ class IdMap:
     def __len__(self) -> int:
         return len(self.ids)
 
+    def __repr__(self) -> str:
+        shown = ", ".join(repr(str(i)) for i in self.ids[:3]) + (", ..." if len(self) > 3 else "")
+        return f"IdMap({self.name!r}, {len(self):,} ids: {shown})" if len(self) else f"IdMap({self.name!r}, empty)"
+
     def __contains__(self, key: object) -> bool:
         return key in self._index
 

@@ -11,126 +11,30 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 
+from towerrec.data.columns import Columns, detect_columns
 from towerrec.data.idmap import IdMap
-from towerrec.data.interactions import Interactions
-from towerrec.data.validate import Where, id_column, numeric_column, require_columns
+from towerrec.data.interactions import Interactions, from_table
+from towerrec.data.tables import read_header, read_table, table_from_frame
+from towerrec.data.validate import Where, is_temporal, non_negative
 from towerrec.errors import DataError
 
-USER_COLUMNS = ("user_id", "user", "userId", "userid", "uid", "customer_id")
-ITEM_COLUMNS = ("item_id", "item", "itemId", "itemid", "iid", "movieId", "movie_id", "product_id")
-RATING_COLUMNS = ("rating", "weight", "score", "count", "plays")
-TIME_COLUMNS = ("timestamp", "time", "ts", "datetime", "position")
 DUPLICATE_POLICIES = ("keep", "first", "last", "sum")
-TABLE_SUFFIXES = (".csv", ".csv.gz", ".tsv", ".tsv.gz", ".tab", ".parquet", ".pq")
-
-
-# ---- reading files ----------------------------------------------------------------------------
-def read_table(path: str | Path, *, string_columns: tuple[str, ...] = ()) -> pa.Table:
-    """Read a CSV/TSV (optionally .gz) or Parquet file; `string_columns` are never type-inferred."""
-    path = Path(path)
-    if not path.exists():
-        raise DataError("file not found", source=str(path), expected="an existing CSV, TSV or Parquet file")
-    if path.is_dir():
-        raise DataError("is a folder, not a file", source=str(path))
-    name = path.name.lower()
-    if path.stat().st_size == 0:
-        raise DataError("the file is empty", source=str(path), expected="a header line and rows")
-    try:
-        if name.endswith((".parquet", ".pq")):
-            table = pq.read_table(path)
-            for c in string_columns:
-                if c in table.column_names and not pa.types.is_string(table.schema.field(c).type):
-                    table = table.set_column(table.column_names.index(c), c, pc.cast(table.column(c), pa.string()))
-            return table
-        delimiter = "\t" if any(name.endswith(s) for s in (".tsv", ".tsv.gz", ".tab")) else ","
-        return _read_csv(path, delimiter, string_columns)
-    except (pa.ArrowInvalid, OSError) as exc:
-        first = str(exc).splitlines()[0]
-        raise DataError(f"cannot be parsed: {first}", source=str(path)) from None
-
-
-def _read_csv(path: Path, delimiter: str, string_columns: tuple[str, ...]) -> pa.Table:
-    parse = pacsv.ParseOptions(delimiter=delimiter)
-    header = pacsv.open_csv(path, parse_options=parse).schema.names
-    types = {c: pa.string() for c in string_columns if c in header}
-    convert = pacsv.ConvertOptions(column_types=types, strings_can_be_null=True)
-    try:
-        return pacsv.read_csv(path, parse_options=parse, convert_options=convert)
-    except pa.ArrowInvalid as exc:
-        if "conversion error" not in str(exc).lower():
-            raise
-        # a bad value past the type-inference block: read everything as text, validate per column
-        types = {c: pa.string() for c in header}
-        convert = pacsv.ConvertOptions(column_types=types, strings_can_be_null=True)
-        return pacsv.read_csv(path, parse_options=parse, convert_options=convert)
-
-
-def _pick(columns: list[str], wanted: str | None, candidates: tuple[str, ...], role: str,
-          where: Where, required: bool) -> str | None:
-    if wanted:
-        if wanted not in columns:
-            raise where.error(f"no {role} column {wanted!r}; found {columns}")
-        return wanted
-    for c in candidates:
-        if c in columns:
-            return c
-    if required:
-        raise where.error(f"no {role} column found among {columns}",
-                          expected=f"one of {list(candidates)} or an explicit column name")
-    return None
-
-
-# ---- building Interactions --------------------------------------------------------------------
-def _encode(col: pa.Array, id_map: IdMap | None, name: str, where: Where, column: str) -> tuple[np.ndarray, IdMap]:
-    if id_map is None:
-        enc = col.dictionary_encode()
-        return enc.indices.to_numpy().astype(np.int64), IdMap(
-            np.asarray(enc.dictionary.to_pylist(), dtype=object), name=name)
-    idx = pc.index_in(col, value_set=pa.array(id_map.to_list(), pa.string()))
-    unknown = pc.is_null(idx)
-    if pc.any(unknown).as_py():
-        pos = np.flatnonzero(unknown.to_numpy(zero_copy_only=False))
-        raise where.error(f"{name} ids not in the existing {name} map", column=column, positions=pos,
-                          values=[col[int(p)].as_py() for p in pos[:5]])
-    return idx.to_numpy(zero_copy_only=False).astype(np.int64), id_map
-
-
-def interactions_from_table(
-    table: pa.Table, where: Where, *, user_col: str | None = None, item_col: str | None = None,
-    rating_col: str | None = None, time_col: str | None = None, time_kind: str | None = None,
-    user_map: IdMap | None = None, item_map: IdMap | None = None, detect: bool = False,
-) -> Interactions:
-    """Validate the columns and map ids once (arrow dictionary encoding: fast on 10^7 rows)."""
-    names = table.column_names
-    user_col = _pick(names, user_col, USER_COLUMNS, "user", where, True)
-    item_col = _pick(names, item_col, ITEM_COLUMNS, "item", where, True)
-    if detect:
-        rating_col = _pick(names, rating_col, RATING_COLUMNS, "rating", where, False)
-        time_col = _pick(names, time_col, TIME_COLUMNS, "time", where, False)
-    require_columns(table, [c for c in (user_col, item_col, rating_col, time_col) if c], where)
-    user_idx, user_map = _encode(id_column(table, user_col, where), user_map, "user", where, user_col)
-    item_idx, item_map = _encode(id_column(table, item_col, where), item_map, "item", where, item_col)
-    rating = numeric_column(table, rating_col, where).astype(np.float32) if rating_col else None
-    time = numeric_column(table, time_col, where) if time_col else None
-    if time is not None and time_kind is None:
-        time_kind = "position" if time_col == "position" else "timestamp"
-    weight = rating if rating is not None else np.ones(len(user_idx), dtype=np.float32)
-    return Interactions(user_idx=user_idx, item_idx=item_idx, weight=weight, user_map=user_map,
-                        item_map=item_map, time=time, time_kind=time_kind if time is not None else None,
-                        rating=rating)
 
 
 # ---- filters, each reporting what it removed --------------------------------------------------
 @dataclass
 class LoadReport:
-    """What loading did: sizes, and one entry per filter with rows/users/items removed."""
+    """What loading did: the columns used and ignored, sizes, and what every filter removed.
+
+    `rows_read` equals the rows kept plus the `rows_removed` of every step, always.
+    """
 
     source: str
     rows_read: int = 0
+    columns: dict[str, str] = field(default_factory=dict)   # role -> column name
+    ignored: list[str] = field(default_factory=list)        # columns no role uses
+    weights: str = ""                                       # where the weights come from
     steps: list[dict] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -146,8 +50,18 @@ class LoadReport:
             **extra,
         })
 
+    def use_columns(self, columns: Columns) -> None:
+        self.columns, self.ignored = columns.roles(), list(columns.ignored)
+        self.weights = f"the {columns.rating!r} column" if columns.rating else "1 on every row (no rating column)"
+
     def lines(self) -> list[str]:
         out = [f"read {self.rows_read:,} rows from {self.source}"]
+        if self.columns:
+            out.append("columns: " + ", ".join(f"{role} {c!r}" for role, c in self.columns.items())
+                       + (f"; weights: {self.weights}" if self.weights else ""))
+        if self.ignored:
+            out.append(f"ignored columns: {', '.join(repr(c) for c in self.ignored)} (name one with "
+                       f"--rating-col or --time-col to use it)")
         for s in self.steps:
             extra = {k: v for k, v in s.items() if k not in ("step", "rows_removed", "users_removed", "items_removed")}
             tail = f" ({', '.join(f'{k}={v}' for k, v in extra.items())})" if extra else ""
@@ -246,11 +160,18 @@ class LoadOptions:
 
 
 def clean(inter: Interactions, options: LoadOptions, report: LoadReport,
-          catalogue_items: np.ndarray | None = None) -> Interactions:
-    """Apply min-rating, duplicate policy and k-core in that order, reporting each."""
+          catalogue_items: np.ndarray | None = None, where: Where | None = None) -> Interactions:
+    """Apply min-rating, the weight check, the duplicate policy and k-core, in that order, reporting each.
+
+    Negative weights are an error, but only after min-rating: rows it removes do not count.
+    """
+    where = where or Where(report.source, is_file=False)
     if options.min_rating is not None:
         before, inter = inter, filter_min_rating(inter, options.min_rating)
         report.add("min_rating", before, inter, threshold=options.min_rating)
+        report.weights = f"1 on every row kept by min_rating (rating >= {options.min_rating:g})"
+    non_negative(inter.weight, inter.row, report.columns.get("rating"), where,
+                 expected="weights >= 0 (use --min-rating to keep only positive feedback, or rescale)")
     before, inter = inter, resolve_duplicates(inter, options.duplicates)
     report.add("duplicates", before, inter, policy=options.duplicates)
     if options.user_kcore or options.item_kcore:
@@ -260,23 +181,35 @@ def clean(inter: Interactions, options: LoadOptions, report: LoadReport,
     return compact(inter, catalogue_items)
 
 
+def read_interactions(source: str | Path | pd.DataFrame, options: LoadOptions = LoadOptions()
+                      ) -> tuple[pa.Table, Columns, Where, list[str]]:
+    """The log as an arrow table with its columns chosen; ids are read as strings, never inferred."""
+    names = [str(c) for c in source.columns] if isinstance(source, pd.DataFrame) else read_header(source)
+    where = Where("DataFrame" if isinstance(source, pd.DataFrame) else str(source),
+                  is_file=not isinstance(source, pd.DataFrame))
+    columns = detect_columns(names, where, user=options.user_col, item=options.item_col,
+                             rating=options.rating_col, time=options.time_col)
+    if isinstance(source, pd.DataFrame):
+        table, notes = table_from_frame(source, columns.used, where, string_columns=(columns.user, columns.item))
+        return table, columns, where, notes
+    return read_table(source, string_columns=(columns.user, columns.item)), columns, where, []
+
+
 def load_interactions(source: str | Path | pd.DataFrame, options: LoadOptions = LoadOptions(),
                       *, item_ids: np.ndarray | None = None) -> tuple[Interactions, LoadReport]:
     """Read, validate, map and clean a log. `item_ids` adds catalogue items with no interactions."""
-    if isinstance(source, pd.DataFrame):
-        where = Where("DataFrame", is_file=False)
-        table = pa.Table.from_pandas(source, preserve_index=False)
-    else:
-        where = Where(str(source), is_file=True)
-        table = read_table(source, string_columns=tuple(
-            c for c in (options.user_col, options.item_col) if c) + USER_COLUMNS + ITEM_COLUMNS)
-    report = LoadReport(source=where.source, rows_read=table.num_rows)
-    inter = interactions_from_table(table, where, user_col=options.user_col, item_col=options.item_col,
-                                    rating_col=options.rating_col, time_col=options.time_col, detect=True)
+    if options.duplicates not in DUPLICATE_POLICIES:  # before reading: a typo should not cost a 20M-row read
+        raise DataError(f"unknown duplicate policy {options.duplicates!r}", expected=f"one of {DUPLICATE_POLICIES}")
+    table, columns, where, notes = read_interactions(source, options)
+    report = LoadReport(source=where.source, rows_read=table.num_rows, notes=notes)
+    report.use_columns(columns)
+    if columns.time and is_temporal(table.schema.field(columns.time).type):
+        report.notes.append(f"time column {columns.time!r}: dates and times read as unix seconds (UTC)")
+    inter = from_table(table, columns, where)
     del table
     keep = None
     if item_ids is not None and len(item_ids):
         extended = inter.item_map.extend(item_ids)
         inter = Interactions(**{**inter.__dict__, "item_map": extended})
         keep = extended.index(item_ids)
-    return clean(inter, options, report, keep), report
+    return clean(inter, options, report, keep, where), report

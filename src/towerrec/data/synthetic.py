@@ -32,7 +32,8 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from towerrec.data.datasets import Dataset
+from towerrec.data.columns import Columns
+from towerrec.data.dataset import Dataset
 from towerrec.data.features import FeatureTable
 from towerrec.data.idmap import IdMap
 from towerrec.data.interactions import Interactions
@@ -284,6 +285,7 @@ def synthetic(n_users: int, n_items: int, n_interactions: int, *, n_clusters: in
                          time=log.pop("time").astype(np.float64), time_kind="timestamp", rating=rating)
     report = LoadReport(source=f"synthetic({n_users}, {n_items}, {n_interactions}, seed={seed})",
                         rows_read=len(inter))
+    report.use_columns(Columns(user="user_id", item="item_id", rating="rating", time="timestamp"))  # as written
     if log["n_unfilled"]:
         report.notes.append(f"synthetic: {log['n_unfilled']:,} requested interactions could not be filled "
                             f"with unique (user, item) pairs")

@@ -74,9 +74,9 @@ def thread_environment(threads: int):
 
 
 def _cost_rank(exp, label: str) -> int:
-    """Bigger first: models with an `epochs` field train longest."""
-    config = exp.models[label].build().config
-    return -int(getattr(config, "epochs", 0) or 0)
+    """Bigger first: models trained by the shared loop (a `train` config) take longest, by epochs."""
+    train = getattr(exp.models[label].build().config, "train", None)
+    return -int(train.epochs) if train is not None else 0
 
 
 def run_cells(exp, splits: dict[int, Split], dataset, cells: Sequence[tuple[int, str]], jobs: int,

@@ -59,7 +59,7 @@ class Examples:
 @dataclass
 class ExperimentResult:
     experiment: Experiment
-    dataset: object                 # towerrec.data.datasets.Dataset (titles, name, checksum)
+    dataset: object                 # towerrec.data.dataset.Dataset (titles, name, checksum)
     records: list[ModelSeed]
     examples: Examples
     item_share: np.ndarray          # [n_items] train share of the first seed (catalogue popularity)
@@ -77,7 +77,7 @@ def _info(message: str) -> None:
 
 def load_data(exp: Experiment, data_dir: str | None = None):
     """The experiment's dataset, names resolved via `data_dir` or $TOWERREC_DATA."""
-    from towerrec.data.datasets import load_dataset
+    from towerrec.data.registry import load_dataset
 
     dataset = load_dataset(exp.resolve_source(), exp.data.load_options(),
                            data_dir=data_dir or os.environ.get("TOWERREC_DATA"))

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -42,15 +43,18 @@ _MAX_PADDING = 1.25
 class ALSConfig:
     """Defaults tuned on the ml-100k random 8:1:1 *valid* split (seed 0); see benchmarks/."""
 
-    factors: int = 64              # ml-100k valid NDCG@10 flat from 48 to 96 (0.265-0.268); 32: 0.264
+    embedding_dim: int = 64        # alias `factors`; ml-100k valid NDCG@10 flat from 48 to 96 (0.265-0.268); 32: 0.264
     regularization: float = 25.0   # large, as Y^T Y sums over all items; at alpha 1: 1 -> 0.225, 10 -> 0.250
     alpha: float = 2.0             # observed pairs weigh 1 + alpha; valid best 1.5-3 with lam 20-30
     confidence: str = "linear"     # "linear": c = 1 + alpha*w;  "log": c = 1 + alpha*log(1 + w/epsilon)
     epsilon: float = 1.0           # only for "log"
     use_weights: bool = False      # w = 1 per interaction; ratings as w (alpha 0.5) were +0.002, i.e. noise
     reg_exponent: float = 0.0      # lam_u = lam * (conf_u / mean conf)^reg_exponent; 1 was -0.004 here
-    iterations: int = 10           # exact solves converge fast: 8, 10, 15, 20 all within 0.0005
-    init_std: float = 0.1          # item/user factors start at N(0, init_std^2 / factors)
+    epochs: int = 10               # alias `iterations`; exact solves converge fast: 8, 10, 15, 20 all within 0.0005
+    init_std: float = 0.1          # item/user factors start at N(0, init_std^2 / embedding_dim)
+
+    #: the published names (Hu et al.; implicit's `ALS(factors=, iterations=)`) accepted as aliases
+    ALIASES: ClassVar[dict[str, str]] = {"factors": "embedding_dim", "iterations": "epochs"}
 
 
 class ALS(Recommender):
@@ -59,7 +63,9 @@ class ALS(Recommender):
     Use it when you want compact user/item embeddings (e.g. to serve from an ANN index) and a fit
     that takes seconds. New users are folded in by solving their factor from their history.
 
-    >>> model = ALS(factors=64, iterations=15).fit(split.train, options=FitOptions(seed=0))
+    >>> model = ALS(embedding_dim=64, epochs=15).fit(split.train, options=FitOptions(seed=0))
+    >>> ALS(factors=64, iterations=15).config == model.config     # the published names are aliases
+    True
     >>> recs = model.recommend(["196"], k=10)
     >>> recs = model.recommend(history=["242", "302"], k=10)   # folded in, no retraining
     >>> sims = model.similar_items(["242"], k=5)               # cosine on item factors
@@ -103,15 +109,15 @@ class ALS(Recommender):
         reg_u = self._reg(conf_u, self.mean_conf_).to(device)
         reg_i = self._reg(conf_i, mean_conf_items).to(device)
         gen = torch.Generator().manual_seed(options.seed)
-        std = cfg.init_std / math.sqrt(cfg.factors)
-        users = (torch.randn(conf_u.shape[0], cfg.factors, generator=gen) * std).to(device)
-        items = (torch.randn(conf_u.shape[1], cfg.factors, generator=gen) * std).to(device)
-        blocks_u = _Blocks(conf_u, reg_u, cfg.factors, device)
-        blocks_i = _Blocks(conf_i, reg_i, cfg.factors, device)
+        std = cfg.init_std / math.sqrt(cfg.embedding_dim)
+        users = (torch.randn(conf_u.shape[0], cfg.embedding_dim, generator=gen) * std).to(device)
+        items = (torch.randn(conf_u.shape[1], cfg.embedding_dim, generator=gen) * std).to(device)
+        blocks_u = _Blocks(conf_u, reg_u, cfg.embedding_dim, device)
+        blocks_i = _Blocks(conf_i, reg_i, cfg.embedding_dim, device)
         self.loss_history_: list[float] = []
         # items first, then users: the final user factors are the exact solve for the final item
         # factors, so folding in a training user's history reproduces its own factor
-        for _ in range(cfg.iterations):
+        for _ in range(cfg.epochs):
             items = blocks_i.solve(users)
             users = blocks_u.solve(items)
             self.loss_history_.append(_loss(conf_u, users, items, reg_u, reg_i))
@@ -132,7 +138,7 @@ class ALS(Recommender):
         """User factors [n, factors] for histories `seen` [n, n_items], items held fixed."""
         conf = self._confidence(seen.tocsr())
         reg = self._reg(conf, self.mean_conf_)
-        return _Blocks(conf, reg, self.config.factors, torch.device("cpu")).solve(self.item_factors_)
+        return _Blocks(conf, reg, self.config.embedding_dim, torch.device("cpu")).solve(self.item_factors_)
 
     def _score_histories(self, histories: Sequences) -> torch.Tensor:
         return self.history_vectors(histories) @ self.item_factors_.T

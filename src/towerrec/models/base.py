@@ -31,7 +31,7 @@ import scipy.sparse as sp
 import torch
 
 from towerrec.artifact import load_recommender, save_recommender
-from towerrec.config import apply_overrides
+from towerrec.config import apply_overrides, config_diff
 from towerrec.data.features import FeatureTable
 from towerrec.data.interactions import Interactions
 from towerrec.data.sequences import Sequences
@@ -93,8 +93,12 @@ class Recommender:
         self.config = apply_overrides(base, overrides, source=type(self).__name__)
 
     def __repr__(self) -> str:
-        state = "fitted" if hasattr(self, "seen_") else "not fitted"
-        return f"{type(self).__name__}({state}; {self.config})"
+        """`SASRec(train.epochs=50, fitted)`: the settings that differ from the defaults, and the state."""
+        changed = [f"{path}={value!r}" for path, value in config_diff(self.Config(), self.config)] \
+            if dataclasses.is_dataclass(self.config) else []
+        fitted = f"fitted on {len(self.user_map_):,} users x {len(self.item_map_):,} items" \
+            if hasattr(self, "seen_") else "not fitted"
+        return f"{type(self).__name__}({', '.join([*changed, fitted])})"
 
     # ---- lifecycle -------------------------------------------------------------------------
     def fit(self, interactions: Interactions, *, user_features: FeatureTable | None = None,
@@ -353,4 +357,3 @@ def _as_list(ids: Sequence[str] | str | int) -> list:
     if isinstance(ids, (str, bytes, int, np.integer)):
         return [ids]
     return list(ids)
-

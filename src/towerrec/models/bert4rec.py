@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from towerrec.data.sequences import Sequences, Windows
-from towerrec.models.sequential import NextItemModule, SequentialRecommender, init_normal
+from towerrec.models.sequential import SequenceTraining, NextItemModule, SequentialRecommender, init_normal
 from towerrec.towers.sequence import TransformerEncoder
 
 
@@ -34,17 +34,7 @@ class BERT4RecConfig:
     attn_dropout: float = 0.2
     mask_ratio: float = 0.2         # share of a chunk's items hidden per step
     last_mask_prob: float = 0.1     # also hide the newest item: the serving task
-    loss: str = "ce"                # "ce" | "sampled_softmax" | "bce" | "gbce"
-    n_negatives: int = 256
-    negative_sampler: str = "uniform"
-    gbce_t: float = 0.75
-    window_stride: int | None = None    # None = max_len: non-overlapping chunks
-    epochs: int = 200
-    batch_size: int = 1024          # item positions per step (chunks of similar length fill it)
-    learning_rate: float = 1e-3
-    weight_decay: float = 0.0
-    patience: int = 10
-    grad_clip: float = 0.0
+    train: SequenceTraining = SequenceTraining()   # loss, negatives, window_stride and the loop (epochs, ...)
 
 
 class BERT4RecModule(NextItemModule):
@@ -83,7 +73,7 @@ class BERT4Rec(SequentialRecommender):
         return BERT4RecModule(n_items, self.config)
 
     def _training_windows(self, sequences: Sequences) -> Windows:
-        return sequences.chunks(self.config.max_len, self.config.window_stride)
+        return sequences.chunks(self.config.max_len, self.config.train.window_stride)
 
     def _corrupt(self, inputs: np.ndarray, targets: np.ndarray, rng: np.random.Generator
                  ) -> tuple[np.ndarray, np.ndarray]:

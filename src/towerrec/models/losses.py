@@ -98,9 +98,9 @@ def shared_negative_softmax(positive: torch.Tensor, negative: torch.Tensor, *,
     return F.cross_entropy(logits, torch.zeros(len(logits), dtype=torch.long, device=logits.device))
 
 
-def gbce_beta(n_negatives: int, n_items: int, t: float) -> float:
+def gbce_beta(negatives: int, n_items: int, t: float) -> float:
     """gSASRec's beta = alpha * (t * (1 - 1/alpha) + 1/alpha), alpha = M / (n_items - 1)."""
-    alpha = n_negatives / max(n_items - 1, 1)
+    alpha = negatives / max(n_items - 1, 1)
     return alpha * (t * (1.0 - 1.0 / alpha) + 1.0 / alpha)
 
 

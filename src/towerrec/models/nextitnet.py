@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from towerrec.models.sequential import NextItemModule, SequentialRecommender
+from towerrec.models.sequential import SequenceTraining, NextItemModule, SequentialRecommender
 from towerrec.towers.sequence import CausalConvEncoder
 
 
@@ -25,17 +25,7 @@ class NextItNetConfig:
     dropout: float = 0.0            # on the input embeddings (the paper uses none)
     max_len: int = 50
     seen_bias: bool = False         # learn one offset for items already in the window (off: vanilla)
-    loss: str = "ce"                # "ce" | "sampled_softmax" | "bce" | "gbce"
-    n_negatives: int = 256
-    negative_sampler: str = "uniform"
-    gbce_t: float = 0.75
-    window_stride: int | None = None    # None = max_len // 2: every target sees >= half a window
-    epochs: int = 200
-    batch_size: int = 1024          # target positions per step (windows of similar length fill it)
-    learning_rate: float = 1e-3
-    weight_decay: float = 0.0
-    patience: int = 10
-    grad_clip: float = 0.0
+    train: SequenceTraining = SequenceTraining()   # loss, negatives, window_stride and the loop (epochs, ...)
 
 
 class NextItNetModule(NextItemModule):

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
-from towerrec.models.sequential import NextItemModule, SequentialRecommender, init_normal
+from towerrec.models.sequential import SequenceTraining, NextItemModule, SequentialRecommender, init_normal
 from towerrec.towers.sequence import TransformerEncoder
 
 
@@ -38,17 +38,7 @@ class SASRecConfig:
     item_features: bool = False
     text: str = "none"              # "none" | "pretrained"
     text_model: str = ""            # "" = the bundled all-MiniLM-L6-v2; any sentence-transformers path/name
-    loss: str = "ce"                # "ce" | "sampled_softmax" | "bce" | "gbce"
-    n_negatives: int = 256          # sampled_softmax: shared per batch; bce/gbce: per position
-    negative_sampler: str = "uniform"   # or "popularity" (logQ-corrected for sampled_softmax)
-    gbce_t: float = 0.75            # gSASRec calibration (only for loss="gbce")
-    window_stride: int | None = None    # None = max_len // 2: every target sees >= half a window
-    epochs: int = 200
-    batch_size: int = 1024          # target positions per step (windows of similar length fill it)
-    learning_rate: float = 1e-3
-    weight_decay: float = 0.0
-    patience: int = 10              # RecBole stopping_step
-    grad_clip: float = 0.0
+    train: SequenceTraining = SequenceTraining()   # loss, negatives, window_stride and the loop (epochs, ...)
 
 
 class SASRecModule(NextItemModule):

@@ -13,8 +13,10 @@ every model that declares `capabilities.sequences`).
 """
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -35,11 +37,26 @@ from towerrec.towers.features import TableSpec
 SEQUENCE_LOSSES = ("ce", "sampled_softmax", "bce", "gbce")
 
 
-def check_loss(config: Any) -> None:
-    if config.loss not in SEQUENCE_LOSSES:
-        raise TowerrecError(f"unknown loss {config.loss!r}; choose one of {', '.join(SEQUENCE_LOSSES)}")
-    if config.negative_sampler not in ("uniform", "popularity"):
-        raise TowerrecError(f"negative_sampler must be 'uniform' or 'popularity', got {config.negative_sampler!r}")
+@dataclass(frozen=True)
+class SequenceTraining(TrainConfig):
+    """How every sequence model trains: the shared loop's settings (`TrainConfig`) and the next-item
+    loss. Defaults are RecBole's (200 epochs, patience 10, full softmax over the catalogue).
+
+    `batch_size` counts target positions per step (windows of similar length fill it)."""
+
+    epochs: int = 200
+    patience: int = 10                  # RecBole stopping_step
+    loss: str = "ce"                    # "ce" | "sampled_softmax" | "bce" | "gbce"
+    negatives: int = 256                # sampled_softmax: shared per batch; bce/gbce: per position
+    negative_sampler: str = "uniform"   # or "popularity" (logQ-corrected for sampled_softmax)
+    gbce_t: float = 0.75                # gSASRec calibration (only for loss="gbce")
+    window_stride: int | None = None    # None = max_len // 2 (BERT4Rec: max_len): every target sees >= half a window
+
+    def validate(self) -> None:
+        if self.loss not in SEQUENCE_LOSSES:
+            raise TowerrecError(f"unknown loss {self.loss!r}; choose one of {', '.join(SEQUENCE_LOSSES)}")
+        if self.negative_sampler not in ("uniform", "popularity"):
+            raise TowerrecError(f"negative_sampler must be 'uniform' or 'popularity', got {self.negative_sampler!r}")
 
 
 class NextItemModule(nn.Module):
@@ -47,9 +64,9 @@ class NextItemModule(nn.Module):
 
     Tokens: item i is token i + 1, token 0 is padding (`towerrec.data.sequences`).
     `encode(inputs [B, L], times [B, L] | None) -> [B, L, dim]`.
-    Losses (config.loss): "ce" = softmax over the full catalogue; "sampled_softmax" = softmax over
-    the positive and `n_negatives` negatives shared by the batch, logQ-corrected when drawn by
-    popularity; "bce" / "gbce" = logistic loss with `n_negatives` negatives per position (gSASRec's
+    Losses (config.train.loss): "ce" = softmax over the full catalogue; "sampled_softmax" = softmax over
+    the positive and `negatives` negatives shared by the batch, logQ-corrected when drawn by
+    popularity; "bce" / "gbce" = logistic loss with `negatives` negatives per position (gSASRec's
     calibrated gBCE for "gbce", plain BCE as in the SASRec paper for "bce").
 
     `config.seen_bias` adds one learned offset to the score of every item already in the input
@@ -63,9 +80,10 @@ class NextItemModule(nn.Module):
     def __init__(self, n_items: int, config: Any) -> None:
         super().__init__()
         self.n_items = n_items
-        self.loss_name = config.loss
-        self.n_negatives = config.n_negatives
-        self.gbce_beta = losses.gbce_beta(config.n_negatives, n_items, config.gbce_t) if config.loss == "gbce" else 1.0
+        training = config.train
+        self.loss_name = training.loss
+        self.negatives = training.negatives
+        self.gbce_beta = losses.gbce_beta(training.negatives, n_items, training.gbce_t) if training.loss == "gbce" else 1.0
         self.item_embedding = nn.Embedding(n_items + 1, config.embedding_dim, padding_idx=0)
         self.seen_logit = nn.Parameter(torch.zeros(())) if getattr(config, "seen_bias", False) else None
         self.content: ItemContent | None = None
@@ -234,9 +252,8 @@ class LengthBatches:
 class SequentialRecommender(Recommender):
     """Lifecycle of a next-item model; subclasses set `name`, `Config` and `_build`.
 
-    The config must hold: embedding_dim, max_len, window_stride, loss, n_negatives,
-    negative_sampler, gbce_t, epochs, batch_size, learning_rate, weight_decay, patience, grad_clip;
-    optionally item_features, text, text_model (item content added to the id
+    The config must hold: embedding_dim, max_len and `train: SequenceTraining`; optionally
+    item_features, text, text_model (item content added to the id
     embeddings, `towerrec.towers.content`; SASRec and GRU4Rec have them).
     """
 
@@ -256,7 +273,7 @@ class SequentialRecommender(Recommender):
         (nothing on short ones) and was better on ml-100k (test NDCG@10 0.0605 vs 0.0570 at equal
         settings, one seed each; `benchmarks/sequential.py`). BERT4Rec overrides with item chunks.
         """
-        stride = self.config.window_stride or max(1, self.config.max_len // 2)
+        stride = self.config.train.window_stride or max(1, self.config.max_len // 2)
         return sequences.windows(self.config.max_len, stride)
 
     def _corrupt(self, inputs: np.ndarray, targets: np.ndarray, rng: np.random.Generator
@@ -268,7 +285,7 @@ class SequentialRecommender(Recommender):
     def _fit(self, interactions: Interactions, *, user_features: FeatureTable | None,
              item_features: FeatureTable | None, valid: Interactions | None, options: FitOptions) -> None:
         cfg = self.config
-        check_loss(cfg)
+        cfg.train.validate()
         torch.manual_seed(options.seed)
         self.sequences_ = Sequences.from_interactions(interactions)
         windows = self._training_windows(self.sequences_)
@@ -279,7 +296,7 @@ class SequentialRecommender(Recommender):
         counts = np.bincount(interactions.item_idx, minlength=interactions.n_items).astype(np.float64)
         prob = np.concatenate([[0.0], counts / counts.sum()])      # by token; padding never drawn
         use_times = self.uses_time and windows.times is not None
-        batches = LengthBatches(windows, cfg.batch_size, options.seed)
+        batches = LengthBatches(windows, cfg.train.batch_size, options.seed)
         make_batch = self._batcher(windows, batches, prob, use_times)
 
         def valid_scorer() -> Callable[[np.ndarray], torch.Tensor]:
@@ -287,9 +304,7 @@ class SequentialRecommender(Recommender):
 
         # one "sample" of the shared loop is one length-bucketed batch of windows
         result = train(self.module_, n_samples=batches.n_batches, make_batch=make_batch,
-                       config=TrainConfig(epochs=cfg.epochs, batch_size=1,
-                                          learning_rate=cfg.learning_rate, weight_decay=cfg.weight_decay,
-                                          patience=cfg.patience, grad_clip=cfg.grad_clip),
+                       config=dataclasses.replace(cfg.train, batch_size=1),
                        options=options, valid=valid, valid_scorer=valid_scorer,
                        exclude_rows=self.seen_, desc=self.name)
         self.history_ = result.history
@@ -312,12 +327,12 @@ class SequentialRecommender(Recommender):
 
     def _batcher(self, windows: Windows, batches: LengthBatches, prob: np.ndarray, use_times: bool
                  ) -> Callable[[np.ndarray, np.random.Generator], dict[str, torch.Tensor]]:
-        cfg = self.config
+        cfg = self.config.train
         n_tokens = len(prob)
         popularity = cfg.negative_sampler == "popularity"
         log_q = None
         if cfg.loss == "sampled_softmax" and popularity:
-            log_q = torch.from_numpy(np.log(cfg.n_negatives * prob + 1e-12).astype(np.float32))
+            log_q = torch.from_numpy(np.log(cfg.negatives * prob + 1e-12).astype(np.float32))
 
         def draw(rng: np.random.Generator, size: int | tuple[int, ...]) -> np.ndarray:
             if popularity:
@@ -334,11 +349,11 @@ class SequentialRecommender(Recommender):
             if use_times:
                 batch["times"] = torch.from_numpy(windows.times[idx, first:])
             if cfg.loss == "sampled_softmax":
-                batch["negatives"] = torch.from_numpy(draw(rng, cfg.n_negatives))
+                batch["negatives"] = torch.from_numpy(draw(rng, cfg.negatives))
                 if log_q is not None:
                     batch["log_q"] = log_q
             elif cfg.loss in ("bce", "gbce"):
-                shape = (*batch["inputs"].shape, cfg.n_negatives)
+                shape = (*batch["inputs"].shape, cfg.negatives)
                 batch["negatives"] = torch.from_numpy(draw(rng, shape))
             return batch
 

@@ -39,6 +39,9 @@ ScoreFn = Callable[[np.ndarray], torch.Tensor]
 
 @dataclass(frozen=True)
 class TrainConfig:
+    """The shared loop's settings; every torch model holds one as its `train` field (the glossary
+    names `epochs`, `learning_rate`, ... reach it from Python, the CLI and TOML alike)."""
+
     epochs: int = 20
     batch_size: int = 1024          # global batch; split across ranks under torchrun
     learning_rate: float = 1e-3

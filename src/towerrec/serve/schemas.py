@@ -20,6 +20,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    JsonValue,
     PlainValidator,
     StrictBool,
     StrictFloat,
@@ -201,8 +202,6 @@ class Health(BaseModel):
 
 
 # ---- /info: every field listed; nothing is copied through from the artifact's files -------------------
-ConfigScalar = Union[StrictBool, StrictInt, StrictFloat, StrictStr, None]
-
 
 class DatasetInfo(BaseModel):
     """What the model was trained on, from the artifact's dataset info (checked on load)."""
@@ -250,8 +249,9 @@ class IndexInfo(BaseModel):
 
 class Info(BaseModel):
     model: str
-    config: dict[str, Union[ConfigScalar, list[ConfigScalar]]] = Field(
-        description="the model's hyperparameters (its typed config, as loaded)")
+    config: dict[str, JsonValue] = Field(
+        description="the model's hyperparameters (its typed config as loaded; nested configs such as "
+                    "`train` are objects)")
     artifact: str | None = Field(None, description="the artifact folder's name")
     artifact_towerrec_version: str | None = Field(None, description="the towerrec version that saved the model")
     towerrec_version: str

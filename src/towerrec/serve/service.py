@@ -213,13 +213,16 @@ class RecommenderService:
         """What `/info` shows (`schemas.Info`): built from the loaded model and index, so only
         checked values reach a client (the dataset info was validated by `towerrec.artifact`)."""
         import dataclasses
+        import json
 
         from towerrec import __version__
 
         model = self.model
         index = self.index.describe() if self.index is not None else {
             "kind": "model", "note": f"{model.name} has no embeddings: exact scores from the model itself"}
-        config = dataclasses.asdict(model.config) if dataclasses.is_dataclass(model.config) else {}
+        # tuples -> lists, nested configs (train) -> objects: plain JSON, as model.json holds it
+        config = (json.loads(json.dumps(dataclasses.asdict(model.config), default=str))
+                  if dataclasses.is_dataclass(model.config) else {})
         return {
             "model": model.name, "config": config,
             "artifact": Path(self.artifact).name if self.artifact else None,   # not the server's own path

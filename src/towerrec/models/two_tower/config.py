@@ -5,14 +5,17 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from towerrec.config import apply_overrides
 from towerrec.errors import TowerrecError
 from towerrec.models.losses import LOSSES
+from towerrec.models.train import TrainConfig
 from towerrec.towers.inputs import EncoderSizes
 
 
 @dataclass(frozen=True)
 class TwoTowerConfig:
-    """Every field is a plain value so TOML can override it (`dataclasses.replace`)."""
+    """What each tower reads, sizes, regularisation, the loss and `train` (the shared loop's settings).
+    Overrides go through `towerrec.config.apply_overrides` (`epochs=5` sets `train.epochs`)."""
 
     preset: str = "hybrid"            # a label; `TwoTowerConfig.for_preset(name)` applies a preset
     # what each tower sees
@@ -59,12 +62,9 @@ class TwoTowerConfig:
     sampling: str = "pairs"
     holdout: float = 0.2
     users_per_batch: int = 128        # "users" sampling: users per step
-    epochs: int = 30
-    batch_size: int = 1024
-    learning_rate: float = 3e-3
-    weight_decay: float = 1e-4
-    patience: int = 3
-    steps_per_epoch: int = 0          # > 0: batches per "epoch" (a fresh permutation each time)
+    # the shared loop: epochs, batch_size (pairs per step), learning_rate, weight_decay, patience,
+    # steps_per_epoch (> 0: batches per "epoch", to validate more often on big logs)
+    train: TrainConfig = TrainConfig(epochs=30, batch_size=1024, learning_rate=3e-3, weight_decay=1e-4, patience=3)
 
     def sizes(self) -> EncoderSizes:
         return EncoderSizes(id_dim=self.id_dim, feature_dim=self.feature_dim, text_dim=self.text_dim,
@@ -94,7 +94,8 @@ class TwoTowerConfig:
         """The preset `name` ("cf", "content", "hybrid") with `overrides` on top."""
         if name not in PRESETS:
             raise TowerrecError(f"unknown two-tower preset {name!r}; choose one of {', '.join(PRESETS)}")
-        return dataclasses.replace(cls(), preset=name, **{**PRESETS[name], **overrides})
+        return apply_overrides(dataclasses.replace(cls(), preset=name, **PRESETS[name]), overrides,
+                               source=f"two-tower[{name}]")
 
 
 # Defaults tuned on the ml-100k random split's VALID part (benchmarks/two_tower.py).

@@ -2,6 +2,7 @@
 protocol of `towerrec.models.base`, new users from features, new items from content, artifacts."""
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import numpy as np
@@ -15,7 +16,7 @@ from towerrec.data.sequences import Sequences
 from towerrec.errors import TowerrecError
 from towerrec.models.base import Capabilities, FitOptions, Recommendations, Recommender
 from towerrec.models.losses import candidate_log_q
-from towerrec.models.train import TrainConfig, train
+from towerrec.models.train import train
 from towerrec.models.two_tower.batches import PairBatches, UserBatches, histories
 from towerrec.models.two_tower.config import TwoTowerConfig
 from towerrec.models.two_tower.module import TwoTowerModule
@@ -67,14 +68,12 @@ class TwoTower(Recommender):
                                    np.where(item_counts > 0, np.arange(1, n_items + 1), 0),
                                    user_arrays, item_arrays, n_user_ids=n_users, n_item_ids=n_items)
         item_prob = item_counts / max(item_counts.sum(), 1)
-        self.module_.log_q.copy_(torch.from_numpy(candidate_log_q(item_prob, c.batch_size, c.negatives,
+        self.module_.log_q.copy_(torch.from_numpy(candidate_log_q(item_prob, c.train.batch_size, c.negatives,
                                                                   c.negative_sampler)))
         by_user = c.sampling == "users"
         batches = (UserBatches if by_user else PairBatches)(interactions, self.seen_, c)
         result = train(self.module_, n_samples=batches.n_samples, make_batch=batches,
-                       config=TrainConfig(epochs=c.epochs, batch_size=c.users_per_batch if by_user else c.batch_size,
-                                          learning_rate=c.learning_rate, weight_decay=c.weight_decay,
-                                          patience=c.patience, steps_per_epoch=c.steps_per_epoch),
+                       config=dataclasses.replace(c.train, batch_size=c.users_per_batch) if by_user else c.train,
                        options=options, valid=valid, valid_scorer=self._valid_scorer, exclude_rows=self.seen_,
                        desc=f"{self.name}[{c.preset}]")
         self.history_, self.best_epoch_, self.seconds_to_best_ = result.history, result.best_epoch, result.seconds_to_best

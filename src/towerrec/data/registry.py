@@ -1,15 +1,13 @@
-"""Named public datasets and the dataset-folder loader.
+"""Named public datasets: the registry, where names resolve, verified downloads, and `load_dataset`.
 
 A dataset is a folder (the convention of ../shared/data/README.md): `interactions.csv|.csv.gz|.parquet`
 with `user_id,item_id[,rating][,timestamp|position]`, optional `items.*` and `users.*` feature tables
-(multi-valued fields `|`-separated). `load_dataset` takes a name, such a folder, a single table file or
-a DataFrame and returns one `Dataset`: interactions with ids mapped once, item/user feature tables
-aligned to the id maps, the raw item table for titles, and a `LoadReport` saying what every filter
-removed.
+(multi-valued fields `|`-separated). `load_dataset` is the one front door: it takes a name, such a
+folder, a single table file or DataFrames and returns one `Dataset` (`towerrec.data.dataset`).
 
 Names resolve locally first (`data_dir`, `$TOWERREC_DATA`, the cache). Only an explicit download
 fetches the official archive, checks its published checksum and converts it into the folder
-convention, so a run never reaches the network by surprise.
+convention (`towerrec.data.converters`), so a run never reaches the network by surprise.
 
 >>> ds = load_dataset("ml-100k", data_dir="../shared/data")            # doctest: +SKIP
 >>> ds.interactions.n_users, ds.titles([0])                            # doctest: +SKIP
@@ -18,7 +16,6 @@ convention, so a run never reaches the network by surprise.
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import shutil
 import tempfile
@@ -26,25 +23,22 @@ import urllib.error
 import urllib.request
 import zipfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from towerrec.data.features import FeatureTable
-from towerrec.data.interactions import Interactions
-from towerrec.data.load import (ITEM_COLUMNS, USER_COLUMNS, LoadOptions, LoadReport, load_interactions,
-                                read_table)
-from towerrec.data.validate import Where, unique_ids
+from towerrec.data.converters import (CHUNK, convert_amazon_ratings, convert_ciao, convert_lastfm_hetrec,
+                                      convert_ml1m, convert_ml100k, convert_movielens_csv)
+from towerrec.data.dataset import Dataset
+from towerrec.data.load import LoadOptions
+from towerrec.data.synthetic import DEFAULT_SIZE, synthetic
+from towerrec.data.tables import TABLE_SUFFIXES, exists, file_digest, find_table, is_dir, list_dir
 from towerrec.errors import DataError
 from towerrec.progress import progress
 
-TABLE_ORDER = (".parquet", ".pq", ".csv", ".csv.gz", ".tsv", ".tsv.gz")
-TITLE_COLUMNS = ("title", "name", "item_name", "product_name")
 SYNTHETIC = "synthetic"
-_CHUNK = 1 << 20  # download block: 1 MiB, also the progress bar's unit
 
 
 # ---- the registry ------------------------------------------------------------------------------
@@ -75,131 +69,6 @@ _ML_TERMS = ("GroupLens MovieLens terms: research use, no commercial use without
              "Harper & Konstan (2015, ACM TiiS), do not imply endorsement")
 _AMAZON_2014 = ("no LICENSE file; cite the preprocessing paper and McAuley et al. (SIGIR 2015); the underlying "
                 "Amazon reviews are for research purposes")
-
-
-# ---- converters: raw archive -> folder convention ----------------------------------------------
-def _member(zf: zipfile.ZipFile, basename: str) -> str:
-    """The archive member called `basename`, in whatever folder the archive puts it."""
-    for name in zf.namelist():
-        if name == basename or name.endswith("/" + basename):
-            return name
-    raise DataError(f"the archive has no member {basename!r}", source=zf.filename,
-                    expected=f"the official archive layout (members: {zf.namelist()[:8]})")
-
-
-def _write(frame: pd.DataFrame, path: Path) -> None:
-    frame.to_csv(path, index=False)
-
-
-def _copy_csv(zf: zipfile.ZipFile, member: str, expected: str, header: str, dest: Path) -> None:
-    """Stream a CSV out of the archive renaming its header: 20M rows cost no memory and no parsing."""
-    with zf.open(member) as src, open(dest, "wb") as out:
-        first = src.readline().decode("utf-8").strip()
-        if first != expected:
-            raise DataError(f"unexpected header {first!r} in {member}", source=zf.filename, expected=expected)
-        out.write((header + "\n").encode())
-        shutil.copyfileobj(src, out, _CHUNK)
-
-
-def _pipe_join(frame: pd.DataFrame, key: str, value: str) -> pd.Series:
-    """Distinct values per key, pipe-joined in order of first appearance (tags, categories)."""
-    clean = frame[[key, value]].dropna()
-    clean = clean.assign(**{value: clean[value].astype(str).str.strip().str.replace("|", "/", regex=False)})
-    clean = clean[clean[value] != ""].drop_duplicates()
-    return clean.groupby(key, sort=False)[value].agg("|".join)
-
-
-def convert_ml100k(archive: Path, out: Path) -> None:
-    """ml-100k.zip: tab-separated u.data, `|`-separated latin-1 u.item (19 genre flags) and u.user."""
-    with zipfile.ZipFile(archive) as zf:
-        ratings = pd.read_csv(zf.open(_member(zf, "u.data")), sep="\t", header=None, dtype=str,
-                              names=["user_id", "item_id", "rating", "timestamp"])
-        genres = pd.read_csv(zf.open(_member(zf, "u.genre")), sep="|", header=None, encoding="latin-1",
-                             names=["genre", "code"]).dropna().sort_values("code")["genre"].tolist()
-        items = pd.read_csv(zf.open(_member(zf, "u.item")), sep="|", header=None, encoding="latin-1",
-                            dtype=str, names=["item_id", "title", "release_date", "video_date", "imdb_url",
-                                              *genres])
-        users = pd.read_csv(zf.open(_member(zf, "u.user")), sep="|", header=None, dtype=str,
-                            names=["user_id", "age", "gender", "occupation", "zip_code"])
-    flags = items[genres].fillna("0").astype(int)
-    # flags [n, 19] 0/1 @ "name|" strings: each row concatenates the names of its set flags
-    items["genres"] = flags.dot(pd.Series([g + "|" for g in genres], index=genres)).str.rstrip("|")
-    items["year"] = pd.to_datetime(items["release_date"], format="%d-%b-%Y", errors="coerce").dt.year.astype("Int64")
-    _write(ratings, out / "interactions.csv")
-    _write(items[["item_id", "title", "release_date", "year", "genres", "imdb_url"]], out / "items.csv")
-    _write(users, out / "users.csv")
-
-
-def _read_dat(zf: zipfile.ZipFile, basename: str, names: list[str]) -> pd.DataFrame:
-    """ml-1m `::`-separated latin-1 .dat: swap `::` for a tab so the C parser reads it (10x faster)."""
-    raw = zf.read(_member(zf, basename)).replace(b"::", b"\t")
-    return pd.read_csv(io.BytesIO(raw), sep="\t", header=None, names=names, dtype=str, encoding="latin-1",
-                       quoting=3)  # QUOTE_NONE: titles contain quote marks
-
-
-def convert_ml1m(archive: Path, out: Path) -> None:
-    """ml-1m.zip: ratings.dat, movies.dat (genres already `|`-separated), users.dat (coded age/occupation)."""
-    with zipfile.ZipFile(archive) as zf:
-        ratings = _read_dat(zf, "ratings.dat", ["user_id", "item_id", "rating", "timestamp"])
-        movies = _read_dat(zf, "movies.dat", ["item_id", "title", "genres"])
-        users = _read_dat(zf, "users.dat", ["user_id", "gender", "age", "occupation", "zip_code"])
-    movies["year"] = movies["title"].str.extract(r"\((\d{4})\)\s*$", expand=False)
-    _write(ratings, out / "interactions.csv")
-    _write(movies[["item_id", "title", "year", "genres"]], out / "items.csv")
-    _write(users, out / "users.csv")
-
-
-def convert_movielens_csv(archive: Path, out: Path) -> None:
-    """ml-20m / ml-latest-small: ratings.csv, movies.csv, links.csv, tags.csv (UTF-8 CSVs).
-
-    items.csv gets `year` (from the title), IMDb/TMDb ids and the movie's distinct user tags.
-    """
-    with zipfile.ZipFile(archive) as zf:
-        _copy_csv(zf, _member(zf, "ratings.csv"), "userId,movieId,rating,timestamp",
-                  "user_id,item_id,rating,timestamp", out / "interactions.csv")
-        movies = pd.read_csv(zf.open(_member(zf, "movies.csv")), dtype=str)
-        links = pd.read_csv(zf.open(_member(zf, "links.csv")), dtype=str)
-        tags = pd.read_csv(zf.open(_member(zf, "tags.csv")), dtype=str)
-        _copy_csv(zf, _member(zf, "tags.csv"), "userId,movieId,tag,timestamp",
-                  "user_id,item_id,tag,timestamp", out / "tags.csv")
-    items = movies.rename(columns={"movieId": "item_id"})
-    items["year"] = items["title"].str.extract(r"\((\d{4})\)\s*$", expand=False)
-    links = links.rename(columns={"movieId": "item_id", "imdbId": "imdb_id", "tmdbId": "tmdb_id"})
-    items = items.merge(links, on="item_id", how="left")
-    items["tags"] = items["item_id"].map(_pipe_join(tags, "movieId", "tag"))
-    _write(items[["item_id", "title", "year", "genres", "imdb_id", "tmdb_id", "tags"]], out / "items.csv")
-
-
-def convert_lastfm_hetrec(archive: Path, out: Path) -> None:
-    """hetrec2011-lastfm-2k.zip: tab-separated user_artists.dat (weight = listening count), artists.dat."""
-    tsv = {"sep": "\t", "dtype": str, "quoting": 3, "encoding": "utf-8", "encoding_errors": "replace"}
-    with zipfile.ZipFile(archive) as zf:
-        plays = pd.read_csv(zf.open(_member(zf, "user_artists.dat")), **tsv)
-        artists = pd.read_csv(zf.open(_member(zf, "artists.dat")), **tsv)
-        friends = pd.read_csv(zf.open(_member(zf, "user_friends.dat")), **tsv)
-    _write(plays.set_axis(["user_id", "item_id", "rating"], axis=1), out / "interactions.csv")
-    _write(artists.iloc[:, :3].set_axis(["item_id", "title", "url"], axis=1), out / "items.csv")
-    _write(friends.set_axis(["user_id", "friend_id"], axis=1), out / "user_friends.csv")
-
-
-def convert_ciao(archive: Path, out: Path) -> None:
-    """ciao_with_rating_timestamp.zip: MATLAB `rating` matrix [n, 6] (user, product, category, rating,
-    helpfulness, unix time)."""
-    import scipy.io
-
-    with zipfile.ZipFile(archive) as zf:
-        mat = scipy.io.loadmat(io.BytesIO(zf.read(_member(zf, "rating_with_timestamp.mat"))))["rating"]
-    cols = ["user_id", "item_id", "category_id", "rating", "helpfulness", "timestamp"]
-    frame = pd.DataFrame(np.asarray(mat).round().astype(np.int64), columns=cols)
-    _write(frame[["user_id", "item_id", "rating", "timestamp", "helpfulness"]], out / "interactions.csv")
-    cats = _pipe_join(frame, "item_id", "category_id")
-    _write(pd.DataFrame({"item_id": cats.index, "category_id": cats.to_numpy()}), out / "items.csv")
-
-
-def convert_amazon_ratings(raw: Path, out: Path) -> None:
-    """Amazon Review Data (2018) "ratings only" CSV: headerless item, user, rating, unix time."""
-    frame = pd.read_csv(raw, header=None, names=["item_id", "user_id", "rating", "timestamp"], dtype=str)
-    _write(frame[["user_id", "item_id", "rating", "timestamp"]], out / "interactions.csv")
 
 
 DATASETS: dict[str, DatasetSpec] = {
@@ -282,17 +151,8 @@ def _search_roots(data_dir: str | Path | None) -> list[tuple[str, Path]]:
     return roots + [("cache", cache_root())]
 
 
-def _find_table(folder: Path, stem: str) -> Path | None:
-    """`folder/stem.<csv|csv.gz|parquet|...>`; two candidates are ambiguous and an error."""
-    found = [folder / (stem + s) for s in TABLE_ORDER if (folder / (stem + s)).is_file()]
-    if len(found) > 1:
-        raise DataError(f"more than one {stem} table: {[p.name for p in found]}", source=str(folder),
-                        expected="exactly one, so it is clear which one is used")
-    return found[0] if found else None
-
-
 def _is_dataset(folder: Path) -> bool:
-    return folder.is_dir() and _find_table(folder, "interactions") is not None
+    return is_dir(folder) and find_table(folder, "interactions") is not None
 
 
 def find_local(name: str, data_dir: str | Path | None = None) -> Path | None:
@@ -312,10 +172,10 @@ def resolve(name_or_path: str | Path, data_dir: str | Path | None = None, *, dow
     downloaded into the cache only when `download=True` (verified unless `verify=False`).
     """
     path = Path(name_or_path).expanduser()
-    if path.exists():
+    if exists(path):
         return path
     name = str(name_or_path)
-    if os.sep in name or name.lower().endswith(tuple(TABLE_ORDER) + (".tab",)):
+    if os.sep in name or name.lower().endswith(TABLE_SUFFIXES):
         raise DataError("no such file or folder", source=name,
                         expected="an existing file or folder, or a dataset name (see `towerrec datasets`)")
     local = find_local(name, data_dir)
@@ -343,8 +203,8 @@ def _fetch(url: str, dest: Path, desc: str) -> dict[str, str]:
         request = urllib.request.Request(url, headers={"User-Agent": "towerrec"})
         with urllib.request.urlopen(request, timeout=60) as resp, open(dest, "wb") as fh:
             size = resp.headers.get("Content-Length")
-            total = -(-int(size) // _CHUNK) if size else None
-            for block in progress(iter(lambda: resp.read(_CHUNK), b""), desc=f"download {desc}",
+            total = -(-int(size) // CHUNK) if size else None
+            for block in progress(iter(lambda: resp.read(CHUNK), b""), desc=f"download {desc}",
                                   total=total, unit="MiB"):
                 fh.write(block)
                 md5.update(block)
@@ -352,15 +212,6 @@ def _fetch(url: str, dest: Path, desc: str) -> dict[str, str]:
     except (urllib.error.URLError, OSError, ValueError) as exc:
         raise DataError(f"download failed: {exc}", source=url) from None
     return {"md5": md5.hexdigest(), "sha256": sha.hexdigest()}
-
-
-def file_digest(path: str | Path, algorithm: str = "sha256") -> str:
-    """Hex digest of a file's bytes, read in 1 MiB blocks."""
-    h = hashlib.new(algorithm, usedforsecurity=False)  # a checksum, not security: allowed under FIPS
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(_CHUNK), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _check(spec: DatasetSpec, digests: dict[str, str], source: str) -> None:
@@ -452,7 +303,7 @@ def list_datasets(data_dir: str | Path | None = None) -> list[dict]:
                  "location": str(local) if local else "generated on demand", "license": "none needed"})
     known = {r["name"] for r in rows}
     for how, root in _search_roots(data_dir):
-        for folder in sorted(root.iterdir()) if root.is_dir() else []:
+        for folder in list_dir(root) if is_dir(root) else []:
             if folder.name not in known and _is_dataset(folder):
                 known.add(folder.name)
                 rows.append({"name": folder.name, "description": f"local folder ({how})", "rows": None,
@@ -460,130 +311,26 @@ def list_datasets(data_dir: str | Path | None = None) -> list[dict]:
     return rows
 
 
-# ---- loading -----------------------------------------------------------------------------------
-@dataclass
-class Dataset:
-    """Interactions plus aligned side information, and a report of how they were loaded.
-
-    `item_features`/`user_features` are aligned to `interactions.item_map`/`user_map`; `items`/`users`
-    are the raw tables (id column renamed to `item_id`/`user_id`) for titles and display.
-    `data_sha256` identifies the exact interaction data, for reproducibility manifests.
-    """
-
-    name: str
-    path: Path | None
-    interactions: Interactions
-    item_features: FeatureTable | None = None
-    user_features: FeatureTable | None = None
-    items: pd.DataFrame | None = None
-    users: pd.DataFrame | None = None
-    report: LoadReport = field(default_factory=lambda: LoadReport(source=""))
-    data_sha256: str | None = None
-
-    @property
-    def n_cold_items(self) -> int:
-        """Catalogue items (from items.*) that have no interaction."""
-        return int(np.count_nonzero(self.interactions.item_counts() == 0))
-
-    def checksum(self) -> str | None:
-        return self.data_sha256
-
-    def titles(self, item_idx: np.ndarray | list[int]) -> list[str]:
-        """A display title per item index: the items table's title/name column, else the item id."""
-        ids = self.interactions.item_map.ids[np.asarray(item_idx, dtype=np.int64)]
-        col = _title_column(self.items)
-        if col is None:
-            return [str(i) for i in ids]
-        lookup = pd.Series(self.items[col].to_numpy(), index=self.items["item_id"].astype(str))  # type: ignore[index]
-        titles = lookup.reindex(pd.Index(ids.astype(str)))
-        return [str(t) if isinstance(t, str) and t else str(i) for t, i in zip(titles.tolist(), ids)]
-
-
-def _title_column(items: pd.DataFrame | None) -> str | None:
-    if items is None:
-        return None
-    lower = {c.lower(): c for c in items.columns}
-    return next((lower[c] for c in TITLE_COLUMNS if c in lower), None)
-
-
-def _id_column(columns: list[str], wanted: str | None, candidates: tuple[str, ...], path: Path) -> str:
-    if wanted and wanted in columns:
-        return wanted
-    for c in candidates:
-        if c in columns:
-            return c
-    raise DataError(f"no id column found among {columns}", source=str(path),
-                    expected=f"one of {list(candidates)}, named as in the interactions file")
-
-
-def _read_side_table(path: Path, wanted: str | None, candidates: tuple[str, ...], role: str) -> pd.DataFrame:
-    """An items/users table with validated ids (non-blank, unique) in a column renamed `<role>_id`."""
-    table = read_table(path, string_columns=tuple(c for c in (wanted,) if c) + candidates)
-    if table.num_rows == 0:
-        raise DataError("the table has a header but no rows", source=str(path), expected=f"one row per {role}")
-    id_col = _id_column(table.column_names, wanted, candidates, path)
-    frame = table.to_pandas()
-    where = Where(str(path), is_file=True)
-    ids = frame[id_col].astype("string")
-    blank = (ids.isna() | (ids.str.strip() == "")).to_numpy(dtype=bool)
-    if blank.any():
-        raise where.error("blank or missing ids", column=id_col, positions=np.flatnonzero(blank),
-                          expected="a non-empty id on every row")
-    frame[id_col] = ids.astype(object)
-    unique_ids(frame, id_col, where)
-    return frame.rename(columns={id_col: f"{role}_id"})
-
-
-def _frame_sha256(frame: pd.DataFrame) -> str:
-    return hashlib.sha256(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes()).hexdigest()
-
-
+# ---- the front door ----------------------------------------------------------------------------
 def load_dataset(source: str | Path | pd.DataFrame, options: LoadOptions = LoadOptions(), *,
+                 items: pd.DataFrame | None = None, users: pd.DataFrame | None = None,
                  data_dir: str | Path | None = None, item_kinds: dict[str, str] | None = None,
                  user_kinds: dict[str, str] | None = None, download: bool = False,
                  verify: bool = True) -> Dataset:
     """Load a dataset name, dataset folder, single CSV/TSV/Parquet file or DataFrame.
 
-    Items listed in `items.*` without interactions stay in the catalogue (cold items) unless a
-    k-core filter redefines it; every filter and every side-table mismatch is in `report`.
-    `item_kinds`/`user_kinds` override the inferred feature kinds (`towerrec.data.features`).
+    Items listed in `items.*` (or the `items` DataFrame) without interactions stay in the catalogue
+    (cold items) unless a k-core filter redefines it; every filter and every side-table mismatch is
+    in `report`. `item_kinds`/`user_kinds` override the inferred feature kinds (`towerrec.data.features`).
     """
     if isinstance(source, pd.DataFrame):
-        inter, report = load_interactions(source, options)
-        return Dataset("DataFrame", None, inter, report=report, data_sha256=_frame_sha256(source))
-    if str(source) == SYNTHETIC and not Path(source).exists() and find_local(SYNTHETIC, data_dir) is None:
-        from towerrec.data.synthetic import DEFAULT_SIZE, synthetic
-
+        return Dataset.from_frame(source, items=items, users=users, options=options, item_kinds=item_kinds,
+                                  user_kinds=user_kinds)
+    if items is not None or users is not None:
+        raise DataError(f"items= and users= go with a DataFrame of interactions, not {str(source)!r}",
+                        expected="Dataset.from_frame(log, items=..., users=...), or items.csv/users.csv "
+                                 "inside the dataset folder")
+    if str(source) == SYNTHETIC and not exists(Path(source)) and find_local(SYNTHETIC, data_dir) is None:
         return synthetic(**DEFAULT_SIZE, options=options)
     path = resolve(source, data_dir, download=download, verify=verify)
-    if path.is_file():
-        inter, report = load_interactions(path, options)
-        return Dataset(path.name.split(".")[0], path, inter, report=report, data_sha256=file_digest(path))
-    inter_path = _find_table(path, "interactions")
-    if inter_path is None:
-        raise DataError("the folder has no interactions table", source=str(path),
-                        expected=f"interactions{'|'.join(TABLE_ORDER)} (see the dataset folder convention)")
-    items_path, users_path = _find_table(path, "items"), _find_table(path, "users")
-    items = _read_side_table(items_path, options.item_col, ITEM_COLUMNS, "item") if items_path else None
-    users = _read_side_table(users_path, options.user_col, USER_COLUMNS, "user") if users_path else None
-    catalogue = None if items is None else items["item_id"].to_numpy(dtype=object)
-    inter, report = load_interactions(inter_path, options, item_ids=catalogue)
-    item_features = user_features = None
-    if items is not None:
-        item_features = FeatureTable.from_frame(items, inter.item_map, id_col="item_id", source=str(items_path),
-                                                kinds=item_kinds, is_file=True)
-        n_cold = int(np.count_nonzero(inter.item_counts() == 0))
-        report.notes.append(f"{items_path.name}: {n_cold:,} of {inter.n_items:,} catalogue items have no "
-                            f"interactions (kept as cold items)")
-        report.notes.append(_side_note(items_path.name, item_features, "item"))
-    if users is not None:
-        user_features = FeatureTable.from_frame(users, inter.user_map, id_col="user_id", source=str(users_path),
-                                                kinds=user_kinds, is_file=True)
-        report.notes.append(_side_note(users_path.name, user_features, "user"))
-    return Dataset(path.name, path, inter, item_features, user_features, items, users, report,
-                   data_sha256=file_digest(inter_path))
-
-
-def _side_note(file: str, table: FeatureTable, role: str) -> str:
-    return (f"{file}: {table.n_without_row:,} {role}s with interactions have no feature row (defaults used); "
-            f"{table.n_unused_rows:,} rows are for {role}s not in the interactions (ignored)")
+    return Dataset.from_path(path, options, item_kinds=item_kinds, user_kinds=user_kinds)
