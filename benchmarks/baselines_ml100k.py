@@ -28,10 +28,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import peak_rss_mb, write_json  # noqa: E402
 
 from towerrec.data.load import load_interactions  # noqa: E402
-from towerrec.evaluate import evaluate  # noqa: E402
+from towerrec.evaluation import evaluate  # noqa: E402
 from towerrec.models import MODELS  # noqa: E402
 from towerrec.models.base import FitOptions  # noqa: E402
-from towerrec.split import random_split  # noqa: E402
+from towerrec.splits import random_split  # noqa: E402
 
 NAMES = ("pop", "itemknn", "ease", "als")
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-100k"

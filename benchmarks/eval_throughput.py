@@ -21,7 +21,7 @@ from _common import peak_rss_mb, write_json  # noqa: E402
 
 from towerrec.data.idmap import IdMap  # noqa: E402
 from towerrec.data.interactions import Interactions  # noqa: E402
-from towerrec.evaluate import evaluate_scores  # noqa: E402
+from towerrec.evaluation import evaluate_scores  # noqa: E402
 from towerrec.ranking import TieOrder  # noqa: E402
 
 

@@ -28,7 +28,7 @@ def generate(folder: Path, rows: int, users: int, items: int) -> Path:
 
 def measure(path: Path, split: str) -> dict:
     from towerrec.data.load import load_interactions
-    from towerrec.split import make_split
+    from towerrec.splits import make_split
 
     t0 = time.perf_counter()
     inter, report = load_interactions(path)

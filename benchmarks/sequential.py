@@ -120,10 +120,10 @@ def one_run(dataset: str, run: str, overrides: dict, threads: int, seed: int | N
 
     from towerrec.data.registry import load_dataset
     from towerrec.data.load import LoadOptions
-    from towerrec.evaluate import evaluate_split
+    from towerrec.evaluation import evaluate_split
     from towerrec.models import MODELS
     from towerrec.models.base import FitOptions
-    from towerrec.split import leave_one_out
+    from towerrec.splits import leave_one_out
 
     torch.set_num_threads(threads)
     model_name, config, run_seed = CONFIGS[dataset][run]

@@ -21,11 +21,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import write_json  # noqa: E402
 
 from towerrec.data.registry import load_dataset  # noqa: E402
-from towerrec.evaluate import evaluate_split  # noqa: E402
+from towerrec.evaluation import evaluate_split  # noqa: E402
 from towerrec.models.base import FitOptions, Recommender  # noqa: E402
 from towerrec.models.ease import EASE  # noqa: E402
 from towerrec.ranking import TieOrder  # noqa: E402
-from towerrec.split import random_split, temporal_split  # noqa: E402
+from towerrec.splits import random_split, temporal_split  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 

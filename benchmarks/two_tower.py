@@ -32,11 +32,11 @@ from _common import peak_rss_mb, write_json  # noqa: E402
 from towerrec.data.features import FeatureTable  # noqa: E402
 from towerrec.data.interactions import Interactions  # noqa: E402
 from towerrec.data.load import load_interactions  # noqa: E402
-from towerrec.evaluate import evaluate, evaluate_scores  # noqa: E402
+from towerrec.evaluation import evaluate, evaluate_scores  # noqa: E402
 from towerrec.ranking import TieOrder  # noqa: E402
 from towerrec.models.base import FitOptions  # noqa: E402
 from towerrec.models.two_tower import TwoTower, TwoTowerConfig  # noqa: E402
-from towerrec.split import cold_item_split, random_split  # noqa: E402
+from towerrec.splits import cold_item_split, random_split  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 PEERS = {"RecBole BPR": 0.2931, "RecBole EASE": 0.3295, "RecBole DSSM": 0.1097, "implicit ALS": 0.2069,

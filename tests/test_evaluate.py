@@ -11,11 +11,11 @@ import torch
 
 from towerrec.data.interactions import Interactions
 from towerrec.errors import TowerrecError
-from towerrec.evaluate import evaluate, evaluate_scores, evaluate_split
+from towerrec.evaluation import evaluate, evaluate_scores, evaluate_split
 from towerrec.models.base import FitOptions, Recommender
 from towerrec.ranking import NonFiniteScores, TieOrder
 from towerrec.recommendations import Recommendations
-from towerrec.split import random_split, temporal_split
+from towerrec.splits import random_split, temporal_split
 
 
 @pytest.fixture

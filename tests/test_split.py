@@ -8,7 +8,7 @@ import pytest
 from towerrec.data.interactions import Interactions
 from towerrec.data.load import load_interactions
 from towerrec.errors import TowerrecError
-from towerrec.split import SPLITS, leave_one_out, make_split, random_split
+from towerrec.splits import SPLITS, leave_one_out, make_split, random_split
 
 
 def pairs(inter: Interactions) -> set[tuple[int, int]]:

@@ -1,4 +1,76 @@
-"""towerrec: neural two-tower and classical recommenders with trustworthy full-ranking evaluation."""
+"""towerrec: neural two-tower, sequence and classical recommenders with trustworthy full-ranking evaluation.
+
+    import towerrec as tr
+
+    data = tr.Dataset.from_frame(log, items=items)       # or tr.load_dataset("ml-100k" | folder | file)
+    split = tr.split(data, "random", seed=0)             # train / valid / test, one id mapping
+    model = tr.TwoTower(preset="hybrid", epochs=10).fit(split)
+    print(tr.evaluate(model, split).summary)             # test part, seen items excluded
+    model.recommend("u42", k=10).to_frame()
+    model.save("artifacts/hybrid"); tr.load_model("artifacts/hybrid")
+
+Names are imported on first use, so `import towerrec` (and the `towerrec` command) stays fast.
+"""
 from __future__ import annotations
 
+import importlib
+import logging
+from typing import Any
+
 __version__ = "0.1.0"
+
+# a library logs, the application decides where it goes (the CLI adds a handler; see towerrec.logs)
+logging.getLogger("towerrec").addHandler(logging.NullHandler())
+
+#: public name -> the module that defines it
+_PUBLIC: dict[str, str] = {
+    # data
+    "Dataset": "towerrec.data.dataset",
+    "load_dataset": "towerrec.data.registry",
+    "Interactions": "towerrec.data.interactions",
+    "LoadOptions": "towerrec.data.load",
+    "FeatureTable": "towerrec.data.features",
+    # splits and evaluation
+    "split": "towerrec.splits",
+    "Split": "towerrec.splits",
+    "evaluate": "towerrec.evaluation",
+    "evaluate_split": "towerrec.evaluation",
+    "EvalResult": "towerrec.evaluation",
+    "Recommendations": "towerrec.recommendations",
+    "TieOrder": "towerrec.ranking",
+    # models
+    "MODELS": "towerrec.models",
+    "build_model": "towerrec.models",
+    "load_model": "towerrec.models",
+    "FitOptions": "towerrec.models.base",
+    "Capabilities": "towerrec.models.base",
+    "Recommender": "towerrec.models.base",
+    "Popularity": "towerrec.models.pop",
+    "ItemKNN": "towerrec.models.itemknn",
+    "EASE": "towerrec.models.ease",
+    "ALS": "towerrec.models.als",
+    "TwoTower": "towerrec.models.two_tower",
+    "TwoTowerConfig": "towerrec.models.two_tower",
+    "SASRec": "towerrec.models.sasrec",
+    "GRU4Rec": "towerrec.models.gru4rec",
+    "NextItNet": "towerrec.models.nextitnet",
+    "HSTU": "towerrec.models.hstu",
+    "BERT4Rec": "towerrec.models.bert4rec",
+    # errors
+    "TowerrecError": "towerrec.errors",
+    "DataError": "towerrec.errors",
+}
+
+__all__ = sorted([*_PUBLIC, "__version__"])
+
+
+def __getattr__(name: str) -> Any:
+    if name in _PUBLIC:
+        value = getattr(importlib.import_module(_PUBLIC[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'towerrec' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return __all__

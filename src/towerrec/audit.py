@@ -20,7 +20,7 @@ from pathlib import Path
 
 from towerrec.files import atomic_path, write_text
 from towerrec.runner import ModelRun, versions
-from towerrec.split import Split
+from towerrec.splits import Split
 
 
 def json_safe(value: object) -> object:

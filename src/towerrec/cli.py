@@ -6,6 +6,7 @@ tracebacks are kept for bugs.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import time
@@ -13,6 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from towerrec.errors import TowerrecError
+
+log = logging.getLogger("towerrec.cli")
 
 LEADERBOARD_METRICS = ("NDCG", "Recall", "Precision", "MAP", "MRR", "HitRate", "F1")
 DEFAULT_MODELS = ("pop", "itemknn", "ease", "als")     # `evaluate` without --models or --config
@@ -61,8 +64,8 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
 
 
 def _load(args: argparse.Namespace):
-    from towerrec.data.registry import load_dataset
     from towerrec.data.load import LoadOptions
+    from towerrec.data.registry import load_dataset
 
     user_k = item_k = 0
     if args.kcore:
@@ -82,7 +85,7 @@ def _load(args: argparse.Namespace):
 
 
 def _info(message: str) -> None:
-    print(message, file=sys.stderr)
+    log.info(message)
 
 
 def _read_config(path: str | None):
@@ -172,7 +175,7 @@ def _evaluate(dataset, models: Sequence[tuple[str, object]], *, split_method: st
     from towerrec.models import FitOptions
     from towerrec.outdir import mark_complete
     from towerrec.runner import run_model
-    from towerrec.split import make_split
+    from towerrec.splits import make_split
 
     split = make_split(dataset.interactions, split_method, seed=seed, ratios=ratios)
     _info(f"split {split_method} (seed {seed}): " + ", ".join(f"{k}={v:,}" for k, v in split.info["rows"].items())
@@ -249,7 +252,7 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from towerrec.experiments.config import select_models
     from towerrec.models import FitOptions
-    from towerrec.split import make_split
+    from towerrec.splits import make_split
 
     config = _read_config(args.config)
     name = args.model
@@ -271,7 +274,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         model.fit(dataset.interactions, user_features=dataset.user_features,
                   item_features=dataset.item_features, options=options)
     else:
-        from towerrec.evaluate import evaluate_split
+        from towerrec.evaluation import evaluate_split
 
         split = make_split(dataset.interactions, args.split, seed=args.seed)
         model.fit(split.train, user_features=dataset.user_features, item_features=dataset.item_features,
@@ -373,7 +376,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = _Parser(prog="towerrec", description="Build, evaluate and serve recommenders.")
     parser.add_argument("--version", action="version", version=f"towerrec {__version__}")
+    _add_verbosity(parser, "_top")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    add_parser = sub.add_parser
+
+    def add_with_verbosity(name: str, **kwargs: object) -> argparse.ArgumentParser:
+        p = add_parser(name, **kwargs)
+        _add_verbosity(p, "")           # `towerrec evaluate -v ...` as well as `towerrec -v evaluate ...`
+        return p
+
+    sub.add_parser = add_with_verbosity  # type: ignore[method-assign]
 
     p = sub.add_parser("datasets", help="list known datasets and where they were found")
     p.add_argument("--data-dir", default=None, help="folder holding named datasets (default: $TOWERREC_DATA)")
@@ -446,6 +458,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_verbosity(p: argparse.ArgumentParser, suffix: str) -> None:
+    p.add_argument("-v", "--verbose", action="count", default=0, dest=f"verbose{suffix}",
+                   help="more detail on stderr (-v: debug, e.g. every epoch under a progress bar)")
+    p.add_argument("-q", "--quiet", action="store_true", dest=f"quiet{suffix}",
+                   help="only warnings and errors on stderr (results still go to stdout)")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code (2 for user mistakes)."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -455,6 +474,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:
         return int(exc.code or 0)
     args.argv = argv
+    from towerrec.progress import configure_logging
+
+    quiet = args.quiet or args.quiet_top
+    configure_logging(-1 if quiet else min(1, args.verbose + args.verbose_top))
     try:
         return int(args.func(args) or 0)
     except TowerrecError as exc:

@@ -54,3 +54,7 @@ class UnknownIdError(TowerrecError, KeyError):
 
     def __str__(self) -> str:  # KeyError quotes its message; keep it readable
         return str(self.args[0]) if self.args else "unknown id"
+
+
+class MissingExtra(TowerrecError, ImportError):
+    """An optional part of towerrec needs a package that is not installed; says which extra to install."""

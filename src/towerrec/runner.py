@@ -14,10 +14,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from towerrec.data.features import FeatureTable
-from towerrec.evaluate import EvalResult, evaluate_split
+from towerrec.evaluation import EvalResult, evaluate_split
 from towerrec.metrics import METRICS
 from towerrec.models.base import FitOptions, Recommender
-from towerrec.split import Split
+from towerrec.splits import Split
 
 
 @dataclass
@@ -67,7 +67,7 @@ def run_model(name: str, model: Recommender, split: Split, *, user_features: Fea
               item_features: FeatureTable | None = None, k: Sequence[int] = (10, 20),
               metrics: Sequence[str] = METRICS, options: FitOptions = FitOptions(), exclude_seen: bool = True,
               batch_size: int = 1024) -> ModelRun:
-    """Fit `model` on `split.train` and evaluate it on valid and test (`towerrec.evaluate.evaluate_split`).
+    """Fit `model` on `split.train` and evaluate it on valid and test (`towerrec.evaluation.evaluate_split`).
 
     Early stopping ranks the valid users with the same masking as the reported metrics."""
     config = dataclasses.asdict(model.config) if dataclasses.is_dataclass(model.config) else {}

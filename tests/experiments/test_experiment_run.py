@@ -128,16 +128,16 @@ def test_report_is_self_contained_and_says_who_wins(two_runs):
 
 
 def test_tune_uses_only_valid_and_resumes(experiment_file, two_runs, tmp_path, monkeypatch):
-    import towerrec.evaluate
+    import towerrec.evaluation
 
     scored = []
-    original = towerrec.evaluate.evaluate
+    original = towerrec.evaluation.evaluate
 
     def spy(model, target, **kwargs):
         scored.append(len(getattr(target, kwargs.get("part", "test"))))
         return original(model, target, **kwargs)
 
-    monkeypatch.setattr(towerrec.evaluate, "evaluate", spy)
+    monkeypatch.setattr(towerrec.evaluation, "evaluate", spy)
     out = tmp_path / "tune"
     args = ["tune", str(experiment_file), "--model", "ease", "--out", str(out), "--jobs", "1"]   # the spy sees one process
     assert main([*args, "--trials", "2"]) == 0

@@ -24,9 +24,9 @@ import torch
 from contract import RecommenderContract
 
 from towerrec.data.sequences import periodic_interactions
-from towerrec.evaluate import evaluate_split
+from towerrec.evaluation import evaluate_split
 from towerrec.models.base import FitOptions, Recommender
-from towerrec.split import Split, leave_one_out
+from towerrec.splits import Split, leave_one_out
 
 OPTIONS = FitOptions(seed=0, progress=False)
 

@@ -20,10 +20,10 @@ WORKER = textwrap.dedent('''
     import hashlib, json, os, sys
     import numpy as np, pandas as pd, torch
     from towerrec.data.interactions import Interactions
-    from towerrec.evaluate import evaluate
+    from towerrec.evaluation import evaluate
     from towerrec.models.base import FitOptions
     from towerrec.models.two_tower import TwoTower, TwoTowerConfig
-    from towerrec.split import random_split
+    from towerrec.splits import random_split
 
     rng = np.random.default_rng(0)
     rows = []

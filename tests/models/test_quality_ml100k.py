@@ -14,10 +14,10 @@ import torch
 from shared_data import shared_dataset
 
 from towerrec.data.load import load_interactions
-from towerrec.evaluate import evaluate
+from towerrec.evaluation import evaluate
 from towerrec.models import MODELS
 from towerrec.models.base import FitOptions
-from towerrec.split import random_split
+from towerrec.splits import random_split
 
 BANDS = {                      # test NDCG@10 (low, high)
     "pop": (0.125, 0.160),

@@ -12,7 +12,7 @@ from contract import block_data
 from sequence_checks import OPTIONS, SequenceModelTests, assert_next_item_first, assert_save_load_same_scores
 
 from towerrec.errors import NotFittedError, TowerrecError
-from towerrec.evaluate import evaluate
+from towerrec.evaluation import evaluate
 from towerrec.models.sasrec import SASRec
 
 # the periodic log
@@ -166,8 +166,8 @@ def test_cold_user_split_reads_histories_in_time_order():
     """Held-out users are scored from their input histories oldest first (newest `max_len` items):
     in index order the walk's direction is lost (on this log top-1 is 1.0 in time order, 0.13 in index order)."""
     from towerrec.data.sequences import Sequences, periodic_interactions
-    from towerrec.evaluate import evaluate_split
-    from towerrec.split import cold_user_split
+    from towerrec.evaluation import evaluate_split
+    from towerrec.splits import cold_user_split
 
     inter = periodic_interactions(n_users=200, period=12, seed=1, backward_share=0.5)
     split = cold_user_split(inter, fraction=0.3, seed=0)

@@ -11,12 +11,12 @@ from towerrec.data.idmap import IdMap
 from towerrec.data.interactions import Interactions
 from towerrec.data.sequences import Sequences
 from towerrec.errors import NotFittedError, TowerrecError
-from towerrec.evaluate import evaluate
+from towerrec.evaluation import evaluate
 from towerrec.models import MODELS
 from towerrec.models.base import FitOptions
 from towerrec.models.two_tower import PRESETS, TwoTower, TwoTowerConfig
 from towerrec.models.two_tower.batches import PairBatches, histories
-from towerrec.split import cold_item_split, random_split
+from towerrec.splits import cold_item_split, random_split
 
 N_GENRES, ITEMS_PER_GENRE, N_USERS = 5, 20, 80
 WORDS = ["space laser robot", "love wedding kiss", "ghost blood scream", "horse sheriff desert", "cartoon puppy song"]

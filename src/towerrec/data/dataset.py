@@ -24,7 +24,15 @@ from towerrec.data.features import TITLE_COLUMNS, FeatureTable, text_columns
 from towerrec.data.idmap import IdMap
 from towerrec.data.interactions import Interactions
 from towerrec.data.load import LoadOptions, LoadReport, load_interactions
-from towerrec.data.tables import TABLE_ORDER, file_digest, find_table, is_dir, read_header, read_table, string_form
+from towerrec.data.tables import (
+    TABLE_ORDER,
+    file_digest,
+    find_table,
+    is_dir,
+    read_header,
+    read_table,
+    string_form,
+)
 from towerrec.data.validate import Where, unique_ids, unique_names
 from towerrec.errors import DataError
 

@@ -16,8 +16,15 @@ import scipy.sparse as sp
 from towerrec.data.columns import Columns, detect_columns
 from towerrec.data.idmap import IdMap
 from towerrec.data.tables import table_from_frame
-from towerrec.data.validate import (Where, header_rows, id_column, non_negative, numeric_column, require_columns,
-                                    time_column)
+from towerrec.data.validate import (
+    Where,
+    header_rows,
+    id_column,
+    non_negative,
+    numeric_column,
+    require_columns,
+    time_column,
+)
 
 
 @dataclass(frozen=True, eq=False)

@@ -29,12 +29,26 @@ from pathlib import Path
 
 import pandas as pd
 
-from towerrec.data.converters import (CHUNK, convert_amazon_ratings, convert_ciao, convert_lastfm_hetrec,
-                                      convert_ml1m, convert_ml100k, convert_movielens_csv)
+from towerrec.data.converters import (
+    CHUNK,
+    convert_amazon_ratings,
+    convert_ciao,
+    convert_lastfm_hetrec,
+    convert_ml1m,
+    convert_ml100k,
+    convert_movielens_csv,
+)
 from towerrec.data.dataset import Dataset
 from towerrec.data.load import LoadOptions
 from towerrec.data.synthetic import DEFAULT_SIZE, synthetic
-from towerrec.data.tables import TABLE_SUFFIXES, exists, file_digest, find_table, is_dir, list_dir
+from towerrec.data.tables import (
+    TABLE_SUFFIXES,
+    exists,
+    file_digest,
+    find_table,
+    is_dir,
+    list_dir,
+)
 from towerrec.errors import DataError
 from towerrec.progress import progress
 

@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 from pathlib import Path
 
 from towerrec.errors import TowerrecError
 
+log = logging.getLogger(__name__)
+
 
 def _info(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+    log.info(message)
 
 
 def require(module: str, why: str, extra: str = "report") -> None:

@@ -27,7 +27,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from towerrec.config import OverrideError, did_you_mean, get_path, resolve_name, resolve_overrides
+from towerrec.config import (
+    OverrideError,
+    did_you_mean,
+    get_path,
+    resolve_name,
+    resolve_overrides,
+)
 from towerrec.errors import TowerrecError
 from towerrec.experiments.toml_lines import key_lines, tomllib
 
@@ -315,7 +321,7 @@ def _data(c: _Checker, raw: dict) -> DataSpec:
 
 
 def _split(c: _Checker, raw: dict) -> SplitSpec:
-    from towerrec.split import SPLITS
+    from towerrec.splits import SPLITS
 
     w = ("split",)
     t = c.table(raw, (), "split")

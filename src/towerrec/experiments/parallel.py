@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from types import SimpleNamespace
 
 from towerrec.runner import ModelRun
-from towerrec.split import Split
+from towerrec.splits import Split
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 _WORKER: dict = {}

@@ -9,8 +9,8 @@ a few example users).
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -21,7 +21,7 @@ import pandas as pd
 
 from towerrec.experiments.config import Experiment
 from towerrec.runner import ModelRun
-from towerrec.split import Split
+from towerrec.splits import Split
 
 N_EXAMPLE_USERS = 3
 EXAMPLE_LIST = 10     # recommended titles shown per example user
@@ -71,8 +71,11 @@ class ExperimentResult:
         return list(self.experiment.models)
 
 
+log = logging.getLogger(__name__)
+
+
 def _info(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+    log.info(message)
 
 
 def load_data(exp: Experiment, data_dir: str | None = None):
@@ -144,7 +147,7 @@ def run_experiment(exp: Experiment, out: str | Path, *, data_dir: str | None = N
     jobs > 1 fits that many (seed, model) cells at once in worker processes (`towerrec.experiments.
     parallel`), each with cores / jobs threads; the numbers do not depend on the completion order."""
     from towerrec.audit import write_evaluation
-    from towerrec.split import make_split
+    from towerrec.splits import make_split
 
     start = time.perf_counter()
     out = Path(out)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import multiprocessing
 import os
 import re
@@ -38,9 +39,15 @@ import numpy as np
 
 from towerrec.errors import TowerrecError
 from towerrec.experiments.config import Experiment, ParamSpace
-from towerrec.experiments.parallel import default_jobs, thread_environment, threads_per_job
+from towerrec.experiments.parallel import (
+    default_jobs,
+    thread_environment,
+    threads_per_job,
+)
 from towerrec.experiments.toml_lines import key_lines, table_headers, tomllib
 from towerrec.files import atomic_path, write_text
+
+log = logging.getLogger(__name__)
 
 
 def suggest(trial, space: ParamSpace) -> Any:
@@ -205,7 +212,7 @@ def sampler_seed(seed: int, n_before: int, worker: int = 0) -> int:
 def _objective(exp: Experiment, label: str, split, features, options):
     """Optuna objective: fit on train with the trial's params (FitOptions `options`), return the
     valid metric."""
-    from towerrec.evaluate import evaluate
+    from towerrec.evaluation import evaluate
 
     ev, spec = exp.evaluation, exp.models[label]
     metric = ev.primary
@@ -222,7 +229,7 @@ def _objective(exp: Experiment, label: str, split, features, options):
         result = evaluate(model, split, part="valid", exclude_seen=ev.exclude_seen, k=(k,),
                           metrics=(metric.rsplit("@", 1)[0],), batch_size=ev.batch_size)
         value = result.summary[metric]
-        print(f"trial {trial.number}: valid {metric} {value:.4f} {params}", file=sys.stderr, flush=True)
+        log.info("trial %d: valid %s %.4f %s", trial.number, metric, value, params)
         return value
 
     return objective
@@ -278,7 +285,7 @@ def tune(exp: Experiment, label: str, n_trials: int, out: str | Path, *, data_di
     from towerrec.experiments.runner import load_data
     from towerrec.models import FitOptions
     from towerrec.outdir import mark_complete, prepare_tune_out
-    from towerrec.split import make_split
+    from towerrec.splits import make_split
 
     if label not in exp.models:
         from towerrec.config import did_you_mean
@@ -303,7 +310,7 @@ def tune(exp: Experiment, label: str, n_trials: int, out: str | Path, *, data_di
     parts = fingerprint(exp, label, dataset)
     study, study_name, note = _open_study(optuna, storage, exp, label, parts, seed)
     if note:
-        print(note, file=sys.stderr)
+        log.info(note)
     for stale in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         study.tell(stale.number, state=optuna.trial.TrialState.FAIL)  # left by an interrupted run
     n_before = len(study.get_trials(deepcopy=False))
@@ -311,8 +318,7 @@ def tune(exp: Experiment, label: str, n_trials: int, out: str | Path, *, data_di
                                                         optuna.trial.TrialState.PRUNED)))
     remaining = max(0, n_trials - done)
     if done:
-        print(f"resuming {out / 'optuna.db'} (study {study_name}): {done} trials done, {remaining} to go",
-              file=sys.stderr)
+        log.info(f"resuming {out / 'optuna.db'} (study {study_name}): {done} trials done, {remaining} to go")
     jobs = max(1, min(jobs if jobs is not None else default_jobs(remaining), remaining or 1))
     if remaining and jobs == 1:
         study.sampler = optuna.samplers.TPESampler(seed=sampler_seed(seed, n_before))

@@ -17,6 +17,7 @@ factorised with one batched Cholesky. There is no Python loop over users.
 """
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from typing import ClassVar
@@ -27,10 +28,11 @@ import torch
 
 from towerrec.data.features import FeatureTable
 from towerrec.data.interactions import Interactions
-from towerrec.errors import TowerrecError
 from towerrec.data.sequences import Sequences
+from towerrec.errors import TowerrecError
 from towerrec.models.base import Capabilities, FitOptions, Recommender
 
+log = logging.getLogger(__name__)
 # A padded block holds at most this many floats ([batch, length, factors]); 2^23 = 32 MiB.
 _BLOCK_ELEMENTS = 1 << 23
 # Rows in one block are at most this much longer than its shortest (+8). On ml-100k's train split:
@@ -121,8 +123,7 @@ class ALS(Recommender):
             items = blocks_i.solve(users)
             users = blocks_u.solve(items)
             self.loss_history_.append(_loss(conf_u, users, items, reg_u, reg_i))
-            if options.verbose:
-                print(f"als iteration {len(self.loss_history_)}: loss {self.loss_history_[-1]:.2f}")
+            log.debug("als iteration %d: loss %.2f", len(self.loss_history_), self.loss_history_[-1])
         self.user_factors_ = users.cpu()   # [n_users, factors]
         self.item_factors_ = items.cpu()   # [n_items, factors]
 

@@ -38,6 +38,7 @@ from towerrec.data.sequences import Sequences
 from towerrec.errors import NotFittedError, TowerrecError
 from towerrec.ranking import TieOrder, check_finite, rank, rank_batches
 from towerrec.recommendations import Recommendations
+from towerrec.splits import Split
 
 __all__ = ["Capabilities", "FitOptions", "Recommendations", "Recommender"]
 
@@ -49,8 +50,7 @@ class FitOptions:
     seed: int = 0
     device: str = "auto"          # "auto" picks cuda when present
     progress: bool | None = None  # None: a bar only on a terminal
-    threads: int | None = None    # torch intra-op threads; None keeps torch's default
-    verbose: bool = False
+    threads: int | None = None    # torch intra-op threads; None keeps torch's default (logging: towerrec.progress)
     # early stopping ranks the valid users as the reported metric will: training items masked
     # (towerrec's default), or nothing masked (RecBole's sequential protocol, `--no-exclude-seen`)
     exclude_seen: bool = True
@@ -94,16 +94,30 @@ class Recommender:
 
     def __repr__(self) -> str:
         """`SASRec(train.epochs=50, fitted)`: the settings that differ from the defaults, and the state."""
-        changed = [f"{path}={value!r}" for path, value in config_diff(self.Config(), self.config)] \
+        changed = [f"{path}={value!r}" for path, value in config_diff(self._reference_config(), self.config)] \
             if dataclasses.is_dataclass(self.config) else []
         fitted = f"fitted on {len(self.user_map_):,} users x {len(self.item_map_):,} items" \
             if hasattr(self, "seen_") else "not fitted"
         return f"{type(self).__name__}({', '.join([*changed, fitted])})"
 
+    def _reference_config(self) -> Any:
+        """What `repr` compares the config with (the class defaults)."""
+        return self.Config()
+
     # ---- lifecycle -------------------------------------------------------------------------
-    def fit(self, interactions: Interactions, *, user_features: FeatureTable | None = None,
+    def fit(self, interactions: Interactions | Split, *, user_features: FeatureTable | None = None,
             item_features: FeatureTable | None = None, valid: Interactions | None = None,
             options: FitOptions | None = None) -> "Recommender":
+        """Fit on `interactions` (early stopping on `valid` for models that train for epochs).
+
+        Given a `Split`, fits on its train part with its valid part and the feature tables it
+        carries (a split made from a Dataset), unless given explicitly."""
+        if isinstance(interactions, Split):
+            split = interactions
+            interactions = split.train
+            valid = valid if valid is not None or split.method == "cold-user" else split.valid
+            user_features = user_features if user_features is not None else split.user_features
+            item_features = item_features if item_features is not None else split.item_features
         options = options or FitOptions()
         if options.threads:
             torch.set_num_threads(options.threads)

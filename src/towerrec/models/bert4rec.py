@@ -19,7 +19,12 @@ import torch
 from torch import nn
 
 from towerrec.data.sequences import Sequences, Windows
-from towerrec.models.sequential import SequenceTraining, NextItemModule, SequentialRecommender, init_normal
+from towerrec.models.sequential import (
+    NextItemModule,
+    SequenceTraining,
+    SequentialRecommender,
+    init_normal,
+)
 from towerrec.towers.sequence import TransformerEncoder
 
 

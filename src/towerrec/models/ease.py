@@ -19,8 +19,8 @@ import torch
 
 from towerrec.data.features import FeatureTable
 from towerrec.data.interactions import Interactions
-from towerrec.errors import TowerrecError
 from towerrec.data.sequences import Sequences
+from towerrec.errors import TowerrecError
 from towerrec.models.base import Capabilities, FitOptions, Recommender
 
 

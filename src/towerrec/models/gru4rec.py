@@ -16,7 +16,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from towerrec.models.sequential import SequenceTraining, NextItemModule, SequentialRecommender
+from towerrec.models.sequential import (
+    NextItemModule,
+    SequenceTraining,
+    SequentialRecommender,
+)
 from towerrec.towers.sequence import GRUEncoder
 
 

@@ -19,7 +19,12 @@ from dataclasses import dataclass
 import torch
 from torch.nn import functional as F
 
-from towerrec.models.sequential import SequenceTraining, NextItemModule, SequentialRecommender, init_normal
+from towerrec.models.sequential import (
+    NextItemModule,
+    SequenceTraining,
+    SequentialRecommender,
+    init_normal,
+)
 from towerrec.towers.sequence import HSTUEncoder
 
 

