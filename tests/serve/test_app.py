@@ -11,12 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
-
-from towerrec.data.sequences import Sequences
 from fastapi.testclient import TestClient
 from pydantic import BaseModel
 
 from towerrec.artifact import write_dataset_info
+from towerrec.data.sequences import Sequences
 from towerrec.errors import TowerrecError
 from towerrec.models import load_model
 from towerrec.models.base import FitOptions
