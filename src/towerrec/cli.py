@@ -252,35 +252,27 @@ def cmd_train(args: argparse.Namespace) -> int:
                   f"test NDCG@10 {test.summary['NDCG@10']:.4f} (split {args.split}, seed {args.seed}, full ranking)")
     if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 writes the artifact
         return 0
-    path = model.save(args.out)
-    if dataset.items is not None:
-        from towerrec.serve.catalogue import write_item_table
+    from towerrec.artifact import save_recommender
 
-        _save_titles(path, dataset)
-        write_item_table(path, dataset.items, model.item_map_)  # attributes for serving filters
+    # one call writes the whole folder, model.json last: titles and the attribute table (for serving
+    # filters) come from the dataset's items table when it has one
+    n = dataset.interactions
+    items = dataset.items
+    path = save_recommender(model, args.out,
+                            titles=dataset.titles(range(n.n_items)) if items is not None else None,
+                            item_table=items,
+                            dataset={"name": dataset.name, "users": n.n_users, "items": n.n_items,
+                                     "interactions": len(n)})
     print(f"saved {name} to {path}")
     return 0
 
 
-def _save_titles(path: Path, dataset) -> None:
-    import json
-
-    titles = dataset.titles(range(dataset.interactions.n_items))
-    (Path(path) / "item_titles.json").write_text(json.dumps(titles))
-
-
-def _load_titles(path: str) -> list[str] | None:
-    import json
-
-    f = Path(path) / "item_titles.json"
-    return json.loads(f.read_text()) if f.exists() else None
-
-
 def cmd_recommend(args: argparse.Namespace) -> int:
+    from towerrec.artifact import read_titles
     from towerrec.models import load_model
 
     model = load_model(args.artifact)
-    titles = _load_titles(args.artifact)
+    titles = read_titles(args.artifact, model.n_items)
     if args.users:
         return _batch_recommend(model, args)
     if args.history:
