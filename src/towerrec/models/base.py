@@ -202,6 +202,13 @@ class Recommender:
         """Item vectors [n_items, d] (`capabilities.vectors`)."""
         raise NotImplementedError(f"{self.name} has no item vectors")
 
+    def item_space(self) -> torch.Tensor | sp.csr_matrix | None:
+        """The model's own item representation [n_items, d], rows compared by cosine: what "alike"
+        means to this model, for embedding diversity (EmbILD) and "because you liked X" explanations.
+        Default: the item vectors of models that declare them; None for a model without one (popularity)."""
+        self._check_fitted()
+        return self.item_vectors() if self.capabilities.vectors == "ip" else None
+
     def training_history(self) -> list[dict] | None:
         """The fit's per-epoch (or per-iteration) log: epoch, loss, valid metric, seconds; None if none."""
         history = getattr(self, "history_", None)
@@ -376,6 +383,15 @@ class ItemRowRecommender(Recommender):
 
     def _score_rows(self, seen: sp.csr_matrix) -> torch.Tensor:
         raise NotImplementedError
+
+    def item_weights(self) -> torch.Tensor | sp.csr_matrix:
+        """W [n_items, n_items] with score(u, j) = sum over the user's items h of W[h, j]."""
+        raise NotImplementedError
+
+    def item_space(self) -> torch.Tensor | sp.csr_matrix:
+        """Row h of W: what item h recommends; two items are alike when they recommend alike."""
+        self._check_fitted()
+        return self.item_weights()
 
     def _score_users(self, user_idx: np.ndarray) -> torch.Tensor:
         return self._score_rows(self.seen_[user_idx])

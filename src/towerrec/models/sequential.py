@@ -398,6 +398,12 @@ class SequentialRecommender(Recommender):
         """`similar_items`: next-item scores after a history made of the query item alone."""
         return self._score_histories(Sequences.from_lists(list(np.asarray(item_idx, dtype=np.int64)[:, None])))
 
+    def item_space(self) -> torch.Tensor:
+        """The (tied) item embeddings that score the next item."""
+        self._check_fitted()
+        with torch.no_grad():
+            return self.module_.item_vectors().detach().cpu()
+
     # ---- artifacts -----------------------------------------------------------------------------
     def _state(self) -> dict[str, np.ndarray]:
         state = {f"module.{k}": v.detach().cpu().numpy() for k, v in self.module_.state_dict().items()}

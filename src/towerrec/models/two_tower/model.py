@@ -175,6 +175,11 @@ class TwoTower(Recommender):
         self._check_fitted()
         return self.item_embeddings_
 
+    def item_space(self) -> torch.Tensor:
+        """The item tower's vectors (for any scorer, an MLP's included)."""
+        self._check_fitted()
+        return self.item_embeddings_
+
     # ---- new users from features, new items from content ---------------------------------------
     def user_feature_columns(self) -> list[dict]:
         return [{"name": c["name"], "kind": c["kind"]} for c in self.user_spec_.columns] \
