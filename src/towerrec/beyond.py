@@ -27,7 +27,7 @@ import torch
 
 from towerrec.data.features import FeatureTable
 from towerrec.data.interactions import Interactions
-from towerrec.ranking import TieOrder, rank_batches
+from towerrec.ranking import TieOrder
 
 #: per-user metrics, in display order (K appended: "ILD@10")
 PER_USER = ("ILD", "EmbILD", "Novelty", "Serendipity", "ARP", "LongTail", "Miscalibration")
@@ -99,6 +99,14 @@ class ItemSpace:
                 out[s:s + step] = np.einsum("ij,ij->i", x, y, dtype=np.float64)
         return out * self.scale[a] * self.scale[b]
 
+    def gram(self, idx: np.ndarray) -> np.ndarray:
+        """cos of every pair of `idx` items [len(idx), len(idx)] (float64)."""
+        idx = np.asarray(idx, dtype=np.int64)
+        r = self.vectors[idx]
+        g = (r @ r.T).toarray() if sp.issparse(r) else r.astype(np.float64) @ r.T.astype(np.float64)
+        scale = self.scale[idx]
+        return g * scale[:, None] * scale[None, :]
+
     def block(self, cands: np.ndarray) -> np.ndarray:
         """Similarity among each row's candidates: cands [n, C] -> [n, C, C] (float64)."""
         n, c = cands.shape
@@ -156,19 +164,40 @@ def _mean_over_list(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
     return np.divide(total, count, out=np.full(len(count), np.nan), where=count > 0)
 
 
+def list_pair_similarity(lists: np.ndarray, space: ItemSpace) -> tuple[np.ndarray, np.ndarray]:
+    """(cos [n, P], valid [n, P]) for the P = K(K-1)/2 position pairs (a < b, `np.triu_indices(K, 1)`
+    order) of each list [n, K]. The recommended items' Gram matrix is computed once when it is small
+    (a few hundred distinct items, as top-K lists usually hold), else each pair is a dot product."""
+    top = np.asarray(lists, dtype=np.int64)
+    a_pos, b_pos = np.triu_indices(top.shape[1], 1)
+    a, b = top[:, a_pos], top[:, b_pos]
+    valid = (a >= 0) & (b >= 0)
+    sim = np.zeros(a.shape)
+    uniq = np.unique(top[top >= 0])
+    if len(uniq) ** 2 <= _BLOCK and len(uniq) * space.dim <= 4 * _BLOCK:
+        pos = np.full(space.n_items, -1, dtype=np.int64)
+        pos[uniq] = np.arange(len(uniq))
+        gram = space.gram(uniq)
+        sim[valid] = gram[pos[a[valid]], pos[b[valid]]]
+    else:
+        sim[valid] = space.pairs(a[valid], b[valid])
+    return sim, valid
+
+
+def diversity_from_pairs(sim: np.ndarray, valid: np.ndarray, k: int) -> np.ndarray:
+    """ILD@k from `list_pair_similarity` of longer lists: the pairs whose both positions are < k."""
+    width = int(round((1 + np.sqrt(1 + 8 * sim.shape[1])) / 2)) if sim.shape[1] else 1
+    _, b_pos = np.triu_indices(width, 1)
+    return _mean_over_list(1.0 - sim, valid & (b_pos < k)[None, :])
+
+
 def intra_list_diversity(lists: np.ndarray, space: ItemSpace, k: int) -> np.ndarray:
     """Mean over the list's item pairs of 1 - cos(v_i, v_j) (Ziegler et al. 2005; Smyth & McClave
     2001). NaN for a list with fewer than two items."""
     top = _cut(lists, k)
-    n, width = top.shape
-    if width < 2:
-        return np.full(n, np.nan)
-    a_pos, b_pos = np.triu_indices(width, 1)
-    a, b = top[:, a_pos], top[:, b_pos]                     # [n, P]
-    valid = (a >= 0) & (b >= 0)
-    sim = np.zeros(a.shape)
-    sim[valid] = space.pairs(a[valid], b[valid])
-    return _mean_over_list(1.0 - sim, valid)
+    if top.shape[1] < 2:
+        return np.full(len(top), np.nan)
+    return diversity_from_pairs(*list_pair_similarity(top, space), k)
 
 
 def novelty(lists: np.ndarray, item_users: np.ndarray, n_users: int, k: int) -> np.ndarray:
@@ -405,13 +434,26 @@ class BeyondContext:
     ks: tuple[int, ...] | None = None      # K of the beyond metrics (default: every evaluated K)
 
     def primitive(self, users: np.ndarray, k: int) -> np.ndarray:
-        """[n, k] the popularity ranking of each user with the evaluation's exclusions (PM of serendipity)."""
-        n_items = len(self.stats.item_counts)
-        ties = self.ties or TieOrder.seeded(n_items, 0)
-        pop = torch.from_numpy(self.stats.item_counts.astype(np.float32))
-        top = rank_batches(lambda pos: pop.repeat(len(pos), 1), users, k, ties,
-                           exclude=[self.exclude] if self.exclude is not None else [], show=False)
-        return top.item_idx
+        """[n, k] the popularity ranking of each user with the evaluation's exclusions (PM of serendipity):
+        training counts descending, ties by the evaluation's tie order (what `Popularity` would list)."""
+        counts = self.stats.item_counts
+        n_items = len(counts)
+        keys = (self.ties or TieOrder.seeded(n_items, 0)).keys
+        order = np.lexsort((keys, -counts))
+        users = np.asarray(users, dtype=np.int64)
+        blocked = None
+        width = min(k, n_items)
+        if self.exclude is not None:
+            rows = self.exclude[users]
+            width = min(k + int(np.diff(rows.indptr).max(initial=0)), n_items)   # k free items are in this prefix
+            blocked = rows[:, order[:width]].toarray() > 0
+        prefix = order[:width]
+        free = ~blocked if blocked is not None else np.ones((len(users), width), dtype=bool)
+        position = np.cumsum(free, axis=1)
+        r, c = np.nonzero(free & (position <= k))
+        out = np.full((len(users), k), -1, dtype=np.int64)
+        out[r, position[r, c] - 1] = prefix[c]
+        return out
 
 
 def beyond_metrics(users: np.ndarray, lists: np.ndarray, hits: np.ndarray, ks: Sequence[int],
@@ -424,11 +466,12 @@ def beyond_metrics(users: np.ndarray, lists: np.ndarray, hits: np.ndarray, ks: S
     k_max = max(ks)
     primitive = ctx.primitive(users, k_max)
     history = ctx.history[users] if ctx.history is not None else None
+    top = lists[:, :k_max]
+    pairs = {name: list_pair_similarity(top, space) for name, space in (("ILD", feature_space), ("EmbILD", ctx.space))
+             if space is not None and top.shape[1] >= 2}
     for k in ks:
-        if feature_space is not None:
-            per_user[f"ILD@{k}"] = intra_list_diversity(lists, feature_space, k)
-        if ctx.space is not None:
-            per_user[f"EmbILD@{k}"] = intra_list_diversity(lists, ctx.space, k)
+        for name, (sim, valid) in pairs.items():
+            per_user[f"{name}@{k}"] = diversity_from_pairs(sim, valid, k)
         per_user[f"Novelty@{k}"] = novelty(lists, stats.item_users, stats.n_users, k)
         per_user[f"Serendipity@{k}"] = serendipity(lists, hits, primitive, k)
         per_user[f"ARP@{k}"] = average_popularity(lists, stats.item_counts, k)

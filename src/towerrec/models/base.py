@@ -209,6 +209,12 @@ class Recommender:
         self._check_fitted()
         return self.item_vectors() if self.capabilities.vectors == "ip" else None
 
+    def n_parameters(self) -> int:
+        """The learned numbers: the floating-point arrays of the saved state (EASE's weights, ALS's
+        factors, ...); torch models count their module's parameters instead."""
+        self._check_fitted()
+        return int(sum(a.size for a in map(np.asarray, self._state().values()) if a.dtype.kind == "f"))
+
     def training_history(self) -> list[dict] | None:
         """The fit's per-epoch (or per-iteration) log: epoch, loss, valid metric, seconds; None if none."""
         history = getattr(self, "history_", None)

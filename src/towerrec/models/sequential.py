@@ -398,6 +398,10 @@ class SequentialRecommender(Recommender):
         """`similar_items`: next-item scores after a history made of the query item alone."""
         return self._score_histories(Sequences.from_lists(list(np.asarray(item_idx, dtype=np.int64)[:, None])))
 
+    def n_parameters(self) -> int:
+        self._check_fitted()
+        return int(sum(p.numel() for p in self.module_.parameters()))
+
     def item_space(self) -> torch.Tensor:
         """The (tied) item embeddings that score the next item."""
         self._check_fitted()

@@ -175,6 +175,10 @@ class TwoTower(Recommender):
         self._check_fitted()
         return self.item_embeddings_
 
+    def n_parameters(self) -> int:
+        self._check_fitted()
+        return int(sum(p.numel() for p in self.module_.parameters()))
+
     def item_space(self) -> torch.Tensor:
         """The item tower's vectors (for any scorer, an MLP's included)."""
         self._check_fitted()
