@@ -38,6 +38,11 @@ _PUBLIC: dict[str, str] = {
     "EvalResult": "towerrec.evaluation",
     "Recommendations": "towerrec.recommendations",
     "TieOrder": "towerrec.ranking",
+    "BeyondOptions": "towerrec.beyond",
+    # re-ranking
+    "rerank": "towerrec.rerank",
+    "Reranked": "towerrec.rerank",
+    "RerankConfig": "towerrec.rerank",
     # models
     "MODELS": "towerrec.models",
     "build_model": "towerrec.models",
