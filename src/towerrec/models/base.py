@@ -358,6 +358,51 @@ class Recommender:
         top = rank(scores, min(k, self.n_items), self.ties_, who=None)
         return Recommendations.from_top(ids, top, self.item_map_)
 
+    # ---- explanations (towerrec.explain) -------------------------------------------------------
+    def explain(self, user_id: str | None = None, item_ids: Sequence[str] | str | None = None, *,
+                history: Sequence[str] | None = None, k: int = 3, n: int = 10):
+        """Why `item_ids` are recommended to `user_id` (or to a new user given `history`): the history
+        items that raise each score most (`because`), the history items nearest in the model's item
+        space (`nearest`), feature attributions where the model has features. One id gives one
+        `towerrec.explain.Explanation`, several a list; none explains the user's top `n`."""
+        from towerrec.explain import explain
+
+        return explain(self, user_id, item_ids, history=history, k=k, n=n)
+
+    def history_of(self, user_idx: int) -> Sequences:
+        """A training user's history as one ordered row (what explanations perturb)."""
+        self._check_fitted()
+        return Sequences.from_lists([self.seen_items(user_idx)])
+
+    def score_history_variants(self, user_idx: int, variants: Sequences, item_idx: np.ndarray) -> torch.Tensor:
+        """Scores [variants.n_users, len(item_idx)] of one user (index; -1: a new user) given each row of
+        `variants` as the history: what explanations and the deletion test perturb. Default: the model
+        scores histories alone; a model that cannot, scores the user as it is (history ignored)."""
+        self._check_fitted()
+        n = variants.n_users
+        if self.capabilities.histories:
+            scores = self.score_histories(variants)
+        elif user_idx >= 0 and bool(self.known_users(np.array([user_idx]))[0]):
+            scores = self.score_users(np.full(n, user_idx))
+        else:
+            scores = self.popularity_scores(n)
+        return scores[:, torch.from_numpy(np.asarray(item_idx, dtype=np.int64))]
+
+    def history_effects(self, user_idx: int, history: Sequences, item_idx: np.ndarray) -> np.ndarray:
+        """[len(history), len(item_idx)]: how much each history entry adds to each item's score.
+        Default: leave one out (the score minus the score without that entry); exact models override."""
+        from towerrec.explain import leave_one_out
+
+        return leave_one_out(self, user_idx, history, item_idx)
+
+    def feature_effects(self, user_idx: int, history: Sequences, item_idx: np.ndarray) -> list[list]:
+        """Per item, `towerrec.explain.FeatureEffect`s of the user's and item's features ([] without features)."""
+        return [[] for _ in range(len(item_idx))]
+
+    def explanation_method(self) -> str:
+        """How `history_effects` is computed, in words (shown with every explanation)."""
+        return "leave one out: the score minus the score without that history item"
+
     # ---- artifacts -------------------------------------------------------------------------
     def _state(self) -> dict[str, np.ndarray]:
         raise NotImplementedError
@@ -398,6 +443,23 @@ class ItemRowRecommender(Recommender):
         """Row h of W: what item h recommends; two items are alike when they recommend alike."""
         self._check_fitted()
         return self.item_weights()
+
+    def history_effects(self, user_idx: int, history: Sequences, item_idx: np.ndarray) -> np.ndarray:
+        """Exact: W[h, i]. The score reads a binary row, so a repeated history item counts once (its
+        first entry carries the weight)."""
+        hist = history.tokens - 1
+        w = self.item_weights()
+        if sp.issparse(w):
+            rows = np.asarray(w[hist][:, item_idx].todense(), dtype=np.float64)
+        else:
+            rows = w[torch.from_numpy(hist)][:, torch.from_numpy(np.asarray(item_idx, dtype=np.int64))].double().numpy()
+        first = np.zeros(len(hist), dtype=bool)
+        first[np.unique(hist, return_index=True)[1]] = True
+        rows[~first] = 0.0
+        return rows
+
+    def explanation_method(self) -> str:
+        return "exact: the score is the sum over the history of the item-item weights W[h, i]"
 
     def _score_users(self, user_idx: np.ndarray) -> torch.Tensor:
         return self._score_rows(self.seen_[user_idx])

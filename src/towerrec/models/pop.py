@@ -58,6 +58,9 @@ class Popularity(Recommender):
     def _score_histories(self, histories: Sequences) -> torch.Tensor:
         return self._scores(histories.n_users)
 
+    def explanation_method(self) -> str:
+        return "popularity: the same ranking for everyone; the history does not enter the score"
+
     def _state(self) -> dict[str, np.ndarray]:
         return {"counts": self.counts_}
 

@@ -398,6 +398,22 @@ class SequentialRecommender(Recommender):
         """`similar_items`: next-item scores after a history made of the query item alone."""
         return self._score_histories(Sequences.from_lists(list(np.asarray(item_idx, dtype=np.int64)[:, None])))
 
+    def history_of(self, user_idx: int) -> Sequences:
+        self._check_fitted()
+        return self.sequences_.take(np.array([user_idx]))
+
+    def history_effects(self, user_idx: int, history: Sequences, item_idx: np.ndarray) -> np.ndarray:
+        """Leave one position out, over the newest `max_len` positions (older ones are outside the
+        window the model reads: removing one changes nothing)."""
+        from towerrec.explain import leave_one_out
+
+        length = int(history.lengths()[0])
+        return leave_one_out(self, user_idx, history, item_idx,
+                             positions=np.arange(max(0, length - self.config.max_len), length))
+
+    def explanation_method(self) -> str:
+        return "leave one position out: the score minus the score without that item of the sequence"
+
     def n_parameters(self) -> int:
         self._check_fitted()
         return int(sum(p.numel() for p in self.module_.parameters()))

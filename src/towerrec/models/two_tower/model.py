@@ -184,6 +184,23 @@ class TwoTower(Recommender):
         self._check_fitted()
         return self.item_embeddings_
 
+    # ---- explanations (towerrec.explain; the work is in two_tower/explain.py) -------------------
+    def score_history_variants(self, user_idx: int, variants: Sequences, item_idx: np.ndarray) -> torch.Tensor:
+        """The user's id and feature row kept, the history replaced by each row of `variants`."""
+        from towerrec.models.two_tower.explain import history_scores
+
+        return history_scores(self, user_idx, variants, item_idx)
+
+    def feature_effects(self, user_idx: int, history: Sequences, item_idx: np.ndarray) -> list[list]:
+        from towerrec.models.two_tower.explain import feature_effects
+
+        return feature_effects(self, user_idx, history, item_idx)
+
+    def explanation_method(self) -> str:
+        if self.config.history == "none":
+            return "none from the history: the id-only user tower does not read it (see nearest and features)"
+        return "leave one out: the score minus the score without that history item (id and features kept)"
+
     # ---- new users from features, new items from content ---------------------------------------
     def user_feature_columns(self) -> list[dict]:
         return [{"name": c["name"], "kind": c["kind"]} for c in self.user_spec_.columns] \
