@@ -276,9 +276,12 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     model = load_model(args.artifact)
     titles = read_titles(args.artifact, model.n_items)
     if args.users:
+        if args.explain:
+            raise TowerrecError("--explain works with --user or --history, not with --users")
         return _batch_recommend(model, args)
-    if args.history:
-        recs = model.recommend(history=[h.strip() for h in args.history.split(",") if h.strip()], k=args.k)
+    history = [h.strip() for h in args.history.split(",") if h.strip()] if args.history else None
+    if history is not None:
+        recs = model.recommend(history=history, k=args.k)
     elif args.user:
         recs = model.recommend([args.user], k=args.k)
     else:
@@ -287,6 +290,12 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     if titles is not None:
         idx = model.item_map_.index(frame["item_id"].to_numpy())
         frame["title"] = [titles[i] for i in idx]
+    if args.explain and len(frame):
+        explained = model.explain(None if history is not None else args.user, list(frame["item_id"]),
+                                  history=history)
+        names = dict(zip(model.item_map_.to_list(), titles)) if titles is not None else None
+        frame["why"] = [e.sentence(names) for e in explained]
+        _info(f"explanations: {explained[0].method}")
     if recs.fallback and recs.fallback[0]:
         _info(f"fallback: {recs.fallback[0]}")
     print(frame.to_string(index=False))
@@ -403,6 +412,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--history", default=None, help="comma-separated item ids (new user)")
     p.add_argument("--users", default=None, help="FILE with a user_id column, or 'all' (batch mode)")
     p.add_argument("--k", type=int, default=10)
+    p.add_argument("--explain", action="store_true",
+                   help="say why each item is recommended ('because you liked X'; see towerrec.explain)")
     p.add_argument("--out", default=None)
     p.set_defaults(func=cmd_recommend)
 

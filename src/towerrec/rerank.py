@@ -340,6 +340,22 @@ def _known_rows(user_idx: np.ndarray, seen: sp.csr_matrix, exclude: sp.csr_matri
     return total
 
 
+def categories_from_values(values) -> sp.csr_matrix:
+    """Binary [n_items, G] from one attribute per item ('|'-separated, case and spaces ignored; missing
+    values: no category), as a served catalogue stores them."""
+    import pandas as pd
+
+    text = pd.Series(values, dtype="string").str.lower().fillna("")
+    exploded = text.str.split("|").explode().str.strip()
+    exploded = exploded[exploded.fillna("") != ""]
+    codes, names = pd.factorize(exploded, sort=True)
+    m = sp.csr_matrix((np.ones(len(codes), dtype=np.float32), (exploded.index.to_numpy(), codes)),
+                      shape=(len(text), len(names)))
+    m.sum_duplicates()
+    m.data[:] = 1.0
+    return m
+
+
 def rerank(model: Recommender, method: str = "mmr", *, weight: float = 0.5, candidates: int = 100,
            space: str = "auto", item_features: FeatureTable | None = None,
            categories: str | None = None) -> Reranked:
