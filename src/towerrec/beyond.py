@@ -99,6 +99,16 @@ class ItemSpace:
                 out[s:s + step] = np.einsum("ij,ij->i", x, y, dtype=np.float64)
         return out * self.scale[a] * self.scale[b]
 
+    def cross(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """cos of every (a[i], b[j]) pair [len(a), len(b)] (float64): one product of the raw rows,
+        scaled afterwards (no normalised copy of the rows)."""
+        a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
+        x, y = self.vectors[a], self.vectors[b]
+        # torch, not numpy, for the dense product: it follows the process's torch threads (one when
+        # serving), where a multi-threaded BLAS call on a busy machine waits for a second core
+        g = (x @ y.T).toarray() if sp.issparse(x) else (torch.from_numpy(x) @ torch.from_numpy(y).T).numpy()
+        return np.asarray(g, dtype=np.float64) * self.scale[a][:, None] * self.scale[b][None, :]
+
     def gram(self, idx: np.ndarray) -> np.ndarray:
         """cos of every pair of `idx` items [len(idx), len(idx)] (float64)."""
         idx = np.asarray(idx, dtype=np.int64)

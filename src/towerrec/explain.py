@@ -110,49 +110,65 @@ def leave_one_out(model, user_idx: int, history: Sequences, item_idx: np.ndarray
 
 # ---- explanations -------------------------------------------------------------------------------------
 def explain_indices(model, user_idx: int, history: Sequences, item_idx: np.ndarray, *, k: int = 3,
-                    user_id: str | None = None, features: bool = True) -> list[Explanation]:
-    """Explanations of `item_idx` for one user (index -1: new) with the one-row ordered `history`."""
+                    user_id: str | None = None, features: bool = True, scores: np.ndarray | None = None,
+                    space=None) -> list[Explanation]:
+    """Explanations of `item_idx` for one user (index -1: new) with the one-row ordered `history`.
+
+    `scores` [m]: the items' scores when the caller has them (a served list); `space`: the model's
+    `towerrec.beyond.ItemSpace` when the caller keeps one (building it reads the whole item table)."""
     item_idx = np.asarray(item_idx, dtype=np.int64)
     hist = history.tokens - 1
     ids = model.item_map_.ids
     effects = model.history_effects(user_idx, history, item_idx) if len(hist) else np.zeros((0, len(item_idx)))
     effects = np.asarray(effects, dtype=np.float64)
-    scores = model.score_history_variants(user_idx, history, item_idx) if len(hist) or user_idx >= 0 else None
-    scores = np.asarray(torch.as_tensor(scores).detach().cpu().double())[0] if scores is not None \
-        else np.full(len(item_idx), np.nan)
-    near = _nearest(model, hist, item_idx)
+    if scores is None:
+        scores = model.score_history_variants(user_idx, history, item_idx) if len(hist) or user_idx >= 0 else None
+        scores = np.asarray(torch.as_tensor(scores).detach().cpu().double())[0] if scores is not None \
+            else np.full(len(item_idx), np.nan)
+    near = _nearest(model, hist, item_idx, space)
     attributions = model.feature_effects(user_idx, history, item_idx) if features else [[] for _ in item_idx]
     method = model.explanation_method()
+    if len(hist) and not effects.any():
+        method += " (no history item changes this score)"
+    uniq, inv = np.unique(hist, return_inverse=True)
+    # an item listed twice in the history: its entries' effects add up (its cosine is the same for each)
+    totals = np.zeros((len(uniq), len(item_idx)))
+    np.add.at(totals, inv, effects)
+    cosines = None
+    if near is not None:
+        cosines = np.zeros((len(uniq), len(item_idx)))
+        cosines[inv] = near
     out = []
     for j, item in enumerate(item_idx):   # a handful of items per request: building the answer
-        because = _top(hist, effects[:, j] if len(hist) else np.zeros(0), k, ids, positive=True)
-        nearest = _top(hist, near[:, j], k, ids) if near is not None else []
+        because = _top(uniq, totals[:, j], k, ids, positive=True)
+        nearest = _top(uniq, cosines[:, j], k, ids) if cosines is not None else []
         out.append(Explanation(user_id, str(ids[item]), float(scores[j]), method, because, nearest,
                                list(attributions[j])))
     return out
 
 
-def _top(hist: np.ndarray, values: np.ndarray, k: int, ids: np.ndarray, positive: bool = False) -> list[Contribution]:
-    """The k history items with the largest values (an item listed twice: its entries summed)."""
-    if len(hist) == 0:
-        return []
-    uniq, inv = np.unique(hist, return_inverse=True)
-    total = np.bincount(inv, weights=values, minlength=len(uniq))
-    order = np.argsort(-total, kind="stable")[:k]
-    return [Contribution(str(ids[uniq[o]]), float(total[o])) for o in order if not positive or total[o] > 0]
+def _top(items: np.ndarray, values: np.ndarray, k: int, ids: np.ndarray, positive: bool = False) -> list[Contribution]:
+    """The k `items` with the largest `values` (only positive values with `positive`)."""
+    order = np.argsort(-values, kind="stable")[:k]
+    return [Contribution(str(ids[items[o]]), float(values[o])) for o in order if not positive or values[o] > 0]
 
 
-def _nearest(model, hist: np.ndarray, item_idx: np.ndarray) -> np.ndarray | None:
-    """cos [len(hist), m] in the model's item space (None without one)."""
+def item_space_of(model):
+    """The model's `towerrec.beyond.ItemSpace`, or None for a model without one."""
     from towerrec.beyond import ItemSpace
 
-    if len(hist) == 0:
-        return np.zeros((0, len(item_idx)))
     space = model.item_space()
+    return ItemSpace(space, model.name) if space is not None else None
+
+
+def _nearest(model, hist: np.ndarray, item_idx: np.ndarray, space=None) -> np.ndarray | None:
+    """cos [len(hist), m] in the model's item space (None without one)."""
+    space = space if space is not None else item_space_of(model)
     if space is None:
         return None
-    space = ItemSpace(space)
-    return space.rows(hist).astype(np.float64) @ space.rows(item_idx).astype(np.float64).T
+    if len(hist) == 0:
+        return np.zeros((0, len(item_idx)))
+    return space.cross(hist, item_idx)
 
 
 def explain(model, user_id: str | None = None, item_ids: Sequence[str] | str | None = None, *,

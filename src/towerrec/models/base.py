@@ -449,10 +449,11 @@ class ItemRowRecommender(Recommender):
         first entry carries the weight)."""
         hist = history.tokens - 1
         w = self.item_weights()
+        item_idx = np.asarray(item_idx, dtype=np.int64)
         if sp.issparse(w):
             rows = np.asarray(w[hist][:, item_idx].todense(), dtype=np.float64)
-        else:
-            rows = w[torch.from_numpy(hist)][:, torch.from_numpy(np.asarray(item_idx, dtype=np.int64))].double().numpy()
+        else:   # gather the L x m weights only, not L full rows
+            rows = w[torch.from_numpy(hist)[:, None], torch.from_numpy(item_idx)[None, :]].double().numpy()
         first = np.zeros(len(hist), dtype=bool)
         first[np.unique(hist, return_index=True)[1]] = True
         rows[~first] = 0.0

@@ -140,7 +140,6 @@ class RecommenderService:
 
     def reranker(self, fields: dict):
         """The re-ranker of these settings (built once per distinct setting, bound to this catalogue)."""
-        from towerrec.beyond import ItemSpace
         from towerrec.rerank import Reranker, RerankConfig, categories_from_values
 
         config = RerankConfig(**fields).validate()
@@ -151,11 +150,19 @@ class RecommenderService:
             column = next((c for c in self.catalogue.attributes if c.lower() in ("genres", "genre", "categories",
                                                                                   "category")), None)
             categories = categories_from_values(self.catalogue.attributes[column]) if column else None
-            space = self.model.item_space()
             counts = np.bincount(self.model.seen_.indices, minlength=self.model.n_items)
-            cache[config] = Reranker(config, item_counts=counts, categories=categories,
-                                     model_space=ItemSpace(space) if space is not None else None)
+            cache[config] = Reranker(config, item_counts=counts, categories=categories, model_space=self.item_space())
         return cache[config]
+
+    def item_space(self):
+        """The model's `towerrec.beyond.ItemSpace` (None without one), built once: its norms read every
+        item vector. Rebuilt when the catalogue changed size."""
+        from towerrec.explain import item_space_of
+
+        cached = self.__dict__.get("_space")
+        if cached is None or cached[0] != self.model.n_items:
+            cached = self.__dict__["_space"] = (self.model.n_items, item_space_of(self.model))
+        return cached[1]
 
     def _known_row(self, q: Query) -> sp.csr_matrix:
         """[1, n_items] the user's training items and request history (the calibration profile)."""
@@ -171,7 +178,8 @@ class RecommenderService:
         the model's own history of them, a new user through the request's `history`."""
         from towerrec.explain import Explanation, explain_indices
 
-        items = recs.item_idx[0][recs.item_idx[0] >= 0]
+        listed = recs.item_idx[0] >= 0
+        items, scores = recs.item_idx[0][listed], recs.scores[0][listed].astype(np.float64)
         user_idx = self._user_pos.get(q.user_id, -1) if q.user_id is not None else -1
         if user_idx >= 0 and bool(self.model.known_users(np.array([user_idx]))[0]):
             history = self.model.history_of(user_idx)
@@ -181,8 +189,9 @@ class RecommenderService:
         if recs.fallback[0] == "popularity" or (user_idx < 0 and history.tokens.size == 0):
             ids = self.model.item_map_.ids
             return [Explanation(q.user_id, str(ids[i]), float(s), "popularity fallback: the most popular items "
-                                "(the model knows nothing about this user)") for i, s in zip(items, recs.scores[0])]
-        return explain_indices(self.model, user_idx, history, items, k=k, user_id=q.user_id)
+                                "(the model knows nothing about this user)") for i, s in zip(items, scores)]
+        return explain_indices(self.model, user_idx, history, items, k=k, user_id=q.user_id, scores=scores,
+                               space=self.item_space())
 
     def _retrieve(self, q: Query, k: int) -> Recommendations:
         """`recommend` without re-ranking, `k` items."""

@@ -191,6 +191,11 @@ class TwoTower(Recommender):
 
         return history_scores(self, user_idx, variants, item_idx)
 
+    def history_effects(self, user_idx: int, history: Sequences, item_idx: np.ndarray) -> np.ndarray:
+        from towerrec.models.two_tower.explain import history_effects
+
+        return history_effects(self, user_idx, history, item_idx)
+
     def feature_effects(self, user_idx: int, history: Sequences, item_idx: np.ndarray) -> list[list]:
         from towerrec.models.two_tower.explain import feature_effects
 

@@ -1,0 +1,105 @@
+"""What an explanation adds to the latency of `/recommend`, for ml-100k models.
+
+    python benchmarks/explain_latency.py [--models pop,itemknn,ease,als,hybrid,sasrec] [--requests 300]
+        [--epochs 3]
+
+Each model is fitted on the whole of ml-100k (neural models for `--epochs` epochs: latency does not
+depend on accuracy) and served in this process through the real app (`towerrec.serve.app.create_app`
+with FastAPI's TestClient, one torch thread as `towerrec serve` runs it). For `--requests` known users
+drawn with seed 0 (heavy users included, as they come), the same request is sent without and with
+`"explain": true` (k = 10, alternating, after a warm-up), and so is a new-user request with a 5-item
+history (the demo page's). Reported per model: p50 / p99 milliseconds of both and the difference of
+the p99s (the target: an explanation adds at most 5 ms to p99). Writes
+benchmarks/results/explain_latency.json with the load average.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import write_json  # noqa: E402
+
+from towerrec.data.registry import load_dataset  # noqa: E402
+from towerrec.models import build_model  # noqa: E402
+from towerrec.models.base import FitOptions  # noqa: E402
+from towerrec.serve.catalogue import Catalogue  # noqa: E402
+from towerrec.serve.service import RecommenderService  # noqa: E402
+
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-100k"
+EPOCH_MODELS = {"cf", "content", "hybrid", "sasrec", "gru4rec", "nextitnet", "bert4rec", "hstu"}
+
+
+def timed(client, body: dict) -> float:
+    start = time.perf_counter()
+    response = client.post("/recommend", json=body)
+    elapsed = (time.perf_counter() - start) * 1000
+    if response.status_code != 200:
+        raise RuntimeError(response.text)
+    return elapsed
+
+
+def stats(times: list[float]) -> dict:
+    p50, p99 = np.percentile(times, [50, 99])
+    return {"p50_ms": round(float(p50), 3), "p99_ms": round(float(p99), 3), "mean_ms": round(float(np.mean(times)), 3)}
+
+
+def run(name: str, dataset, args) -> dict:
+    from fastapi.testclient import TestClient
+
+    from towerrec.serve.app import create_app
+
+    model = build_model(name, {"epochs": args.epochs} if name in EPOCH_MODELS else {})
+    model.fit(dataset.interactions, user_features=dataset.user_features, item_features=dataset.item_features,
+              options=FitOptions(seed=0, progress=False, threads=1))
+    inter = dataset.interactions
+    catalogue = Catalogue(inter.item_map, model.item_popularity_, dataset.titles(range(inter.n_items)), dataset.items)
+    client = TestClient(create_app(RecommenderService(model, catalogue)))
+    rng = np.random.default_rng(0)
+    users = rng.choice(inter.user_map.ids, args.requests + 20)
+    histories = [list(rng.choice(inter.item_map.ids, 5, replace=False)) for _ in range(args.requests + 20)]
+    out: dict = {"history_lengths": {"median": float(np.median(np.diff(model.seen_.indptr))),
+                                     "max": int(np.diff(model.seen_.indptr).max())}}
+    for kind, bodies in (("known user", [{"user_id": str(u), "k": 10} for u in users]),
+                         ("new user, 5-item history", [{"history": [str(i) for i in h], "k": 10} for h in histories])):
+        plain, explained = [], []
+        for n, body in enumerate(bodies):    # one request at a time is what is being measured
+            a = timed(client, body)
+            b = timed(client, {**body, "explain": True})
+            if n >= 20:                      # warm-up
+                plain.append(a)
+                explained.append(b)
+        row = {"plain": stats(plain), "explain": stats(explained)}
+        row["added_p99_ms"] = round(row["explain"]["p99_ms"] - row["plain"]["p99_ms"], 3)
+        row["added_p50_ms"] = round(row["explain"]["p50_ms"] - row["plain"]["p50_ms"], 3)
+        out[kind] = row
+        print(f"{name:9s} {kind:26s} p50 {row['plain']['p50_ms']:7.2f} -> {row['explain']['p50_ms']:7.2f} ms   "
+              f"p99 {row['plain']['p99_ms']:7.2f} -> {row['explain']['p99_ms']:7.2f} ms (+{row['added_p99_ms']:.2f}; "
+              f"load {os.getloadavg()[0]:.1f})", flush=True)
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--data", default=str(DEFAULT_DATA))
+    p.add_argument("--models", default="pop,itemknn,ease,als,hybrid,sasrec")
+    p.add_argument("--requests", type=int, default=300)
+    p.add_argument("--epochs", type=int, default=3)
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    load_before = os.getloadavg()
+    dataset = load_dataset(args.data)
+    results = {name: run(name, dataset, args) for name in args.models.split(",")}
+    write_json("explain_latency", {"requests": args.requests, "epochs": args.epochs, "k": 10,
+                                   "load_average_before": load_before, "load_average_after": os.getloadavg(),
+                                   "models": results})
+
+
+if __name__ == "__main__":
+    main()
