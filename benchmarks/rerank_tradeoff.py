@@ -2,7 +2,7 @@
 ml-latest-small.
 
     python benchmarks/rerank_tradeoff.py [--datasets ml-100k,ml-latest-small] [--model ease]
-        [--weights 0,0.1,0.25,0.5,0.75,0.9,1] [--candidates 100] [--threads 1]
+        [--weights 0,0.1,0.25,0.4,0.5,0.6,0.75,0.9,1] [--candidates 100] [--threads 1]
 
 Protocol: random 8:1:1 split (seed 0), the base model at its defaults fitted once on train; its top
 `--candidates` test items per user (train + valid excluded, the split's tie order: evaluate_split's
@@ -11,8 +11,8 @@ protocol) are ranked once and re-ranked to K = 10 by each re-ranker at each weig
 is a full evaluation of those lists (`towerrec.evaluation.evaluate` with a `BeyondContext`): NDCG@10
 and the beyond-accuracy figures (ILD over genres, miscalibration, ARP, long-tail share, novelty,
 coverage, Gini). Writes
-benchmarks/results/rerank_tradeoff.json and benchmarks/results/rerank_tradeoff.png (NDCG@10 against
-the goal of each re-ranker, one panel per dataset and goal).
+benchmarks/results/rerank_tradeoff_<model>_<datasets>.json and .png (NDCG@10 against the goal of
+each re-ranker, one panel per dataset and goal).
 """
 from __future__ import annotations
 
@@ -116,7 +116,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--datasets", default="ml-100k,ml-latest-small")
     p.add_argument("--model", default="ease")
-    p.add_argument("--weights", default="0,0.1,0.25,0.5,0.75,0.9,1")
+    p.add_argument("--weights", default="0,0.1,0.25,0.4,0.5,0.6,0.75,0.9,1")
     p.add_argument("--candidates", type=int, default=100)
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args()
@@ -125,10 +125,11 @@ def main() -> None:
     load_before = os.getloadavg()
     results = {name: curves(name, args.model, weights, args.candidates, args.threads)
                for name in args.datasets.split(",")}
-    write_json("rerank_tradeoff", {"model": args.model, "weights": weights, "candidates": args.candidates,
-                                   "load_average_before": load_before, "load_average_after": os.getloadavg(),
-                                   "datasets": results})
-    figure(results, RESULTS / "rerank_tradeoff.png")
+    stem = f"rerank_tradeoff_{args.model}_" + "_".join(results)
+    write_json(stem, {"model": args.model, "weights": weights, "candidates": args.candidates,
+                      "load_average_before": load_before, "load_average_after": os.getloadavg(),
+                      "datasets": results})
+    figure(results, RESULTS / f"{stem}.png")
 
 
 if __name__ == "__main__":
