@@ -10,7 +10,8 @@ drawn with seed 0 (heavy users included, as they come), the same request is sent
 `"explain": true` (k = 10, alternating, after a warm-up), and so is a new-user request with a 5-item
 history (the demo page's). Reported per model: p50 / p99 milliseconds of both, wall-clock and CPU time of
 this process (the CPU figure is what a busy machine's scheduler does not inflate), and their
-differences (the target: an explanation adds at most 5 ms to p99). Writes
+differences (the target: an explanation adds at most 5 ms to p99); and, without HTTP, the CPU time of
+`service.explain` alone over `--service-requests` known users (steadier percentiles). Writes
 benchmarks/results/explain_latency.json with the load average.
 """
 from __future__ import annotations
@@ -55,6 +56,27 @@ def stats(times: list[tuple[float, float]]) -> dict:
             "cpu_p50_ms": round(float(c50), 3), "cpu_p99_ms": round(float(c99), 3)}
 
 
+def service_level(service, users: np.ndarray, n: int) -> dict:
+    """What `explain` itself adds, without HTTP: CPU ms of `service.explain` after `service.recommend`,
+    over `n` known users (more requests than through the app, so its p99 is steadier)."""
+    from towerrec.serve.service import Query
+
+    rng = np.random.default_rng(1)
+    chosen = rng.choice(users, n)
+    plain, explain = [], []
+    for user in chosen:                      # one request at a time is what is being measured
+        q = Query(user_id=str(user), history=None, k=10)
+        start = time.process_time()
+        recs = service.recommend(q)
+        middle = time.process_time()
+        service.explain(q, recs)
+        plain.append((middle - start) * 1000)
+        explain.append((time.process_time() - middle) * 1000)
+    p = lambda v, q: round(float(np.percentile(v, q)), 3)   # noqa: E731
+    return {"requests": n, "recommend_cpu_p50_ms": p(plain, 50), "recommend_cpu_p99_ms": p(plain, 99),
+            "explain_cpu_p50_ms": p(explain, 50), "explain_cpu_p99_ms": p(explain, 99)}
+
+
 def run(name: str, dataset, args) -> dict:
     from fastapi.testclient import TestClient
 
@@ -71,6 +93,10 @@ def run(name: str, dataset, args) -> dict:
     histories = [list(rng.choice(inter.item_map.ids, 5, replace=False)) for _ in range(args.requests + 20)]
     out: dict = {"history_lengths": {"median": float(np.median(np.diff(model.seen_.indptr))),
                                      "max": int(np.diff(model.seen_.indptr).max())}}
+    alone = out["service, known user"] = service_level(client.app.state.service, users, args.service_requests)
+    print(f"{name:9s} without HTTP, CPU ms: recommend p50 {alone['recommend_cpu_p50_ms']:.2f} / p99 "
+          f"{alone['recommend_cpu_p99_ms']:.2f}; explain p50 {alone['explain_cpu_p50_ms']:.2f} / p99 "
+          f"{alone['explain_cpu_p99_ms']:.2f}", flush=True)
     for kind, bodies in (("known user", [{"user_id": str(u), "k": 10} for u in users]),
                          ("new user, 5-item history", [{"history": [str(i) for i in h], "k": 10} for h in histories])):
         plain, explained = [], []
@@ -98,6 +124,7 @@ def main() -> None:
     p.add_argument("--models", default="pop,itemknn,ease,als,hybrid,sasrec")
     p.add_argument("--requests", type=int, default=300)
     p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--service-requests", type=int, default=1000)
     args = p.parse_args()
     torch.set_num_threads(1)
     load_before = os.getloadavg()

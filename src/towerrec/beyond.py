@@ -33,8 +33,6 @@ from towerrec.ranking import TieOrder
 PER_USER = ("ILD", "EmbILD", "Novelty", "Serendipity", "ARP", "LongTail", "Miscalibration")
 #: one number per list set
 CATALOGUE = ("Gini",)
-#: lower is better for these (the others: higher is "more diverse / novel / calibrated-away")
-LOWER_IS_BETTER = ("ARP", "Miscalibration", "Gini")
 #: column names that hold item categories, in order of preference (else the smallest-vocabulary one)
 CATEGORY_NAMES = ("genres", "genre", "categories", "category")
 #: the short head is this share of the catalogue, most popular first (the rest is the long tail)
@@ -324,6 +322,11 @@ def user_groups(table: FeatureTable | None, attributes: Sequence[str] | None = N
             raw = pd.Series(col.values.astype(np.float64) * col.std + col.mean)
             raw[table_missing(table, len(raw))] = np.nan
             labels = _quantile_labels(raw)
+        elif attributes is not None:
+            from towerrec.errors import TowerrecError
+
+            raise TowerrecError(f"fairness: user attribute {name!r} is {col.kind}; groups need a categorical or "
+                                "numeric attribute")
         else:
             continue
         if len({x for x in labels if x is not None}) >= 2:
@@ -490,11 +493,6 @@ def beyond_metrics(users: np.ndarray, lists: np.ndarray, hits: np.ndarray, ks: S
             per_user[f"Miscalibration@{k}"] = miscalibration(lists, history, stats.categories, k)
         catalogue[f"Gini@{k}"] = gini(lists, n_items, k)
     return per_user, catalogue
-
-
-def is_beyond(metric: str) -> bool:
-    """`metric` ("ILD@10", "Gini@10 gap (gender)") is one of this module's."""
-    return metric.split("@", 1)[0] in PER_USER + CATALOGUE
 
 
 __all__ = ["BeyondContext", "BeyondOptions", "ItemSpace", "ItemStats", "average_popularity", "beyond_metrics", "category_matrix",

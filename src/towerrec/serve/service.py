@@ -188,8 +188,10 @@ class RecommenderService:
             history = Sequences.from_lists([self.item_indices(list(q.history or []))])
         if recs.fallback[0] == "popularity" or (user_idx < 0 and history.tokens.size == 0):
             ids = self.model.item_map_.ids
-            return [Explanation(q.user_id, str(ids[i]), float(s), "popularity fallback: the most popular items "
-                                "(the model knows nothing about this user)") for i, s in zip(items, scores)]
+            method = ("popularity fallback: the most popular items (the model knows nothing about this user)"
+                      if recs.fallback[0] == "popularity" else
+                      "scored from the request's user features: there is no history to explain it by")
+            return [Explanation(q.user_id, str(ids[i]), float(s), method) for i, s in zip(items, scores)]
         return explain_indices(self.model, user_idx, history, items, k=k, user_id=q.user_id, scores=scores,
                                space=self.item_space())
 
