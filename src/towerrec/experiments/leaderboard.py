@@ -64,10 +64,9 @@ def build_leaderboard(exp: Experiment, records: Sequence[ModelSeed]) -> tuple[pd
     value_cols = [c for c in per_seed.columns if c not in ("model", "model_name", "seed")]
     grouped = per_seed.groupby("model", sort=False)[value_cols]
     mean, std = grouped.mean(), grouped.std(ddof=1)  # std is NaN with one seed: shown as blank
-    board = mean.copy()
     metric_cols = [c for c in value_cols if "@" in c and not c.startswith("valid_")]
-    for col in metric_cols:
-        board[f"{col}_std"] = std[col]
+    # one concat, not a column at a time: with the beyond-accuracy figures there are hundreds
+    board = pd.concat([mean, std[metric_cols].add_suffix("_std")], axis=1)
     board.insert(0, "seeds", per_seed.groupby("model", sort=False)["seed"].nunique())
     board.insert(0, "model_name", [names[m] for m in board.index])
     reference = choose_reference(board[primary], names, exp)
@@ -205,7 +204,8 @@ def beyond_columns(exp: Experiment, board: pd.DataFrame) -> list[str]:
     cols = [f"{m}@{k0}" for m in BEYOND_DISPLAY if f"{m}@{k0}" in board.columns]
     if len(cols) == 1 and cols[0].startswith("Coverage"):    # beyond = false: coverage is in the first table
         cols = []
-    return cols + [c for c in board.columns if c.startswith(f"{exp.evaluation.primary} gap (")]
+    return cols + [c for c in board.columns if c.startswith(f"{exp.evaluation.primary} gap (") and
+                   not c.endswith("_std")]
 
 
 def beyond_rows(exp: Experiment, board: pd.DataFrame, with_std: bool = True) -> tuple[list[str], list[list[str]]]:
