@@ -229,14 +229,17 @@ def accuracy_diversity(table: pd.DataFrame, metric: str, goals: Sequence[str], c
     goals = [g for g in goals if g in table.columns and table[g].notna().any()]
     if not goals or metric not in table.columns:
         return None
+    from matplotlib import colormaps
+
     fig, axes = _figure(4.2 * len(goals) + 0.6, 3.7, len(goals))
     in_curve = {label for labels in curves.values() for label in labels}
+    curve_colors = colormaps["Set1"]      # one clearly distinct colour per curve, not per entry
     for ax, goal in zip(axes, goals):
-        for name, labels in curves.items():
+        for n, (name, labels) in enumerate(curves.items()):
             frame = table.loc[[m for m in labels if m in table.index], [goal, metric]].dropna()
             if len(frame) >= 2:
                 ax.plot(frame[goal], frame[metric], marker="o", ms=3, lw=1.2, label=name,
-                        color=palette.get(labels[-1], "grey"))
+                        color=curve_colors(n % curve_colors.N))
         for i, (label, row) in enumerate(table[[goal, metric]].dropna().iterrows()):
             if label in in_curve and label not in {labels[0] for labels in curves.values()}:
                 continue      # curve points speak through their line; its start is labelled

@@ -158,7 +158,7 @@ COST_AXES = (("fit_s", "fit seconds"), ("p99_ms", "p99 ms of one recommend call"
 
 def diversity_goals(exp) -> list[str]:
     k0 = min(exp.evaluation.k)
-    return [f"ILD@{k0}", f"Novelty@{k0}", f"LongTail@{k0}"]
+    return [f"ILD@{k0}", f"Novelty@{k0}", f"LongTail@{k0}", f"Miscalibration@{k0}"]
 
 
 def rerank_curves(exp, labels: Sequence[str]) -> dict[str, list[str]]:
