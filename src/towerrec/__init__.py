@@ -43,6 +43,7 @@ _PUBLIC: dict[str, str] = {
     "rerank": "towerrec.rerank",
     "Reranked": "towerrec.rerank",
     "RerankConfig": "towerrec.rerank",
+    "Explanation": "towerrec.explain",
     # models
     "MODELS": "towerrec.models",
     "build_model": "towerrec.models",

@@ -253,6 +253,10 @@ def evaluate(subject, truth: Interactions | Split, *, part: str = "test", exclud
       ("test" or "valid"), seen items excluded unless `exclude_seen=False`.
     - `subject` a fitted model, `truth` Interactions: lists for its users, the model's own training
       items excluded when `exclude_seen`.
+
+    Beyond-accuracy figures (`towerrec.beyond`: diversity, novelty, serendipity, popularity bias,
+    calibration, user-group gaps in `.fairness`) come with every model evaluation unless
+    `beyond=None`; categories and user groups need the split's feature tables (a split of a Dataset).
     """
     ks = _ks(k)
     if isinstance(subject, Recommendations):

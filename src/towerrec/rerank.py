@@ -13,7 +13,7 @@ goal; 0 gives back the model's own order exactly, 1 ignores relevance.
 | `mmr` | (1 - lambda) rel_i - lambda max_{j in S} sim(i, j)  (Carbonell & Goldstein 1998) |
 | `dpp` | (1 - lambda) rel_i + lambda log d_i^2, d_i^2 the Schur complement of i in K = S + eps I over S: greedy MAP of a DPP with quality exp(rel) (Chen, Zhang & Zhou, NeurIPS 2018, fast greedy, incremental Cholesky) |
 | `calibrated` | (1 - lambda) rel_i - lambda KL(p_u || q~(S + i)): the category mix of the list approaches the user's history (Steck, RecSys 2018) |
-| `popularity` | (1 - lambda) rel_i - lambda log(1 + n_i) / log(1 + max n): a popularity penalty (n_i = training interactions) |
+| `popularity` | (1 - lambda) rel_i - lambda log(1 + c_i) / log(1 + max c): a popularity penalty (c_i = the item's training users) |
 
 sim is the cosine of the item categories (`space = "categories"`) or of the model's own item space
 (`"model"`); `"auto"` takes categories when the data has them. Users are processed in blocks with
