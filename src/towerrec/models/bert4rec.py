@@ -70,9 +70,7 @@ class BERT4Rec(SequentialRecommender):
 
     name = "bert4rec"
     Config = BERT4RecConfig
-
-    def _build(self, n_items: int) -> BERT4RecModule:
-        return BERT4RecModule(n_items, self.config)
+    Module = BERT4RecModule
 
     def _training_windows(self, sequences: Sequences) -> Windows:
         return sequences.chunks(self.config.max_len, self.config.train.window_stride)

@@ -57,6 +57,4 @@ class GRU4Rec(SequentialRecommender):
 
     name = "gru4rec"
     Config = GRU4RecConfig
-
-    def _build(self, n_items: int) -> GRU4RecModule:
-        return GRU4RecModule(n_items, self.config)
+    Module = GRU4RecModule

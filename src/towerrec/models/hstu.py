@@ -68,7 +68,5 @@ class HSTU(SequentialRecommender):
 
     name = "hstu"
     Config = HSTUConfig
+    Module = HSTUModule
     uses_time = True
-
-    def _build(self, n_items: int) -> HSTUModule:
-        return HSTUModule(n_items, self.config)

@@ -55,6 +55,4 @@ class NextItNet(SequentialRecommender):
 
     name = "nextitnet"
     Config = NextItNetConfig
-
-    def _build(self, n_items: int) -> NextItNetModule:
-        return NextItNetModule(n_items, self.config)
+    Module = NextItNetModule

@@ -66,6 +66,4 @@ class SASRec(SequentialRecommender):
 
     name = "sasrec"
     Config = SASRecConfig
-
-    def _build(self, n_items: int) -> SASRecModule:
-        return SASRecModule(n_items, self.config)
+    Module = SASRecModule

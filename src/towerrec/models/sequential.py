@@ -17,7 +17,7 @@ import dataclasses
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -264,7 +264,7 @@ class LengthBatches:
 
 
 class SequentialRecommender(Recommender):
-    """Lifecycle of a next-item model; subclasses set `name`, `Config` and `_build`.
+    """Lifecycle of a next-item model; subclasses set `name`, `Config` and `Module`.
 
     The config is a `SequenceModelConfig` (embedding_dim, max_len, item content, `train`) plus the
     encoder's own settings.
@@ -276,8 +276,10 @@ class SequentialRecommender(Recommender):
     def capabilities(self) -> Capabilities:
         return Capabilities(histories=True, sequences=True, similar_items=True)
 
+    Module: ClassVar[type[NextItemModule]] = NextItemModule   # the model's nn.Module: Module(n_items, config)
+
     def _build(self, n_items: int) -> NextItemModule:
-        raise NotImplementedError
+        return self.Module(n_items, self.config)
 
     def _training_windows(self, sequences: Sequences) -> Windows:
         """Next-item windows, every target once, with at least max_len - stride + 1 items of context.
