@@ -144,24 +144,27 @@ class RecommenderService:
 
         config = RerankConfig(**fields).validate()
         cache = self.__dict__.setdefault("_rerankers", {})
-        if config not in cache:
+        key = (config, id(self.model), self.model.n_items)      # a reloaded or grown model gets new ones
+        if key not in cache:
             if len(cache) >= 64:
                 cache.clear()
             column = next((c for c in self.catalogue.attributes if c.lower() in ("genres", "genre", "categories",
                                                                                   "category")), None)
             categories = categories_from_values(self.catalogue.attributes[column]) if column else None
             counts = np.bincount(self.model.seen_.indices, minlength=self.model.n_items)
-            cache[config] = Reranker(config, item_counts=counts, categories=categories, model_space=self.item_space())
-        return cache[config]
+            cache[key] = Reranker(config, item_counts=counts, categories=categories, model_space=self.item_space())
+        return cache[key]
 
     def item_space(self):
         """The model's `towerrec.beyond.ItemSpace` (None without one), built once: its norms read every
-        item vector. Rebuilt when the catalogue changed size."""
+        item vector. Rebuilt for another model object or a grown catalogue (an in-place change of the
+        vectors of the same size is not seen: clear `_space` then)."""
         from towerrec.explain import item_space_of
 
+        key = (id(self.model), self.model.n_items)
         cached = self.__dict__.get("_space")
-        if cached is None or cached[0] != self.model.n_items:
-            cached = self.__dict__["_space"] = (self.model.n_items, item_space_of(self.model))
+        if cached is None or cached[0] != key:
+            cached = self.__dict__["_space"] = (key, item_space_of(self.model))
         return cached[1]
 
     def _known_row(self, q: Query) -> sp.csr_matrix:
@@ -170,8 +173,7 @@ class RecommenderService:
         user_idx = self._user_pos.get(q.user_id, -1) if q.user_id is not None else -1
         if user_idx >= 0:
             items.append(self.model.seen_items(user_idx))
-        row = _csr_rows([np.unique(np.concatenate(items))], self.model.n_items)
-        return row
+        return _csr_rows([np.unique(np.concatenate(items))], self.model.n_items)
 
     def explain(self, q: Query, recs: Recommendations, k: int = 3) -> list:
         """`towerrec.explain.Explanation` of each listed item (padding left out): a known user through
