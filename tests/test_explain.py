@@ -11,7 +11,7 @@ import torch
 from towerrec.data.features import FeatureTable
 from towerrec.data.sequences import Sequences
 from towerrec.errors import TowerrecError
-from towerrec.explain import Explanation, deletion_test, explain_indices
+from towerrec.explain import Explanation, deletion_test
 from towerrec.models import ALS, EASE, ItemKNN, Popularity, SASRec
 from towerrec.models.base import FitOptions
 from towerrec.models.two_tower import TwoTower, TwoTowerConfig

@@ -120,7 +120,7 @@ class ModelSpec:
                             source=self.source or f"[models.{self.label}]")
         if self.rerank is None:
             return model
-        from towerrec.rerank import Reranked, RerankConfig
+        from towerrec.rerank import RerankConfig, Reranked
 
         return Reranked(model, RerankConfig(**self.rerank))
 

@@ -140,7 +140,7 @@ class RecommenderService:
 
     def reranker(self, fields: dict):
         """The re-ranker of these settings (built once per distinct setting, bound to this catalogue)."""
-        from towerrec.rerank import Reranker, RerankConfig, categories_from_values
+        from towerrec.rerank import RerankConfig, Reranker, categories_from_values
 
         config = RerankConfig(**fields).validate()
         cache = self.__dict__.setdefault("_rerankers", {})
