@@ -495,6 +495,6 @@ def beyond_metrics(users: np.ndarray, lists: np.ndarray, hits: np.ndarray, ks: S
     return per_user, catalogue
 
 
-__all__ = ["BeyondContext", "BeyondOptions", "ItemSpace", "ItemStats", "average_popularity", "beyond_metrics", "category_matrix",
-           "gini", "group_gaps", "intra_list_diversity", "kl_calibration", "long_tail_share", "miscalibration",
-           "novelty", "serendipity", "user_groups"]
+__all__ = ["BeyondContext", "BeyondOptions", "ItemSpace", "ItemStats", "average_popularity", "beyond_metrics",
+           "category_matrix", "gini", "group_gaps", "intra_list_diversity", "kl_calibration", "long_tail_share",
+           "miscalibration", "novelty", "serendipity", "user_groups"]

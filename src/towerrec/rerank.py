@@ -6,14 +6,17 @@
 Every re-ranker takes the model's top-C candidates of a user (`candidates`, after exclusions) with
 their scores, normalises the scores to rel in [0, 1] per user (min-max over the candidates), and
 builds a list of k greedily. `weight` (lambda, in [0, 1]) trades the model's relevance against the
-goal; 0 gives back the model's own order exactly, 1 ignores relevance.
+goal; 0 gives back the model's own order exactly, 1 ignores relevance. The next item i, given the
+chosen set S, maximises (docs/evaluation.md):
 
-| method | objective of the next item i given the chosen set S (docs/evaluation.md) |
-|---|---|
-| `mmr` | (1 - lambda) rel_i - lambda max_{j in S} sim(i, j)  (Carbonell & Goldstein 1998) |
-| `dpp` | (1 - lambda) rel_i + lambda log d_i^2, d_i^2 the Schur complement of i in K = S + eps I over S: greedy MAP of a DPP with quality exp(rel) (Chen, Zhang & Zhou, NeurIPS 2018, fast greedy, incremental Cholesky) |
-| `calibrated` | (1 - lambda) rel_i - lambda KL(p_u || q~(S + i)): the category mix of the list approaches the user's history (Steck, RecSys 2018) |
-| `popularity` | (1 - lambda) rel_i - lambda log(1 + c_i) / log(1 + max c): a popularity penalty (c_i = the item's training users) |
+- `mmr`: (1 - lambda) rel_i - lambda max_{j in S} sim(i, j) (Carbonell & Goldstein 1998);
+- `dpp`: (1 - lambda) rel_i + lambda log d_i^2, d_i^2 the Schur complement of i given S in
+  K = sim + eps I: the greedy MAP of a DPP with quality exp(a rel), a = (1 - lambda) / (2 lambda),
+  by the incremental Cholesky of the fast greedy algorithm (Chen, Zhang & Zhou, NeurIPS 2018);
+- `calibrated`: (1 - lambda) rel_i - lambda KL(p_u || q~(S + i)): the category mix of the list
+  approaches that of the user's history (Steck, RecSys 2018);
+- `popularity`: (1 - lambda) rel_i - lambda log(1 + c_i) / log(1 + max c), c_i the item's training
+  users: a popularity penalty.
 
 sim is the cosine of the item categories (`space = "categories"`) or of the model's own item space
 (`"model"`); `"auto"` takes categories when the data has them. Users are processed in blocks with

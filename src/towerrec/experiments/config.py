@@ -381,7 +381,8 @@ def _evaluation(c: _Checker, raw: dict) -> EvaluationSpec:
         raise c.error(w + ("batch_size",), f"evaluation.batch_size must be positive, got {batch_size}")
     fairness = c.get(t, w, "fairness", list)
     if fairness is not None and any(not isinstance(a, str) or not a for a in fairness):
-        raise c.error(w + ("fairness",), f"evaluation.fairness must be a list of user attribute names, got {fairness!r}")
+        raise c.error(w + ("fairness",), f"evaluation.fairness must be a list of user attribute names, "
+                                         f"got {fairness!r}")
     return EvaluationSpec(metrics=tuple(metrics), k=tuple(sorted(set(k))),
                           exclude_seen=c.get(t, w, "exclude_seen", bool, True), primary=primary,
                           curve_k=tuple(sorted(set(curve_k))), batch_size=batch_size,
