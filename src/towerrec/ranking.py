@@ -89,7 +89,13 @@ class TopK:
 
 # ---- checks and masks ---------------------------------------------------------------------------
 def check_finite(scores: torch.Tensor, who: str = "the model") -> None:
-    """Raise `NonFiniteScores` if any score is NaN or infinite (before any mask is applied)."""
+    """Raise `NonFiniteScores` if any score is NaN or infinite (before any mask is applied).
+
+    A NaN or infinity makes the sum non-finite, so one reduction clears the common case without
+    `isfinite`'s temporaries (1.7x the block in float and bool masks: 450 MB at 335 x 200K); only
+    a non-finite sum (or one that overflowed) pays for the exact count."""
+    if bool(torch.isfinite(scores.sum())):
+        return
     bad = ~torch.isfinite(scores)
     if bool(bad.any()):
         n_bad, n_nan = int(bad.sum()), int(torch.isnan(scores).sum())
@@ -222,6 +228,7 @@ def rank_batches(score_fn: Callable[[np.ndarray], torch.Tensor], rows: np.ndarra
                 scores[at] = mask_rows(scores[at], matrix, r[inside])
         top = rank(scores, width, ties, allowed=allowed, who=None)
         out.item_idx[pos], out.scores[pos], out.tied[pos] = top.item_idx, top.scores, top.tied
+        del scores   # before the next block is scored: one block alive at a time
     if split:
         lo = starts.start if len(starts) else 0
         hi = min(starts[-1] + starts.step, n) if len(starts) else 0
