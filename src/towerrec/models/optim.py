@@ -194,13 +194,15 @@ class Optimizers:
             opt.step()
 
 
-def make_optimizers(module: nn.Module, *, kind: str, lr: float, table_lr: float, weight_decay: float) -> Optimizers:
+def make_optimizers(module: nn.Module, *, kind: str, lr: float, table_lr: float, weight_decay: float,
+                    exclude: set[int] = frozenset()) -> Optimizers:
     """AdamW for the dense weights (decay on matrices only: biases, norms and the temperature are
     not decayed) and `kind` for the id tables (`table_modules`; "dense": AdamW for them too, the
-    behaviour before sparse training)."""
+    behaviour before sparse training). Parameters whose id is in `exclude` are trained elsewhere
+    (TorchRec's fused optimiser)."""
     if kind not in EMBEDDING_OPTIMIZERS:
         raise TowerrecError(f"embedding_optimizer must be one of {', '.join(EMBEDDING_OPTIMIZERS)}, got {kind!r}")
-    params = [p for p in module.parameters() if p.requires_grad]
+    params = [p for p in module.parameters() if p.requires_grad and id(p) not in exclude]
     row_wise = {id(m.weight) for m in table_modules(module)} if kind != "dense" else set()
     dense = [p for p in params if id(p) not in row_wise]
     optimizers: list[torch.optim.Optimizer] = []

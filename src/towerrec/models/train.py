@@ -35,7 +35,9 @@ from towerrec.errors import TowerrecError
 from towerrec.evaluation import evaluate_scores
 from towerrec.models.base import FitOptions
 from towerrec.distributed import DistContext, agree_steps, distributed_context
+from towerrec.models import torchrec_tables
 from towerrec.models.optim import EMBEDDING_OPTIMIZERS, make_optimizers, set_sparse
+from towerrec.models.torchrec_tables import SHARDINGS
 from towerrec.progress import progress
 from towerrec.ranking import TieOrder
 
@@ -63,12 +65,17 @@ class TrainConfig:
     # reaches table rows when a step touches them (models/optim.py).
     embedding_optimizer: str = "sparse_adam"
     embedding_learning_rate: float = 0.0   # 0 = learning_rate (row-wise Adagrad wants more, ~0.05)
+    # "table_wise" | "row_wise": under torchrun, TorchRec shards the id tables over the ranks (tables
+    # past one device's memory; needs towerrec[torchrec], models/torchrec_tables.py); "none": DDP
+    sharding: str = "none"
 
     def validate(self) -> None:
         """Settings the loop cannot run with: one TowerrecError line naming the setting."""
         if self.embedding_optimizer not in EMBEDDING_OPTIMIZERS:
             raise TowerrecError(f"embedding_optimizer must be one of {', '.join(EMBEDDING_OPTIMIZERS)}, "
                                 f"got {self.embedding_optimizer!r}")
+        if self.sharding not in SHARDINGS:
+            raise TowerrecError(f"sharding must be one of {', '.join(SHARDINGS)}, got {self.sharding!r}")
         for name in ("epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise TowerrecError(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -138,14 +145,18 @@ def train(module: nn.Module, *, n_samples: int, make_batch: Callable[[np.ndarray
     module.to(ctx.device)
     restore_dense = set_sparse(module, config.embedding_optimizer != "dense")   # before DDP sees the module
     wrapped: nn.Module = _Loss(module)
-    if ctx.world > 1:
+    table_lr = config.embedding_learning_rate or config.learning_rate
+    sharded = config.sharding != "none"
+    if sharded:   # id tables sharded by TorchRec, the rest data parallel
+        wrapped = torchrec_tables.distribute(wrapped, module, sharding=config.sharding, kind=config.embedding_optimizer,
+                                             lr=table_lr, weight_decay=config.weight_decay, device=ctx.device)
+    elif ctx.world > 1:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
         wrapped = DDP(wrapped, device_ids=[ctx.device] if ctx.device.type == "cuda" else None,
                       broadcast_buffers=False, find_unused_parameters=True)
-    optimizer = make_optimizers(module, kind=config.embedding_optimizer, lr=config.learning_rate,
-                                table_lr=config.embedding_learning_rate or config.learning_rate,
-                                weight_decay=config.weight_decay)
+    optimizer = make_optimizers(module, kind=config.embedding_optimizer, lr=config.learning_rate, table_lr=table_lr,
+                                weight_decay=config.weight_decay, exclude=torchrec_tables.fused_parameters(module))
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if ctx.device.type == "cuda" else nullcontext())
     result = TrainResult(world_size=ctx.world)
     ties = TieOrder.seeded(valid.n_items, options.seed) if valid is not None else None
@@ -187,10 +198,13 @@ def train(module: nn.Module, *, n_samples: int, make_batch: Callable[[np.ndarray
         if valid is not None and valid_scorer is not None:
             t1 = time.perf_counter()
             module.eval()
-            with torch.no_grad():   # every rank ranks its slice of the users; all get the same metric
+            # every rank ranks its slice of the users and all get the same metric (sharded tables:
+            # every rank ranks all users, as their lookups are collectives)
+            with torch.no_grad():
                 res = evaluate_scores(valid_scorer(), valid, ties=ties, k=(int(config.metric.split("@")[1]),),
                                       exclude=exclude_rows if options.exclude_seen else None,
-                                      metrics=(config.metric.split("@")[0],), show=False, distributed=ctx.world > 1)
+                                      metrics=(config.metric.split("@")[0],), show=False,
+                                      distributed=ctx.world > 1 and not sharded)
             value = res.summary[config.metric]
             if ctx.main:
                 improved = result.best_metric is None or value > result.best_metric
@@ -204,7 +218,7 @@ def train(module: nn.Module, *, n_samples: int, make_batch: Callable[[np.ndarray
             if improved:
                 result.best_metric, result.best_epoch = value, epoch
                 result.seconds_to_best = time.perf_counter() - start
-                best_state = {k: v.detach().clone() for k, v in module.state_dict().items()}
+                best_state = torchrec_tables.snapshot(module)
                 bad_epochs = 0
             else:
                 bad_epochs += 1
@@ -223,7 +237,9 @@ def train(module: nn.Module, *, n_samples: int, make_batch: Callable[[np.ndarray
         if stop:
             break
     if best_state is not None:
-        module.load_state_dict(best_state)
+        torchrec_tables.restore(module, best_state)
+    if sharded:
+        torchrec_tables.unshard(module)   # a plain model from here on (evaluation, saving, serving)
     restore_dense()
     module.eval()
     if ctx.main:
