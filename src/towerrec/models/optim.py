@@ -100,6 +100,8 @@ class SparseRowAdam(torch.optim.Optimizer):
                     continue
                 if rows.numel() == 0:
                     continue
+                # moments kept apart: one [rows, 2, d] tensor saves a gather and a scatter but makes
+                # the elementwise passes strided, 1.77 -> 2.42 ms a step for 500K + 100K x 64 tables
                 m_r = m.index_select(0, rows).lerp_(g, 1 - b1)
                 v_r = v.index_select(0, rows).mul_(b2).addcmul_(g, g, value=1 - b2)
                 m.index_copy_(0, rows, m_r)

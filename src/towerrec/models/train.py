@@ -166,7 +166,7 @@ def train(module: nn.Module, *, n_samples: int, make_batch: Callable[[np.ndarray
     show = options.progress if ctx.main else False
     bar = progress(range(config.epochs), desc=desc, total=config.epochs, show=show, summary=False)
     for epoch in bar:
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.process_time()
         module.train()
         rng = np.random.default_rng([options.seed, epoch, ctx.rank, 1])
         # summed on the device (no GPU sync per step); MPS has no float64
@@ -191,8 +191,9 @@ def train(module: nn.Module, *, n_samples: int, make_batch: Callable[[np.ndarray
         total = torch.stack([loss_sum, loss_sum.new_tensor(float(n_seen))])
         if ctx.world > 1:
             dist.all_reduce(total)
+        # cpu_seconds (this process, all its threads): what the epoch cost on a machine shared with others
         record: dict[str, Any] = {"epoch": epoch, "loss": float(total[0] / max(total[1], 1)),
-                                  "seconds": time.perf_counter() - t0}
+                                  "seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - cpu0}
         # [metric, improved, stop]; broadcast from the process group's device (nccl: cuda only)
         decision = torch.zeros(3, dtype=torch.float64, device=ctx.device if ctx.world > 1 else "cpu")
         if valid is not None and valid_scorer is not None:
