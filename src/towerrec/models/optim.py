@@ -7,17 +7,22 @@ the whole cost of a step at that size (4,157 interactions/s on 20M synthetic row
 benchmarks/README.md). With `sparse=True` lookups the backward pass yields the touched rows only,
 and a row-wise optimiser updates just those.
 
-- `SparseRowAdam`: lazy Adam (as `torch.optim.SparseAdam`): the moments of a row move only on
-  the steps that touch it. Bias correction counts the table's steps, as SparseAdam does.
+- `SparseRowAdam`: Adam(W) on the rows a step touches; when a row comes back after k skipped
+  steps it first gets, in closed form, what dense AdamW would have done to it meanwhile
+  (momentum drift, moment decay, weight decay). Plain lazy Adam (`torch.optim.SparseAdam`)
+  freezes skipped rows, and that changed SASRec with a sampled softmax on ml-100k (valid
+  NDCG@10 0.1222 -> 0.1099, seed 0); the catch-up costs ~1.3 ms a step on 500K + 100K x 64
+  tables (2.9 against 1.6 ms for the optimiser, one thread).
 - `RowWiseAdagrad`: FBGEMM's EXACT_ROWWISE_ADAGRAD: one accumulator per row (the mean squared
-  gradient of the row), so the optimiser state is one float per row instead of 2 x dim.
+  gradient of the row), so the optimiser state is one float per row instead of 2 x dim. No
+  momentum, so a skipped row has nothing to catch up.
 
-**Regularisation of id rows.** AdamW's decoupled weight decay shrinks every row every step; a row
-nobody touches would still decay, which a sparse step cannot afford (and which is why sparse
-optimisers have no `weight_decay`). Here the decay is applied to the rows a step touches, with
-AdamW's factor: row *= 1 - lr x weight_decay, before the update ("L2 on the rows touched", what
-most recsys code does; a row seen every step decays exactly as under AdamW). Padding rows (code
-0, "unknown") never appear in a sparse gradient, so they stay zero.
+**Regularisation of id rows.** AdamW's decoupled weight decay shrinks every row every step; a
+sparse step cannot touch every row. `SparseRowAdam` applies the decay of the skipped steps,
+(1 - lr x weight_decay)^k, when a row is next touched: AdamW's regularisation, paid lazily (a row
+never touched again keeps its value, which no training step reads). `RowWiseAdagrad` decays the
+rows a step touches ("L2 on the rows touched", as most recsys code). Padding rows (code 0,
+"unknown") never appear in a sparse gradient, so they stay zero.
 
 Dense gradients on a table (a full-softmax `h @ table.T`, a table read through `.weight`) are
 handled too: every row is then touched, and the update equals the dense algorithm's.
@@ -66,8 +71,19 @@ def _rows(grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
 
 
 class SparseRowAdam(torch.optim.Optimizer):
-    """Lazy Adam over the rows present in each (sparse) gradient, with decoupled weight decay on
-    those rows. A dense gradient updates every row (then this is AdamW restricted to one table)."""
+    """Adam(W) on the rows present in each (sparse) gradient, with what the skipped steps would have
+    done caught up in closed form when a row is next touched.
+
+    Under dense AdamW a row that no step touches keeps moving: its first moment decays by b1 and
+    drives the row on, its second by b2, and weight decay shrinks it. Plain lazy Adam
+    (`torch.optim.SparseAdam`) freezes such a row instead, which changed training on ml-100k
+    (SASRec with a sampled softmax: valid NDCG@10 0.1222 -> 0.1099, one seed). Here, a row last
+    updated at step s and touched again at step t first gets the k = t - 1 - s skipped steps:
+    the drift -lr * m / sqrt(v) * sum_j r^j c (r = b1 / sqrt(b2), c the bias correction a few
+    steps into the gap, eps ignored), the moments decayed by b1^k and b2^k, the decay
+    (1 - lr * wd)^k; then the usual step. A row touched every step is exactly AdamW; rows never touched stay as they are
+    (the padding row 0 is never in a gradient, so it stays zero). A dense gradient updates every
+    row: AdamW for that table."""
 
     def __init__(self, params: Iterable[nn.Parameter], lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 0.0) -> None:
@@ -85,31 +101,51 @@ class SparseRowAdam(torch.optim.Optimizer):
                     state["step"] = 0
                     state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                     state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                    state["last"] = torch.zeros(p.shape[0], dtype=torch.int64, device=p.device)  # last step per row
                 state["step"] += 1
                 t = state["step"]
                 rows, g = _rows(p.grad)
                 m, v = state["exp_avg"], state["exp_avg_sq"]
-                step_size = lr / (1 - b1 ** t)
-                root_bc2 = math.sqrt(1 - b2 ** t)
                 if rows is None:
-                    if wd:
-                        p.mul_(1 - lr * wd)
-                    m.lerp_(g, 1 - b1)
-                    v.mul_(b2).addcmul_(g, g, value=1 - b2)
-                    p.addcdiv_(m, v.sqrt().div_(root_bc2).add_(eps), value=-step_size)
-                    continue
+                    rows = torch.arange(p.shape[0], device=p.device)
+                    g = g.reshape(p.shape)
                 if rows.numel() == 0:
                     continue
-                # moments kept apart: one [rows, 2, d] tensor saves a gather and a scatter but makes
-                # the elementwise passes strided, 1.77 -> 2.42 ms a step for 500K + 100K x 64 tables
-                m_r = m.index_select(0, rows).lerp_(g, 1 - b1)
-                v_r = v.index_select(0, rows).mul_(b2).addcmul_(g, g, value=1 - b2)
+                last = state["last"].index_select(0, rows)
+                m_r, v_r, p_r = m.index_select(0, rows), v.index_select(0, rows), p.index_select(0, rows)
+                self._catch_up(p_r, m_r, v_r, last, t, lr, b1, b2, wd)
+                if wd:
+                    p_r.mul_(1 - lr * wd)
+                m_r.lerp_(g, 1 - b1)
+                v_r.mul_(b2).addcmul_(g, g, value=1 - b2)
+                p_r.addcdiv_(m_r, v_r.sqrt().div_(math.sqrt(1 - b2 ** t)).add_(eps), value=-lr / (1 - b1 ** t))
                 m.index_copy_(0, rows, m_r)
                 v.index_copy_(0, rows, v_r)
-                update = m_r.div_(v_r.sqrt_().div_(root_bc2).add_(eps)).mul_(-step_size)
-                if wd:
-                    update.sub_(p.index_select(0, rows), alpha=lr * wd)   # -lr*wd*row: the decoupled decay
-                p.index_add_(0, rows, update)
+                p.index_copy_(0, rows, p_r)
+                state["last"].index_fill_(0, rows, t)
+
+    @staticmethod
+    def _catch_up(p_r: torch.Tensor, m_r: torch.Tensor, v_r: torch.Tensor, last: torch.Tensor, t: int, lr: float,
+                  b1: float, b2: float, wd: float) -> None:
+        """Apply, in place, the k = t - 1 - last steps a row sat out (see the class docstring).
+        Whole-block passes with per-row factors (1 and 0 for rows without a gap): most rows of a
+        big table have one, and gathering the others out would cost more than it saves."""
+        k = (t - 1 - last).clamp_min(0)
+        if not bool((k > 0).any()):
+            return
+        shape = (-1,) + (1,) * (p_r.dim() - 1)
+        kf = k.to(torch.float64)
+        if wd:   # every skipped step decays the row, seen before or not
+            p_r.mul_(((1 - lr * wd) ** kf).to(p_r.dtype).view(shape))
+        r = b1 / math.sqrt(b2)
+        # sum_{j=1..k} r^j c(last + j), c(n) = sqrt(1 - b2^n) / (1 - b1^n): the weights r^j sit in
+        # the first ~10 skipped steps, over which c barely moves, so c is taken there. Rows never
+        # updated (last 0) have m = 0: no drift.
+        n = (last + k.clamp_max(10)).clamp_min(1).to(torch.float64)
+        series = r * (1 - r ** kf) / (1 - r) * torch.sqrt(1 - b2 ** n) / (1 - b1 ** n)
+        p_r.addcdiv_(m_r * series.to(p_r.dtype).view(shape), v_r.sqrt().clamp_min_(1e-30), value=-lr)
+        m_r.mul_((b1 ** kf).to(p_r.dtype).view(shape))
+        v_r.mul_((b2 ** kf).to(p_r.dtype).view(shape))
 
 
 class RowWiseAdagrad(torch.optim.Optimizer):
