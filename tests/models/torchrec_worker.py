@@ -11,8 +11,6 @@ import json
 import os
 import sys
 
-import numpy as np
-import torch
 
 from towerrec.evaluation import evaluate
 from towerrec.models import torchrec_tables

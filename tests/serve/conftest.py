@@ -1,7 +1,6 @@
 """Tiny artifacts (ALS: served from embeddings; EASE and popularity: served by the model) and a real server."""
 from __future__ import annotations
 
-import json
 import os
 import socket
 import subprocess
@@ -16,6 +15,7 @@ import pytest
 
 pytest.importorskip("fastapi")
 
+from towerrec.artifact import write_item_table, write_titles  # noqa: E402
 from towerrec.data.features import FeatureTable  # noqa: E402
 from towerrec.data.interactions import Interactions  # noqa: E402
 from towerrec.models.als import ALS  # noqa: E402
@@ -23,7 +23,6 @@ from towerrec.models.base import FitOptions  # noqa: E402
 from towerrec.models.ease import EASE  # noqa: E402
 from towerrec.models.pop import Popularity  # noqa: E402
 from towerrec.models.two_tower import TwoTower, TwoTowerConfig  # noqa: E402
-from towerrec.serve.catalogue import write_item_table  # noqa: E402
 
 GENRES = ["Comedy", "Drama", "Horror", "Action"]
 N_USERS, N_ITEMS = 40, 60
@@ -61,7 +60,7 @@ def save_artifact(model, path: Path, inter: Interactions) -> Path:
     model.save(path)
     items = items_table()
     titles = items.set_index("item_id").loc[inter.item_map.to_list(), "title"].tolist()
-    (path / "item_titles.json").write_text(json.dumps(titles))
+    write_titles(path, titles)
     write_item_table(path, items, inter.item_map)
     return path
 

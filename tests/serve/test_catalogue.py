@@ -5,8 +5,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from towerrec.artifact import write_item_table
 from towerrec.data.idmap import IdMap
-from towerrec.serve.catalogue import Catalogue, FilterError, read_item_table, write_item_table
+from towerrec.serve.catalogue import Catalogue, FilterError, read_item_table
 
 
 @pytest.fixture

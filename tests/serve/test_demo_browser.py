@@ -1,10 +1,13 @@
 """The demo page in headless Chromium (Debian's `chromium` + `chromium-driver`, driven by selenium).
 
-Search the catalogue, pick items, and see recommendations and similar items appear. In CI
-(`CI=true`) a missing browser, driver or selenium is a failure, not a skip: .ci/run installs them.
+Search the catalogue, pick items, and see recommendations and similar items appear, under the
+page's Content-Security-Policy (a violation is a console error, which fails the test); then the
+Swagger UI at /docs, from local files, on a server that needs a token. In CI (`CI=true`) a missing
+browser, driver or selenium is a failure, not a skip: .ci/run installs them.
 """
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 
@@ -38,6 +41,7 @@ def browser():
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
                 "--window-size=1280,900"):
         options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})      # console messages, CSP reports included
     # an explicit driver path: selenium never tries to download one
     driver = webdriver.Chrome(service=Service(executable_path=DRIVER), options=options)
     driver.set_page_load_timeout(30)
@@ -90,3 +94,32 @@ def test_pick_items_and_see_recommendations(browser, server_factory, als_artifac
     browser.execute_script("document.getElementById('filter').dispatchEvent(new Event('change'))")
     wait.until(lambda d: rows("recs") and all("Action" in r["title"] for r in rows("recs")))
     assert text("status") == ""
+    assert _csp_violations(browser) == []
+
+
+def _csp_violations(browser) -> list[str]:
+    return [entry["message"] for entry in browser.get_log("browser") if "Content Security Policy" in entry["message"]]
+
+
+def test_docs_and_demo_with_a_token(browser, server_factory, als_artifact, tmp_path):
+    """The browser sends the token as HTTP Basic credentials, as it does once the user typed it into
+    its prompt (DevTools sets the header here: a headless browser shows no prompt)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    (tmp_path / "token").write_text("browser-tok\n")
+    server = server_factory(als_artifact, "--token-file", str(tmp_path / "token"))
+    credentials = base64.b64encode(b"anyone:browser-tok").decode()
+    browser.execute_cdp_cmd("Network.enable", {})
+    browser.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": {"Authorization": f"Basic {credentials}"}})
+    wait = WebDriverWait(browser, 20)
+
+    browser.get(server.url + "/docs")       # Swagger UI, offline: it renders one block per operation
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".opblock")) >= 5)
+    assert "/recommend" in browser.find_element(By.ID, "swagger-ui").text
+
+    browser.get(server.url + "/")
+    wait.until(lambda d: "model als" in d.find_element(By.ID, "info").text)
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#recs li"))
+    assert browser.find_element(By.ID, "status").text == ""
+    assert _csp_violations(browser) == []

@@ -92,15 +92,10 @@ def build_model(name: str, overrides: Mapping[str, Any] | None = None, *, preset
 
 def load_model(path: str) -> Recommender:
     """Load any saved towerrec model; the class is chosen by the name stored in model.json."""
-    import json
-    from pathlib import Path
-
+    from towerrec.artifact import read_meta
     from towerrec.errors import TowerrecError
 
-    meta_file = Path(path) / "model.json"
-    if not meta_file.exists():
-        raise TowerrecError(f"{path}: not a towerrec model folder (no model.json)")
-    name = json.loads(meta_file.read_text())["model"]
+    name = read_meta(path)["model"]
     classes = {f.name: f for f in MODELS.values() if isinstance(f, type)}
     if name not in classes:
         raise TowerrecError(f"{path}: model {name!r} is not known to this towerrec version")

@@ -30,7 +30,7 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 
-from towerrec.artifact import read_artifact, write_artifact
+from towerrec.artifact import load_recommender, save_recommender
 from towerrec.config import apply_overrides, config_diff
 from towerrec.data.features import FeatureTable
 from towerrec.data.interactions import Interactions
@@ -362,8 +362,8 @@ class Recommender:
         return {}
 
     def save(self, path: str | Path) -> Path:
-        """Write a folder loadable by `towerrec.load_model` (no pickle anywhere). Under torchrun
-        rank 0 writes (every rank holds the same weights) while the others wait for it."""
+        """Write a folder loadable by `towerrec.load_model` (no pickle anywhere; see towerrec.artifact).
+        Under torchrun rank 0 writes (every rank holds the same weights) while the others wait."""
         self._check_fitted()
         from towerrec.distributed import barrier, is_main
 
@@ -371,34 +371,32 @@ class Recommender:
             barrier()
             return Path(path)
         try:
-            return self._write(path)
+            return save_recommender(self, path)
         finally:
             barrier()
 
-    def _write(self, path: str | Path) -> Path:
-        tensors = {f"model.{k}": v for k, v in self._state().items()}
-        tensors["seen.indptr"] = self.seen_.indptr.astype(np.int64)
-        tensors["seen.indices"] = self.seen_.indices.astype(np.int64)
-        tensors["item_popularity"] = self.item_popularity_
-        extra = {**self._extra(), "tie_seed": self.ties_.seed}
-        return write_artifact(path, model=self.name, config=dataclasses.asdict(self.config), tensors=tensors,
-                              user_map=self.user_map_, item_map=self.item_map_, extra=extra)
-
     @classmethod
     def load(cls, path: str | Path) -> "Recommender":
-        meta, tensors, users, items = read_artifact(path)
-        if meta["model"] != cls.name and cls is not Recommender:
-            raise TowerrecError(f"{path}: holds a {meta['model']!r} model, not {cls.name!r}")
-        model = cls(config=apply_overrides(cls.Config(), meta["config"], source=f"{path}: model.json config"))
-        model.user_map_, model.item_map_ = users, items
-        indptr, indices = tensors.pop("seen.indptr"), tensors.pop("seen.indices")
-        model.seen_ = sp.csr_matrix((np.ones(len(indices), dtype=np.float32), indices, indptr),
-                                    shape=(len(users), len(items)))
-        model.item_popularity_ = tensors.pop("item_popularity")
-        extra = meta.get("extra", {})
-        model.ties_ = TieOrder.seeded(len(items), int(extra.get("tie_seed") or 0))
-        model._load_state({k[len("model."):]: v for k, v in tensors.items()}, extra)
-        return model
+        """The model saved at `path`; a damaged or mismatched folder is a TowerrecError naming the file."""
+        return load_recommender(cls, path)
+
+
+class ItemRowRecommender(Recommender):
+    """A model whose scores depend on the user's item row alone (EASE, ItemKNN): training users and
+    new users given a history go through the same `_score_rows(seen [n, n_items] CSR) -> [n, n_items]`."""
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(histories=True, similar_items=True)
+
+    def _score_rows(self, seen: sp.csr_matrix) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _score_users(self, user_idx: np.ndarray) -> torch.Tensor:
+        return self._score_rows(self.seen_[user_idx])
+
+    def _score_histories(self, histories: Sequences) -> torch.Tensor:
+        return self._score_rows(histories.to_csr(self.n_items))
 
 
 def _as_list(ids: Sequence[str] | str | int) -> list:

@@ -31,11 +31,11 @@ import torch.distributed as dist
 from torch import nn
 
 from towerrec.data.interactions import Interactions
+from towerrec.distributed import DistContext, agree_steps, distributed_context
 from towerrec.errors import TowerrecError
 from towerrec.evaluation import evaluate_scores
-from towerrec.models.base import FitOptions
-from towerrec.distributed import DistContext, agree_steps, distributed_context
 from towerrec.models import torchrec_tables
+from towerrec.models.base import FitOptions
 from towerrec.models.optim import EMBEDDING_OPTIMIZERS, make_optimizers, set_sparse
 from towerrec.models.torchrec_tables import SHARDINGS
 from towerrec.progress import progress

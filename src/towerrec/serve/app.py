@@ -1,7 +1,15 @@
 """The REST API: FastAPI routes over a `RecommenderService`, bearer-token auth, size limits, 4xx errors.
 
 Every user mistake is a 4xx whose `detail` says what was wrong; a 5xx is a bug (a schemathesis test
-checks the OpenAPI spec for them). The demo page is served at `/`, the OpenAPI docs at `/docs`.
+checks the OpenAPI spec for them). The demo page is served at `/`, the OpenAPI docs at `/docs` (Swagger
+UI from local files: it works offline).
+
+With a token, every route but `/health` needs it, the pages and `/openapi.json` included. Programs send
+`Authorization: Bearer TOKEN`. A browser cannot add a header to a page load, so the pages answer 401
+with an HTTP Basic challenge: the browser asks for a user name (any) and password (the token), then
+sends them as `Authorization: Basic ...` with every request to this origin, including the page's own
+`fetch` calls and Swagger UI's; the API accepts either form. The browser keeps the token per origin
+(scheme, host and port), unlike a cookie, which would also reach other servers on the same host.
 
 >>> from fastapi.testclient import TestClient
 >>> client = TestClient(create_app(RecommenderService.from_artifact("ease_art")))
@@ -9,29 +17,130 @@ checks the OpenAPI spec for them). The demo page is served at `/`, the OpenAPI d
 """
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import logging
 import math
 import os
 import secrets
+from functools import cache
 from importlib import resources
+from typing import Annotated
 
 import orjson
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import HTTPBasic, HTTPBearer
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from towerrec.errors import TowerrecError, UnknownIdError
 from towerrec.models.base import Recommendations
 from towerrec.serve import schemas
-from towerrec.serve.schemas import MAX_ID_LENGTH, MAX_K
+from towerrec.serve.schemas import MAX_ID_LENGTH, MAX_K, NUMBER_SCHEMA, QUERY_INT
 from towerrec.serve.service import Query as ServiceQuery
-from towerrec.serve.service import RecommenderService
+from towerrec.serve.service import RecommenderService, set_threads
 
 log = logging.getLogger("towerrec.serve")
 #: bodies above this many bytes get 413 before they are parsed (a full 1000-item history is ~10 KiB)
 MAX_BODY_BYTES = 256 * 1024
+
+#: the demo page loads its script and styles from this server and talks to nothing else
+PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; "
+            "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+#: Swagger UI sets inline styles and draws its icons from data: URIs (its maintainers' recommended
+#: policy is "default-src 'self' data:"); its scripts are files of this server, so no inline script runs
+DOCS_CSP = ("default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+            "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+#: everything else is JSON, never to be rendered or framed
+DEFAULT_CSP = "default-src 'none'; frame-ancestors 'none'"
+SECURITY_HEADERS = ((b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY"),
+                    (b"referrer-policy", b"no-referrer"))
+BASIC_CHALLENGE = 'Basic realm="towerrec", charset="UTF-8"'
+#: our own files under /static, and Swagger UI's under /docs (from the fastapi-offline package)
+STATIC_FILES = {"demo.js": "text/javascript; charset=utf-8", "demo.css": "text/css; charset=utf-8"}
+DOCS_FILES = {"swagger-ui-bundle.js": "text/javascript; charset=utf-8", "swagger-ui.css": "text/css; charset=utf-8",
+              "favicon.png": "image/png", "docs.js": "text/javascript; charset=utf-8"}
+
+
+class SecurityHeaders:
+    """ASGI middleware: nosniff, no framing and no referrer on every response, and a deny-all
+    Content-Security-Policy unless the route set its own (the pages do)."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers") or [])
+                present = {name.lower() for name, _ in headers}
+                headers += [h for h in SECURITY_HEADERS if h[0] not in present]
+                if b"content-security-policy" not in present:
+                    headers.append((b"content-security-policy", DEFAULT_CSP.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
+def check_token(token: str) -> str:
+    """A usable token: printable ASCII without spaces (it travels in an HTTP header)."""
+    if not token or not token.isascii() or not token.isprintable() or " " in token:
+        raise TowerrecError("the token must be non-empty printable ASCII without spaces")
+    return token
+
+
+def credentials_ok(header: str | None, token: bytes) -> bool:
+    """`Authorization: Bearer TOKEN`, or `Basic base64(any-user:TOKEN)` (what a browser sends)."""
+    if not header:
+        return False
+    scheme, _, value = header.strip().partition(" ")
+    value = value.strip()
+    if scheme.lower() == "bearer":
+        given = value.encode("latin-1", "replace")
+    elif scheme.lower() == "basic":
+        try:
+            given = base64.b64decode(value, validate=True).partition(b":")[2]
+        except (binascii.Error, ValueError):
+            return False
+    else:
+        return False
+    return secrets.compare_digest(given, token)
+
+
+class _Documented:
+    """Security schemes that only describe the API in OpenAPI (`auth` does the checking), so a
+    malformed header gets our 401, not FastAPI's."""
+
+    class Bearer(HTTPBearer):
+        async def __call__(self, request: Request) -> None:  # type: ignore[override]
+            return None
+
+    class Basic(HTTPBasic):
+        async def __call__(self, request: Request) -> None:  # type: ignore[override]
+            return None
+
+
+@cache
+def _static_text(name: str) -> str:
+    return resources.files("towerrec.serve").joinpath(f"static/{name}").read_text(encoding="utf-8")
+
+
+@cache
+def _docs_file(name: str) -> bytes | None:
+    """A Swagger UI file, from fastapi-offline's copy of the swagger-ui-dist package (or ours: docs.js)."""
+    if name == "docs.js":
+        return _static_text(name).encode()
+    try:
+        return resources.files("fastapi_offline").joinpath(f"static/{name}").read_bytes()
+    except (ModuleNotFoundError, FileNotFoundError):
+        return None
 
 
 class BodyLimit:
@@ -106,14 +215,21 @@ def create_app(service: RecommenderService, *, token: str | None = None,
     """The FastAPI app for one loaded model. `token`: require `Authorization: Bearer <token>`."""
     from towerrec import __version__
 
-    app = FastAPI(title="towerrec", version=__version__,
+    app = FastAPI(title="towerrec", version=__version__, docs_url=None, redoc_url=None, openapi_url=None,
                   description=f"Recommendations from a saved towerrec model ({service.model.name}).")
     app.state.service = service
-    bearer = HTTPBearer(auto_error=False, description="set when the server was started with a token")
     index_kind = service.index.kind if service.index is not None else "model"
+    secret = check_token(token).encode() if token is not None else None
 
-    def auth(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
-        if credentials is None or not secrets.compare_digest(credentials.credentials.encode(), token.encode()):
+    def authorized(request: Request) -> bool:
+        return secret is None or credentials_ok(request.headers.get("authorization"), secret)
+
+    def auth(request: Request,
+             _bearer: None = Depends(_Documented.Bearer(scheme_name="HTTPBearer", description="programs: the token")),
+             _basic: None = Depends(_Documented.Basic(scheme_name="HTTPBasic",
+                                                      description="browsers: any user name, the token as password"))
+             ) -> None:
+        if not authorized(request):
             raise HTTPException(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
 
     # without a token the spec declares no security scheme: it describes what the server checks
@@ -125,9 +241,15 @@ def create_app(service: RecommenderService, *, token: str | None = None,
         status, message = _validation_message(exc)
         return JSONResponse({"detail": message, "errors": _jsonable_errors(exc)}, status_code=status)
 
-    @app.exception_handler(HTTPException)
-    async def _http(request: Request, exc: HTTPException) -> JSONResponse:
-        return JSONResponse({"detail": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
+    # Starlette's class: FastAPI raises it too (an unparsable body, an unknown route, a wrong method)
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        detail = str(exc.detail)
+        if exc.status_code == 400 and isinstance(exc.__cause__, ValueError):
+            # FastAPI's "error parsing the body" hides why: an integer over Python's 4300-digit limit,
+            # bytes that are not UTF-8, a streamed body over the size limit (BodyLimit)
+            detail = f"cannot parse the request body: {str(exc.__cause__).splitlines()[0][:200]}"
+        return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(TowerrecError)
     async def _towerrec(request: Request, exc: TowerrecError) -> JSONResponse:
@@ -138,17 +260,46 @@ def create_app(service: RecommenderService, *, token: str | None = None,
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return JSONResponse({"detail": f"internal error: {type(exc).__name__}"}, status_code=500)
 
+    def page(request: Request, name: str, csp: str) -> HTMLResponse:
+        """An HTML page, or (no token yet) the 401 that makes a browser ask for it."""
+        if not authorized(request):
+            return HTMLResponse(_static_text("unauthorized.html"), status_code=401,
+                                headers={"WWW-Authenticate": BASIC_CHALLENGE})
+        return HTMLResponse(_static_text(name), headers={"Content-Security-Policy": csp})
+
     @app.get("/", include_in_schema=False)
-    def demo() -> HTMLResponse:
-        page = resources.files("towerrec.serve").joinpath("static/index.html").read_text(encoding="utf-8")
-        return HTMLResponse(page)
+    def demo(request: Request) -> HTMLResponse:
+        return page(request, "index.html", PAGE_CSP)
+
+    @app.get("/docs", include_in_schema=False)
+    def docs(request: Request) -> HTMLResponse:
+        return page(request, "docs.html", DOCS_CSP)
+
+    @app.get("/static/{name}", include_in_schema=False, dependencies=protected)
+    def static(name: str) -> Response:
+        if name not in STATIC_FILES:
+            raise HTTPException(404, f"no static file {name!r}")
+        return Response(_static_text(name), media_type=STATIC_FILES[name])
+
+    @app.get("/docs/{name}", include_in_schema=False, dependencies=protected)
+    def docs_file(name: str) -> Response:
+        if name not in DOCS_FILES:
+            raise HTTPException(404, f"no docs file {name!r}")
+        data = _docs_file(name)
+        if data is None:
+            raise HTTPException(503, "the Swagger UI files are not installed: pip install 'towerrec[serve]'")
+        return Response(data, media_type=DOCS_FILES[name], headers={"Cache-Control": "private, max-age=86400"})
+
+    @app.get("/openapi.json", include_in_schema=False, dependencies=protected)
+    def openapi_json() -> JSONResponse:
+        return JSONResponse(app.openapi())
 
     @app.get("/health", response_model=schemas.Health)
     def health() -> dict:
         """Liveness: the model is loaded (no token needed)."""
         return {"status": "ok", "model": service.model.name, "items": service.model.n_items}
 
-    @app.get("/info", dependencies=protected, responses=errors)
+    @app.get("/info", response_model=schemas.Info, dependencies=protected, responses=errors)
     def info() -> dict:
         """Model, data, catalogue, versions, index kind and ANN recall@10 against exact search."""
         return service.info()
@@ -174,7 +325,7 @@ def create_app(service: RecommenderService, *, token: str | None = None,
 
     @app.get("/items", response_model=schemas.ItemsResponse, dependencies=protected, responses=errors)
     def items(q: str = Query("", max_length=200, description="text to find in titles (case-insensitive)"),
-              limit: int = Query(20, ge=1, le=MAX_K)) -> dict:
+              limit: Annotated[int, Query(ge=1, le=MAX_K), QUERY_INT] = 20) -> dict:
         """Search the catalogue by title; most popular matches first (empty q: the most popular items)."""
         hits = service.catalogue.search(q, limit)
         return {"query": q, "items": [service.catalogue.describe(int(i)) for i in hits]}
@@ -185,16 +336,14 @@ def create_app(service: RecommenderService, *, token: str | None = None,
             raise HTTPException(404, f"unknown item: {item_id}")
         return int(idx[0])
 
-    item_path = Path(..., min_length=1, max_length=MAX_ID_LENGTH)
+    item_path = Path(..., min_length=1, max_length=MAX_ID_LENGTH,
+                     description="an item id; it may contain '/' (as is, or escaped as %2F)")
 
-    @app.get("/items/{item_id}", response_model=schemas.Item, dependencies=protected, responses=errors)
-    def item(item_id: str = item_path) -> dict:
-        """One catalogue item: title and attributes."""
-        return service.catalogue.describe(_item_index(item_id))
-
-    @app.get("/items/{item_id}/similar", response_model=schemas.SimilarResponse, dependencies=protected,
+    # `:path` lets ids contain "/"; the longer route goes first, so an id ending in "/similar" is
+    # always read as the similar-items route of the id before it
+    @app.get("/items/{item_id:path}/similar", response_model=schemas.SimilarResponse, dependencies=protected,
              responses=errors)
-    def similar(item_id: str = item_path, k: int = Query(10, ge=1, le=MAX_K)) -> dict:
+    def similar(item_id: str = item_path, k: Annotated[int, Query(ge=1, le=MAX_K), QUERY_INT] = 10) -> dict:
         """Items most like `item_id` (the item itself left out)."""
         _item_index(item_id)
         try:
@@ -202,6 +351,11 @@ def create_app(service: RecommenderService, *, token: str | None = None,
         except NotImplementedError as exc:
             raise HTTPException(422, f"{exc}; this model cannot rank similar items") from None
         return {"item_id": item_id, "items": _items(service, recs), "model": service.model.name}
+
+    @app.get("/items/{item_id:path}", response_model=schemas.Item, dependencies=protected, responses=errors)
+    def item(item_id: str = item_path) -> dict:
+        """One catalogue item: title and attributes."""
+        return service.catalogue.describe(_item_index(item_id))
 
     default_openapi = app.openapi
 
@@ -217,6 +371,7 @@ def create_app(service: RecommenderService, *, token: str | None = None,
 
     app.openapi = openapi  # type: ignore[method-assign]
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    app.add_middleware(SecurityHeaders)
     return app
 
 
@@ -227,7 +382,7 @@ def filters_schema(catalogue, description: str) -> dict:
     props = {}
     for name, series in catalogue.attributes.items():
         if pd.api.types.is_numeric_dtype(series):
-            one, extra = {"type": "number"}, [{"$ref": "#/components/schemas/Range"}]
+            one, extra = dict(NUMBER_SCHEMA), [{"$ref": "#/components/schemas/Range"}]
         else:
             one, extra = {"type": "string", "minLength": 1}, []
         props[name] = {"anyOf": [one, {"type": "array", "items": one, "minItems": 1, "maxItems": 100}, *extra]}
@@ -241,7 +396,7 @@ def user_features_schema(columns: list[dict], description: str) -> dict:
     props = {}
     for c in columns:
         if c["kind"] == "numeric":
-            props[c["name"]] = {"type": "number"}
+            props[c["name"]] = dict(NUMBER_SCHEMA)
         elif c["kind"] == "multi":
             one = {"type": "string", "maxLength": MAX_ID_LENGTH}
             props[c["name"]] = {"anyOf": [one, {"type": "array", "items": one, "maxItems": 100}]}
@@ -254,7 +409,6 @@ def user_features_schema(columns: list[dict], description: str) -> dict:
 def app_from_env() -> FastAPI:
     """Factory for `uvicorn --factory` workers: the artifact and options come from TOWERREC_SERVE_* variables."""
     from towerrec.index import FaissConfig
-    from towerrec.serve.commands import set_threads
 
     config = json.loads(os.environ["TOWERREC_SERVE_CONFIG"])
     # before loading: on a busy machine, multi-threaded OpenMP regions in a FAISS build can wait

@@ -1,9 +1,8 @@
 """The item catalogue as the API shows it: titles, attributes, title search and attribute filters.
 
-An artifact carries `item_titles.json` (a title per item index, written by `towerrec train`) and,
-optionally, `items.parquet`: one row per item with an `item_id` column and any attribute columns
-(genres, year, ...), written by `write_item_table`. `towerrec serve --items FILE` reads the same
-table from a CSV/Parquet file instead.
+An artifact may carry titles (a title per item index) and an item table (one row per item with an
+`item_id` column and any attribute columns: genres, year, ...); `towerrec.artifact` reads and writes
+both. `towerrec serve --items FILE` reads the same table from a CSV/Parquet file instead.
 
 Filters are `{"attribute": value}` pairs, all of which must hold. A value is a string or number
 (equality; a `|`-separated attribute such as `genres` matches any of its parts, ignoring case), a
@@ -11,18 +10,17 @@ list of those (any of them), or `{"min": a, "max": b}` for a numeric attribute.
 """
 from __future__ import annotations
 
-import json
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from towerrec.artifact import read_item_table as read_artifact_item_table
+from towerrec.artifact import read_titles
 from towerrec.data.idmap import IdMap
 from towerrec.errors import TowerrecError
 
-ITEM_TABLE = "items.parquet"
-TITLES = "item_titles.json"
 TITLE_COLUMNS = ("title", "name")
 
 
@@ -30,34 +28,31 @@ class FilterError(TowerrecError):
     """A filter names an unknown attribute or has a value of the wrong kind."""
 
 
-def write_item_table(path: str | Path, items: pd.DataFrame, item_map: IdMap) -> Path:
-    """Write `path/items.parquet`: the rows of `items` (with an `item_id` column) in item-index order.
-
-    Items with no row get missing attributes; URL-like and constant columns are kept as they are:
-    the API shows what the table holds.
-    """
-    frame = items.copy()
-    frame["item_id"] = frame["item_id"].astype(str)
-    frame = frame.drop_duplicates("item_id").set_index("item_id").reindex(pd.Index(item_map.to_list(), name="item_id"))
-    out = Path(path) / ITEM_TABLE
-    frame.reset_index().to_parquet(out, index=False)
-    return out
-
-
 def read_item_table(path: str | Path) -> pd.DataFrame:
-    """An items table from CSV/TSV/Parquet; the id column is `item_id` (else the first column)."""
+    """An items table from a CSV/TSV/Parquet file; the id column is `item_id` (else the first column)."""
     path = Path(path)
-    if not path.exists():
+    if not path.is_file():
         raise TowerrecError(f"{path}: items file not found")
-    if path.suffix == ".parquet":
-        frame = pd.read_parquet(path)
-    else:
-        frame = pd.read_csv(path, sep="\t" if path.suffix in (".tsv", ".tab") else ",", dtype=str,
-                            keep_default_na=False, na_values=[""])
+    try:
+        if path.suffix == ".parquet":
+            frame = pd.read_parquet(path)
+        else:
+            frame = pd.read_csv(path, sep="\t" if path.suffix in (".tsv", ".tab") else ",", dtype=str,
+                                keep_default_na=False, na_values=[""])
+    except Exception as exc:   # pandas/pyarrow raise many types for an unreadable file
+        raise TowerrecError(f"{path}: cannot read the items table ({type(exc).__name__}: "
+                            f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''})") from None
+    if not len(frame.columns):
+        raise TowerrecError(f"{path}: the items table has no columns")
     col = "item_id" if "item_id" in frame.columns else frame.columns[0]
-    frame = frame.rename(columns={col: "item_id"})
+    return typed_item_table(frame.rename(columns={col: "item_id"}))
+
+
+def typed_item_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """`item_id` as text; numbers stored as text become numbers (so numeric filters and ranges work),
+    whole-number floats become nullable integers (years stored as floats show as 1997)."""
+    frame = frame.copy()
     frame["item_id"] = frame["item_id"].astype(str)
-    # numbers stored as text in CSV become numbers, so numeric filters and ranges work
     for c in frame.columns:
         if c == "item_id":
             continue
@@ -68,7 +63,7 @@ def read_item_table(path: str | Path) -> pd.DataFrame:
                 continue
             col = converted
         if pd.api.types.is_float_dtype(col) and col.dropna().eq(col.dropna().round()).all():
-            col = col.astype("Int64")            # years stored as floats (NaN for missing) show as 1997
+            col = col.astype("Int64")
         frame[c] = col
     return frame
 
@@ -82,7 +77,7 @@ class Catalogue:
         self.popularity = np.asarray(popularity, dtype=np.float64)
         self.titles = list(titles) if titles is not None else None
         if self.titles is not None and len(self.titles) != len(item_map):
-            raise TowerrecError(f"{TITLES} has {len(self.titles)} titles for {len(item_map)} items")
+            raise TowerrecError(f"{len(self.titles)} titles for {len(item_map)} items")
         self.attributes: dict[str, pd.Series] = {}
         if attributes is not None:
             frame = attributes.drop_duplicates("item_id").set_index("item_id").reindex(
@@ -98,13 +93,13 @@ class Catalogue:
     @classmethod
     def from_artifact(cls, path: str | Path, item_map: IdMap, popularity: np.ndarray,
                       items_file: str | Path | None = None) -> "Catalogue":
-        path = Path(path)
-        titles = json.loads((path / TITLES).read_text()) if (path / TITLES).exists() else None
-        table = None
+        """Titles and attributes of the artifact at `path`; `items_file` replaces its item table."""
+        titles = read_titles(path, len(item_map))
         if items_file is not None:
             table = read_item_table(items_file)
-        elif (path / ITEM_TABLE).exists():
-            table = read_item_table(path / ITEM_TABLE)
+        else:
+            stored = read_artifact_item_table(path)
+            table = typed_item_table(stored) if stored is not None else None
         if titles is None and table is not None:
             title_col = next((c for c in table.columns if c.lower() in TITLE_COLUMNS), None)
             if title_col is not None:

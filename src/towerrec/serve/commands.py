@@ -17,12 +17,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback only)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--workers", type=int, default=1, help="worker processes (each loads the model)")
-    p.add_argument("--token", default=None, help="require 'Authorization: Bearer TOKEN' (default: $TOWERREC_TOKEN)")
+    p.add_argument("--token-file", default=None, metavar="FILE",
+                   help="require the token in FILE (first line) on every request but /health; default: "
+                        "$TOWERREC_TOKEN. Programs send 'Authorization: Bearer TOKEN', browsers ask for it")
+    p.add_argument("--token", default=None,
+                   help="the token itself (visible to other users in `ps`: prefer --token-file or $TOWERREC_TOKEN)")
     _add_index_args(p)
     p.add_argument("--items", default=None, help="CSV/Parquet items table (item_id + attributes) for titles and filters")
     p.add_argument("--threads", type=int, default=None,
                    help="torch/faiss threads per worker (default 1: concurrency comes from requests)")
     p.add_argument("--max-body-bytes", type=int, default=None, help="413 above this request size (default 256 KiB)")
+    p.add_argument("--request-timeout", type=float, default=None, metavar="SECONDS",
+                   help="close a connection that has not sent a complete request within this time after it "
+                        "opened or after its last response (slow or idle clients; default 10)")
     p.add_argument("--log-level", default="warning", choices=("critical", "error", "warning", "info", "debug"))
     p.set_defaults(func=cmd_serve)
 
@@ -57,37 +64,76 @@ def _faiss_options(args: argparse.Namespace) -> dict:
     return out
 
 
-def set_threads(n: int) -> None:
-    """torch and faiss threads of this process (serving: 1, requests run concurrently instead)."""
-    import torch
+#: modules of the `serve` extra, each with what it is for
+SERVE_MODULES = {"fastapi": "FastAPI", "uvicorn": "uvicorn", "faiss": "faiss (faiss-cpu)", "orjson": "orjson",
+                 "fastapi_offline": "the Swagger UI files (fastapi-offline)"}
 
-    torch.set_num_threads(n)
+
+def require_extra(modules: tuple[str, ...], command: str) -> None:
+    """One line naming the first missing module of the `serve` extra and how to install it."""
+    import importlib
+
+    from towerrec.errors import TowerrecError
+
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            raise TowerrecError(f"`towerrec {command}` needs {SERVE_MODULES[name]}, which is not installed: "
+                                "pip install 'towerrec[serve]'") from None
+
+
+def read_token(args: argparse.Namespace) -> str | None:
+    """The token from --token-file, --token (with a warning) or $TOWERREC_TOKEN; None for none."""
+    from towerrec.errors import TowerrecError
+    from towerrec.serve.app import check_token
+
+    if args.token and args.token_file:
+        raise TowerrecError("give --token or --token-file, not both")
+    if args.token_file:
+        try:
+            with open(args.token_file, encoding="utf-8") as fh:
+                token = fh.readline().strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise TowerrecError(f"{args.token_file}: cannot read the token file: {exc}") from None
+        if not token:
+            raise TowerrecError(f"{args.token_file}: the token file is empty")
+        source = args.token_file
+    elif args.token:
+        print("towerrec: warning: --token is visible to other users of this machine (ps, /proc); "
+              "prefer --token-file FILE or $TOWERREC_TOKEN", file=sys.stderr)
+        token, source = args.token, "--token"
+    else:
+        token, source = os.environ.get("TOWERREC_TOKEN") or None, "$TOWERREC_TOKEN"
+    if token is None:
+        return None
     try:
-        import faiss
-
-        faiss.omp_set_num_threads(n)
-    except ImportError:
-        pass
+        return check_token(token)
+    except TowerrecError as exc:
+        raise TowerrecError(f"{source}: {exc}") from None
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from towerrec.errors import TowerrecError
 
-    try:
-        import uvicorn
-    except ImportError:
-        raise TowerrecError("serving needs FastAPI and uvicorn: pip install 'towerrec[serve]'") from None
+    require_extra(tuple(SERVE_MODULES), "serve")
+    import uvicorn
+
     from towerrec.serve.app import MAX_BODY_BYTES
+    from towerrec.serve.protocol import REQUEST_TIMEOUT, request_deadline_protocol
 
     if args.workers < 1:
         raise TowerrecError(f"--workers must be >= 1, got {args.workers}")
-    token = args.token or os.environ.get("TOWERREC_TOKEN") or None
+    if args.request_timeout is not None and not 0 < args.request_timeout <= 3600:
+        raise TowerrecError(f"--request-timeout must be in (0, 3600] seconds, got {args.request_timeout}")
+    token = read_token(args)
     if args.host not in ("127.0.0.1", "localhost", "::1") and token is None:
         print(f"towerrec: warning: serving on {args.host} without a token: anyone who can reach it can query it",
               file=sys.stderr)
     threads = args.threads or 1
     config = {"artifact": args.artifact, "index": args.index, "items": args.items, "faiss": _faiss_options(args),
-              "max_body_bytes": args.max_body_bytes or MAX_BODY_BYTES, "threads": threads}
+              "max_body_bytes": args.max_body_bytes or MAX_BODY_BYTES, "threads": threads,
+              "request_timeout": args.request_timeout or REQUEST_TIMEOUT}
     # workers are separate processes: they read the config (and the token) from the environment
     os.environ["TOWERREC_SERVE_CONFIG"] = json.dumps(config)
     if token:
@@ -99,12 +145,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         info = app.state.service.info()
         print(f"towerrec: serving {info['model']} ({info['catalogue']['items']:,} items, index "
               f"{info['index']['kind']}) on http://{args.host}:{args.port}  (docs: /docs, demo: /)", file=sys.stderr)
-        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, http=request_deadline_protocol())
     else:
         print(f"towerrec: serving {args.artifact} with {args.workers} workers on http://{args.host}:{args.port}",
               file=sys.stderr)
         uvicorn.run("towerrec.serve.app:app_from_env", factory=True, host=args.host, port=args.port,
-                    workers=args.workers, log_level=args.log_level)
+                    workers=args.workers, log_level=args.log_level, http=request_deadline_protocol())
     return 0
 
 
@@ -114,8 +160,10 @@ def cmd_index_stats(args: argparse.Namespace) -> int:
     import numpy as np
 
     from towerrec.errors import TowerrecError
+
+    require_extra(("faiss",) if args.index != "exact" else (), "index-stats")
     from towerrec.index import FaissConfig, recall_at_k
-    from towerrec.serve.service import RecommenderService
+    from towerrec.serve.service import RecommenderService, set_threads
 
     if args.k <= 0 or args.queries <= 0 or args.threads <= 0:
         raise TowerrecError("--k, --queries and --threads must be positive")

@@ -1,13 +1,34 @@
 """Request and response bodies of the REST API (pydantic), with the size limits that keep a worker safe.
 
 Ids are strings; plain JSON integers are accepted too and read as their decimal string (MovieLens
-ids look like numbers). Unknown fields are errors, so a typo (`exclude_seem`) is not silently ignored.
+ids look like numbers), within JSON's safe-integer range. Unknown fields are errors, so a typo
+(`exclude_seem`) is not silently ignored. Types are JSON's own: an integer field takes a JSON
+integer (not "5", 5.0 or true), a boolean field a JSON boolean, and a number must be finite and
+within float range (1e400, NaN and a 400-digit integer are 422s, not overflows deep in numpy).
 """
 from __future__ import annotations
 
-from typing import Annotated, Union
+import math
+import re
+import sys
+from decimal import Decimal
+from typing import Annotated, Any, Union
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    JsonValue,
+    PlainValidator,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    WithJsonSchema,
+    model_validator,
+)
 
 #: the longest list any endpoint returns; also bounds the work one request can ask for
 MAX_K = 1000
@@ -15,24 +36,93 @@ MAX_HISTORY = 1000
 MAX_EXCLUDE = 10_000
 MAX_FILTERS = 16
 MAX_ID_LENGTH = 256
+#: integer ids are JSON's safe integers: beyond 2**53 a JavaScript client cannot hold them exactly
+#: (and the limit is exact in every float-based JSON tool); longer ids travel as strings
+MAX_INT_ID = 2**53 - 1
 
 
-ItemId = Annotated[
-    Union[Annotated[StrictStr, Field(min_length=1, max_length=MAX_ID_LENGTH)], StrictInt],  # true/false are not ids
-    AfterValidator(str),
-]
-Scalar = Union[StrictStr, StrictInt, StrictFloat]
+#: the largest finite float; numbers beyond it cannot be compared with float attributes
+MAX_NUMBER = sys.float_info.max
+#: the same bound for JSON integers, as the spec writes it (1.7976931348623157e+308 read as a decimal,
+#: a little below the float's exact value): so the spec and the check agree to the last digit
+MAX_INT_NUMBER = int(Decimal(repr(MAX_NUMBER)))
+NUMBER_SCHEMA = {"type": "number", "minimum": -MAX_NUMBER, "maximum": MAX_NUMBER}
+
+
+def _item_id(value: object) -> str:
+    """An id as text: a string of 1..MAX_ID_LENGTH characters, or a JSON safe integer (not a bool)."""
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise ValueError(f"an id is a string or an integer, got {type(value).__name__}")
+    if isinstance(value, int):
+        if abs(value) > MAX_INT_ID:
+            raise ValueError(f"an integer id is at most {MAX_INT_ID} in absolute value (JSON's safe integers); "
+                             "send longer ids as strings")
+        return str(value)
+    if not 1 <= len(value) <= MAX_ID_LENGTH:
+        raise ValueError(f"an id has 1 to {MAX_ID_LENGTH} characters (this one has {len(value)})")
+    return value
+
+
+def _finite(value: int | float) -> int | float:
+    """Numbers a float attribute can be compared with: finite and within float range."""
+    if isinstance(value, int):
+        if abs(value) > MAX_INT_NUMBER:
+            raise ValueError(f"number beyond the float range (|x| <= {MAX_NUMBER:.4g})")
+        return value
+    if not math.isfinite(value):
+        raise ValueError("number must be finite (no NaN or infinity)")
+    return value
+
+
+def _query_int(value: Any) -> Any:
+    """Query parameters arrive as text: accept only an optionally signed run of digits ("5", not
+    "5.0", "1e1" or "true", which pydantic's lax int would take or misread)."""
+    if isinstance(value, str):
+        if not re.fullmatch(r"[+-]?[0-9]{1,18}", value.strip()):
+            raise ValueError("must be an integer")
+        return int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError("must be an integer")
+    return value
+
+
+# one validator, not a str | int union: a bad id is one error message, not one per union branch
+ItemId = Annotated[str, PlainValidator(_item_id), WithJsonSchema({"anyOf": [
+    {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH},
+    {"type": "integer", "minimum": -MAX_INT_ID, "maximum": MAX_INT_ID}]})]
+Number = Annotated[Union[StrictInt, StrictFloat], AfterValidator(_finite), WithJsonSchema(NUMBER_SCHEMA)]
+Scalar = Union[StrictStr, Number]
+#: for integer query parameters (`?k=5`): `Annotated[int, Query(...), QUERY_INT]` (the order keeps
+#: Query's bounds in the OpenAPI spec)
+QUERY_INT = BeforeValidator(_query_int)
+
+
+def _finite_numbers(value: Any) -> Any:
+    """Before a filter value's union is tried: a bad number anywhere in it is one clear error, not a
+    failure per union branch."""
+    parts = value if isinstance(value, list) else list(value.values()) if isinstance(value, dict) else [value]
+    for part in parts:
+        if isinstance(part, (int, float)) and not isinstance(part, bool):
+            _finite(part)
+    return value
 
 
 class Range(BaseModel):
     """A numeric attribute between min and max (both inclusive, either optional)."""
 
     model_config = ConfigDict(extra="forbid")
-    min: StrictInt | StrictFloat | None = None
-    max: StrictInt | StrictFloat | None = None
+    min: Number | None = None
+    max: Number | None = None
 
 
-FilterValue = Union[Scalar, Annotated[list[Scalar], Field(min_length=1, max_length=100)], Range]
+FilterValue = Annotated[Union[Scalar, Annotated[list[Scalar], Field(min_length=1, max_length=100)], Range],
+                        BeforeValidator(_finite_numbers)]
+
+
+# the bounds `app.user_features_schema` documents for a model's own feature names
+FeatureText = Annotated[StrictStr, Field(max_length=MAX_ID_LENGTH)]
+FeatureValue = Annotated[Union[FeatureText, Number, Annotated[list[FeatureText], Field(max_length=100)]],
+                         BeforeValidator(_finite_numbers)]
 
 
 class RecommendRequest(BaseModel):
@@ -50,14 +140,14 @@ class RecommendRequest(BaseModel):
         None, description="item ids the user interacted with, oldest first; scores new users (fallback "
                           "'history'); for a known user they are only excluded (with exclude_seen). Every id must "
                           "be in the catalogue (else 404)")
-    user_features: dict[str, Scalar | list[StrictStr]] | None = Field(
+    user_features: dict[Annotated[str, Field(max_length=64)], FeatureValue] | None = Field(
         None, max_length=64, description="a new user's attributes (the training users.csv columns, e.g. "
                                          "{\"age\": 30, \"occupation\": \"writer\"}; lists for multi-valued ones): "
                                          "models that embed user features score the user from them (fallback "
                                          "'features'), and an unknown name or a non-numeric value for a numeric one is a "
                                          "422; other models ignore them")
-    k: int = Field(10, ge=1, le=MAX_K, description="list length")
-    exclude_seen: bool = Field(True, description="leave out the user's training items and `history`")
+    k: StrictInt = Field(10, ge=1, le=MAX_K, description="list length")
+    exclude_seen: StrictBool = Field(True, description="leave out the user's training items and `history`")
     exclude_items: Annotated[list[ItemId], Field(max_length=MAX_EXCLUDE)] = Field(
         default_factory=list, description="never recommend these (unknown ids are ignored)")
     filters: dict[Annotated[str, Field(max_length=64)], FilterValue] | None = Field(
@@ -109,6 +199,67 @@ class Health(BaseModel):
     status: str
     model: str
     items: int
+
+
+# ---- /info: every field listed; nothing is copied through from the artifact's files -------------------
+
+class DatasetInfo(BaseModel):
+    """What the model was trained on, from the artifact's dataset info (checked on load)."""
+
+    name: str | None = None
+    users: int | None = None
+    items: int | None = None
+    interactions: int | None = None
+
+
+class DataInfo(BaseModel):
+    users: int = Field(description="users seen in training")
+    items: int
+    interactions: int = Field(description="training interactions (seen user-item pairs)")
+    dataset: DatasetInfo | None = None
+
+
+class CatalogueInfo(BaseModel):
+    items: int
+    titles: bool = Field(description="items have display titles")
+    attributes: list[str] = Field(description="item attributes that `filters` can name")
+
+
+class IndexInfo(BaseModel):
+    """How `/recommend` retrieves: an exact or FAISS index over item embeddings, or the model itself."""
+
+    kind: str = Field(description='"exact", "faiss" or "model"')
+    note: str | None = None
+    metric: str | None = None
+    n_items: int | None = None
+    dim: int | None = None
+    structure: str | None = Field(None, description='FAISS: "pq", "hnsw" or "ivf"')
+    build_seconds: float | None = None
+    pq_m: int | None = None
+    pq_bits: int | None = None
+    pq_rerank: int | None = None
+    hnsw_m: int | None = None
+    ef_construction: int | None = None
+    ef_search: int | None = None
+    ivf_lists: int | None = None
+    ivf_probe: int | None = None
+    recall_at_10_vs_exact: float | None = Field(None, description="ANN recall@10 against exact search, "
+                                                                   "measured at start-up (1.0 for exact)")
+
+
+class Info(BaseModel):
+    model: str
+    config: dict[str, JsonValue] = Field(
+        description="the model's hyperparameters (its typed config as loaded; nested configs such as "
+                    "`train` are objects)")
+    artifact: str | None = Field(None, description="the artifact folder's name")
+    artifact_towerrec_version: str | None = Field(None, description="the towerrec version that saved the model")
+    towerrec_version: str
+    data: DataInfo
+    catalogue: CatalogueInfo
+    supports_history: bool
+    index: IndexInfo
+    uptime_seconds: float
 
 
 ERROR_RESPONSES: dict[int | str, dict] = {

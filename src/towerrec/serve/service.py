@@ -18,6 +18,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from towerrec.artifact import read_dataset_info, read_meta
 from towerrec.data.sequences import Sequences
 from towerrec.errors import TowerrecError, UnknownIdError
 from towerrec.index import ExactIndex, FaissConfig, FaissIndex, build_index, recall_at_k
@@ -76,6 +77,7 @@ class RecommenderService:
     def __init__(self, model: Recommender, catalogue: Catalogue, *, index_kind: str = "auto",
                  faiss_config: FaissConfig | None = None, artifact: str | None = None,
                  meta: dict | None = None, recall_queries: int = RECALL_QUERIES) -> None:
+        # meta: {"towerrec": version that saved the model, "dataset": checked dataset info or None}
         self.model = model
         self.catalogue = catalogue
         self.artifact = artifact
@@ -108,16 +110,12 @@ class RecommenderService:
     @classmethod
     def from_artifact(cls, path: str | Path, *, index_kind: str = "auto", items_file: str | None = None,
                       faiss_config: FaissConfig | None = None) -> "RecommenderService":
-        import json
-
+        """Load the model, catalogue and dataset info of an artifact folder (every file checked)."""
         from towerrec.models import load_model
 
         model = load_model(str(path))
         catalogue = Catalogue.from_artifact(path, model.item_map_, model.item_popularity_, items_file)
-        meta = json.loads((Path(path) / "model.json").read_text())
-        dataset_file = Path(path) / "dataset.json"     # optional: what the model was trained on
-        if dataset_file.exists():
-            meta.setdefault("extra", {})["dataset"] = json.loads(dataset_file.read_text())
+        meta = {"towerrec": read_meta(path).get("towerrec"), "dataset": read_dataset_info(path)}
         return cls(model, catalogue, index_kind=index_kind, faiss_config=faiss_config, artifact=str(path), meta=meta)
 
     # ---- queries -----------------------------------------------------------------------------
@@ -212,22 +210,42 @@ class RecommenderService:
 
     # ---- description -------------------------------------------------------------------------
     def info(self) -> dict:
+        """What `/info` shows (`schemas.Info`): built from the loaded model and index, so only
+        checked values reach a client (the dataset info was validated by `towerrec.artifact`)."""
+        import dataclasses
+        import json
+
         from towerrec import __version__
 
         model = self.model
         index = self.index.describe() if self.index is not None else {
             "kind": "model", "note": f"{model.name} has no embeddings: exact scores from the model itself"}
+        # tuples -> lists, nested configs (train) -> objects: plain JSON, as model.json holds it
+        config = (json.loads(json.dumps(dataclasses.asdict(model.config), default=str))
+                  if dataclasses.is_dataclass(model.config) else {})
         return {
-            "model": model.name, "config": self.meta.get("config", {}), "artifact": self.artifact,
+            "model": model.name, "config": config,
+            "artifact": Path(self.artifact).name if self.artifact else None,   # not the server's own path
             "artifact_towerrec_version": self.meta.get("towerrec"), "towerrec_version": __version__,
             "data": {"users": len(model.user_map_), "items": model.n_items, "interactions": model.n_interactions,
-                     **({"dataset": self.meta["extra"]["dataset"]} if "dataset" in self.meta.get("extra", {}) else {})},
+                     "dataset": self.meta.get("dataset")},
             "catalogue": {"items": len(self.catalogue), "titles": self.catalogue.titles is not None,
                           "attributes": self.catalogue.attribute_names},
             "supports_history": model.capabilities.histories,
             "index": {**index, "recall_at_10_vs_exact": self.recall_at_10},
             "uptime_seconds": round(time.time() - self.started, 1),
         }
+
+
+def set_threads(n: int) -> None:
+    """torch and faiss threads of this process (serving: 1, requests run concurrently instead)."""
+    torch.set_num_threads(n)
+    try:
+        import faiss
+
+        faiss.omp_set_num_threads(n)
+    except ImportError:
+        pass
 
 
 def _feature_frame(features: dict, user_id: str) -> "pd.DataFrame":  # noqa: F821
@@ -246,4 +264,4 @@ def _csr_rows(rows: list[np.ndarray], n_cols: int) -> sp.csr_matrix:
     return sp.csr_matrix((np.ones(len(cols), dtype=np.float32), cols, indptr), shape=(len(rows), n_cols))
 
 
-__all__ = ["Embeddings", "Query", "RecommenderService", "embeddings_of"]
+__all__ = ["Embeddings", "Query", "RecommenderService", "embeddings_of", "set_threads"]
