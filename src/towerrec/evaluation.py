@@ -195,11 +195,19 @@ def beyond_context(model, split: Split, options: BeyondOptions = BeyondOptions()
                          groups=user_groups(users, options.fairness), ks=options.k)
 
 
+def _distributed(flag: bool | None) -> bool:
+    """None: split the users over ranks when a process group of several ranks runs (torchrun)."""
+    from towerrec.distributed import active
+
+    return active() if flag is None else bool(flag) and active()
+
+
 def evaluate_split(model, split: Split, *, k: Sequence[int] | int = (10, 20), metrics: Sequence[str] = METRICS,
                    exclude_seen: bool = True, batch_size: int = 1024, parts: Sequence[str] = ("valid", "test"),
                    ties: TieOrder | None = None, beyond: BeyondOptions | None = BeyondOptions(),
                    item_features: FeatureTable | None = None,
-                   user_features: FeatureTable | None = None) -> dict[str, EvalResult]:
+                   user_features: FeatureTable | None = None,
+                   distributed: bool | None = None) -> dict[str, EvalResult]:
     """EVALUATION.md's protocol for a fitted model on `split`: {part: EvalResult}.
 
     Valid excludes the train items, test the train and valid items (nothing with
@@ -210,8 +218,13 @@ def evaluate_split(model, split: Split, *, k: Sequence[int] | int = (10, 20), me
 
     Beyond-accuracy figures (`towerrec.beyond`) are added unless `beyond=None`; categories come from
     `item_features` (default: the split's), fairness groups from `user_features`.
+
+    Under torchrun (`distributed` None: whenever a process group of several ranks runs) this is a
+    collective: call it on every rank. Each rank ranks a contiguous slice of the users and the
+    lists are gathered, so every rank gets the one-process result exactly (`ranking.rank_batches`).
     """
     ks = _ks(k)
+    distributed = _distributed(distributed)
     ties = ties if ties is not None else TieOrder.seeded(split.train.n_items, split.seed)
     warm = split.train.user_counts() > 0
     context = beyond_context(model, split, beyond, item_features=item_features, user_features=user_features) \
@@ -231,7 +244,7 @@ def evaluate_split(model, split: Split, *, k: Sequence[int] | int = (10, 20), me
         exclude = known if exclude_seen else None
         start = time.perf_counter()
         recs = model.rank_users(truth.active_users(), ks[-1], histories=histories, exclude=exclude, ties=ties,
-                                batch_size=batch_size, desc=f"{model.name} {part}")
+                                batch_size=batch_size, desc=f"{model.name} {part}", distributed=distributed)
         seconds = time.perf_counter() - start
         part_context = dataclasses.replace(context, history=known, exclude=exclude, ties=ties) \
             if context is not None else None
@@ -243,7 +256,8 @@ def evaluate_split(model, split: Split, *, k: Sequence[int] | int = (10, 20), me
 
 def evaluate(subject, truth: Interactions | Split, *, part: str = "test", exclude_seen: bool = True,
              k: Sequence[int] | int = (10, 20), metrics: Sequence[str] = METRICS, batch_size: int = 1024,
-             beyond: BeyondOptions | BeyondContext | None = BeyondOptions()) -> EvalResult:
+             beyond: BeyondOptions | BeyondContext | None = BeyondOptions(),
+             distributed: bool | None = None) -> EvalResult:
     """Full-ranking metrics of `subject` on `truth`.
 
     - `subject` a `Recommendations`, `truth` its targets (Interactions): the metrics of those lists
@@ -257,6 +271,9 @@ def evaluate(subject, truth: Interactions | Split, *, part: str = "test", exclud
     Beyond-accuracy figures (`towerrec.beyond`: diversity, novelty, serendipity, popularity bias,
     calibration, user-group gaps in `.fairness`) come with every model evaluation unless
     `beyond=None`; categories and user groups need the split's feature tables (a split of a Dataset).
+
+    Under torchrun a model's evaluation is a collective (see `evaluate_split`; `distributed=False`
+    to evaluate on one rank alone).
     """
     ks = _ks(k)
     if isinstance(subject, Recommendations):
@@ -268,10 +285,10 @@ def evaluate(subject, truth: Interactions | Split, *, part: str = "test", exclud
             raise TowerrecError(f"part must be 'valid' or 'test', got {part!r}")
         options = beyond if not isinstance(beyond, BeyondContext) else BeyondOptions(k=beyond.ks)
         return evaluate_split(subject, truth, k=ks, metrics=metrics, exclude_seen=exclude_seen,
-                              batch_size=batch_size, parts=(part,), beyond=options)[part]
+                              batch_size=batch_size, parts=(part,), beyond=options, distributed=distributed)[part]
     start = time.perf_counter()
     recs = subject.rank_users(truth.active_users(), ks[-1], exclude_seen=exclude_seen, batch_size=batch_size,
-                              desc=f"evaluate {subject.name}")
+                              desc=f"evaluate {subject.name}", distributed=_distributed(distributed))
     seconds = time.perf_counter() - start
     warm = np.zeros(truth.n_users, dtype=bool)
     warm[: subject.seen_.shape[0]] = np.diff(subject.seen_.indptr) > 0
@@ -289,15 +306,16 @@ def evaluate(subject, truth: Interactions | Split, *, part: str = "test", exclud
 def evaluate_scores(score_fn: ScoreFn, truth: Interactions, *, ties: TieOrder, exclude: sp.csr_matrix | None = None,
                     allowed: np.ndarray | None = None, k: Sequence[int] | int = (10,), metrics: Sequence[str] = METRICS,
                     batch_size: int = 1024, who: str = "the model", desc: str = "valid",
-                    show: bool | None = None) -> EvalResult:
+                    show: bool | None = None, distributed: bool | None = None) -> EvalResult:
     """Evaluate any `score_fn(user_idx [b]) -> [b, n_items]` on the users of `truth` (the training
     loop's validation, where no fitted model exists yet). `exclude` [n_users, n_items] is masked;
-    `allowed` [n_items] bool restricts every list to those items."""
+    `allowed` [n_items] bool restricts every list to those items. Under torchrun a collective, as
+    `evaluate_split`."""
     ks = _ks(k)
     start = time.perf_counter()
     users = truth.active_users()
     top = rank_batches(lambda pos: score_fn(users[pos]), users, ks[-1], ties,
                        exclude=[exclude] if exclude is not None else [], allowed=allowed, batch_size=batch_size,
-                       who=who, desc=desc, show=show)
+                       who=who, desc=desc, show=show, distributed=_distributed(distributed))
     recs = Recommendations.from_top(truth.user_map.ids[users], top, truth.item_map, user_idx=users)
     return _metrics(recs, truth, ks, metrics, None, None, time.perf_counter() - start)

@@ -54,6 +54,9 @@ class FitOptions:
     # early stopping ranks the valid users as the reported metric will: training items masked
     # (towerrec's default), or nothing masked (RecBole's sequential protocol, `--no-exclude-seen`)
     exclude_seen: bool = True
+    # under torchrun: seconds before a collective that some rank never joins fails (torch's default
+    # is 30 minutes; tests use seconds, so a hang fails the test instead of stalling it)
+    dist_timeout: float = 1800.0
 
     def torch_device(self) -> torch.device:
         if self.device == "auto":
@@ -241,7 +244,8 @@ class Recommender:
     def rank_users(self, user_idx: np.ndarray, k: int, *, histories: Sequences | None = None,
                    exclude: sp.csr_matrix | None = None, exclude_seen: bool = False,
                    allowed: np.ndarray | None = None, ties: TieOrder | None = None, batch_size: int = 1024,
-                   desc: str | None = None, user_ids: np.ndarray | None = None) -> Recommendations:
+                   desc: str | None = None, user_ids: np.ndarray | None = None,
+                   distributed: bool = False) -> Recommendations:
         """Top-k for user indices of the model's user map, in batches of `batch_size` users.
 
         A user is scored from row u of `histories` (users x their item sequences) when given and
@@ -250,7 +254,8 @@ class Recommender:
         "popularity"; "features" for users without interactions scored from features).
         `exclude` [n_users, n_items] rows are masked (by user index), and so are the user's training
         items when `exclude_seen`; `allowed` [n_items] keeps only those items; ties follow `ties`
-        (default: the model's own seeded order).
+        (default: the model's own seeded order). `distributed`: a collective under torchrun, each
+        rank scoring a contiguous slice of the users (`ranking.rank_batches`).
         """
         self._check_fitted()
         user_idx = np.asarray(user_idx, dtype=np.int64)
@@ -282,7 +287,8 @@ class Recommender:
 
         masks = [m for m in (exclude, self.seen_ if exclude_seen else None) if m is not None]
         top = rank_batches(scores_of, user_idx, k, ties, exclude=masks, allowed=allowed, batch_size=batch_size,
-                           who=f"model {self.name!r}", desc=desc or "rank", show=None if desc else False)
+                           who=f"model {self.name!r}", desc=desc or "rank", show=None if desc else False,
+                           distributed=distributed)
         if user_ids is None:
             names = np.append(self.user_map_.ids, None)
             user_ids = names[np.where((user_idx >= 0) & (user_idx < len(self.user_map_)), user_idx, -1)]
@@ -414,9 +420,18 @@ class Recommender:
         return {}
 
     def save(self, path: str | Path) -> Path:
-        """Write a folder loadable by `towerrec.load_model` (no pickle anywhere; see towerrec.artifact)."""
+        """Write a folder loadable by `towerrec.load_model` (no pickle anywhere; see towerrec.artifact).
+        Under torchrun rank 0 writes (every rank holds the same weights) while the others wait."""
         self._check_fitted()
-        return save_recommender(self, path)
+        from towerrec.distributed import barrier, is_main
+
+        if not is_main():
+            barrier()
+            return Path(path)
+        try:
+            return save_recommender(self, path)
+        finally:
+            barrier()
 
     @classmethod
     def load(cls, path: str | Path) -> "Recommender":
