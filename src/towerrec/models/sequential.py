@@ -266,6 +266,10 @@ class SequentialRecommender(Recommender):
     def _build(self, n_items: int) -> NextItemModule:
         raise NotImplementedError
 
+    def stream_refusal(self) -> str | None:
+        return (f"{self.name} reads each user's whole ordered history, which a stream of rows does not hold; "
+                "load the log into memory (without --stream)")
+
     def _training_windows(self, sequences: Sequences) -> Windows:
         """Next-item windows, every target once, with at least max_len - stride + 1 items of context.
 
