@@ -19,6 +19,7 @@ the vector methods, and `_state`/`_load_state` for artifacts.
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -177,7 +178,7 @@ class Recommender:
         self.ties_ = TieOrder.seeded(log.n_items, options.seed)
         self.seen_ = log.holdout.train_seen          # the sampled users' items, for validation
         self._fit_stream(log, options=options)
-        if log.options.keep_seen:
+        if log.options.keep_seen and os.environ.get("RANK", "0") == "0":   # other ranks never save or serve
             self.seen_ = log.seen_matrix()
         else:   # only the sampled users' items are known: who is a known user comes from the counts
             self.user_counts_ = log.user_counts
