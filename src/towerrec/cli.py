@@ -253,9 +253,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         if os.environ.get("RANK", "0") == "0":
             print(f"{name}: valid NDCG@10 {valid.summary['NDCG@10']:.4f}, "
                   f"test NDCG@10 {test.summary['NDCG@10']:.4f} (split {split}, seed {args.seed}, full ranking)")
-    if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 writes the artifact
+    path = model.save(args.out)   # under torchrun a collective: rank 0 writes while the others wait
+    if os.environ.get("RANK", "0") != "0":
         return 0
-    path = model.save(args.out)
     if dataset.items is not None:
         from towerrec.serve.catalogue import write_item_table
 
@@ -300,10 +300,9 @@ def _train_stream(args: argparse.Namespace, model, name: str) -> int:
         print(f"{name}: valid NDCG@10 {results['valid'].summary['NDCG@10']:.4f}, test NDCG@10 "
               f"{results['test'].summary['NDCG@10']:.4f} (streamed; held-out sample of "
               f"{log_.holdout.test.active_users().size:,} users: last item test, the one before valid; full ranking)")
-    if not rank0:
-        return 0
-    path = model.save(args.out)
-    print(f"saved {name} to {path}")
+    path = model.save(args.out)   # under torchrun a collective: rank 0 writes while the others wait
+    if rank0:
+        print(f"saved {name} to {path}")
     return 0
 
 

@@ -159,9 +159,16 @@ def _exclusion(parts: Sequence[Interactions], n_users: int, n_items: int) -> sp.
     return m.tocsr()
 
 
+def _distributed(flag: bool | None) -> bool:
+    """None: split the users over ranks when a process group of several ranks runs (torchrun)."""
+    from towerrec.distributed import active
+
+    return active() if flag is None else bool(flag) and active()
+
+
 def evaluate_split(model, split: Split, *, k: Sequence[int] | int = (10, 20), metrics: Sequence[str] = METRICS,
                    exclude_seen: bool = True, batch_size: int = 1024, parts: Sequence[str] = ("valid", "test"),
-                   ties: TieOrder | None = None) -> dict[str, EvalResult]:
+                   ties: TieOrder | None = None, distributed: bool | None = None) -> dict[str, EvalResult]:
     """EVALUATION.md's protocol for a fitted model on `split`: {part: EvalResult}.
 
     Valid excludes the train items, test the train and valid items (nothing with
@@ -169,8 +176,13 @@ def evaluate_split(model, split: Split, *, k: Sequence[int] | int = (10, 20), me
     (time order), which are then also excluded. Models declaring `capabilities.sequences` read
     the newest history at test time: train + valid (RecBole's protocol). Users the model cannot
     score get its named fallback; ties follow the split's seed (or `ties`).
+
+    Under torchrun (`distributed` None: whenever a process group of several ranks runs) this is a
+    collective: call it on every rank. Each rank ranks a contiguous slice of the users and the
+    lists are gathered, so every rank gets the one-process result exactly (`ranking.rank_batches`).
     """
     ks = _ks(k)
+    distributed = _distributed(distributed)
     ties = ties if ties is not None else TieOrder.seeded(split.train.n_items, split.seed)
     warm = split.train.user_counts() > 0
     out = {}
@@ -187,7 +199,7 @@ def evaluate_split(model, split: Split, *, k: Sequence[int] | int = (10, 20), me
         exclude = _exclusion(exclude_parts if exclude_seen else [], truth.n_users, truth.n_items)
         start = time.perf_counter()
         recs = model.rank_users(truth.active_users(), ks[-1], histories=histories, exclude=exclude, ties=ties,
-                                batch_size=batch_size, desc=f"{model.name} {part}")
+                                batch_size=batch_size, desc=f"{model.name} {part}", distributed=distributed)
         result = _metrics(recs, truth, ks, metrics, model.item_popularity_, warm, time.perf_counter() - start)
         result.info["exclude"] = [len(p) for p in exclude_parts] if exclude_seen else []
         out[part] = result
@@ -195,7 +207,8 @@ def evaluate_split(model, split: Split, *, k: Sequence[int] | int = (10, 20), me
 
 
 def evaluate(subject, truth: Interactions | Split, *, part: str = "test", exclude_seen: bool = True,
-             k: Sequence[int] | int = (10, 20), metrics: Sequence[str] = METRICS, batch_size: int = 1024) -> EvalResult:
+             k: Sequence[int] | int = (10, 20), metrics: Sequence[str] = METRICS, batch_size: int = 1024,
+             distributed: bool | None = None) -> EvalResult:
     """Full-ranking metrics of `subject` on `truth`.
 
     - `subject` a `Recommendations`, `truth` its targets (Interactions): the metrics of those lists
@@ -204,6 +217,9 @@ def evaluate(subject, truth: Interactions | Split, *, part: str = "test", exclud
       ("test" or "valid"), seen items excluded unless `exclude_seen=False`.
     - `subject` a fitted model, `truth` Interactions: lists for its users, the model's own training
       items excluded when `exclude_seen`.
+
+    Under torchrun a model's evaluation is a collective (see `evaluate_split`; `distributed=False`
+    to evaluate on one rank alone).
     """
     ks = _ks(k)
     if isinstance(subject, Recommendations):
@@ -213,10 +229,10 @@ def evaluate(subject, truth: Interactions | Split, *, part: str = "test", exclud
         if part not in ("valid", "test"):
             raise TowerrecError(f"part must be 'valid' or 'test', got {part!r}")
         return evaluate_split(subject, truth, k=ks, metrics=metrics, exclude_seen=exclude_seen,
-                              batch_size=batch_size, parts=(part,))[part]
+                              batch_size=batch_size, parts=(part,), distributed=distributed)[part]
     start = time.perf_counter()
     recs = subject.rank_users(truth.active_users(), ks[-1], exclude_seen=exclude_seen, batch_size=batch_size,
-                              desc=f"evaluate {subject.name}")
+                              desc=f"evaluate {subject.name}", distributed=_distributed(distributed))
     warm = np.zeros(truth.n_users, dtype=bool)
     warm[: subject.seen_.shape[0]] = np.diff(subject.seen_.indptr) > 0
     return _metrics(recs, truth, ks, metrics, subject.item_popularity_, warm, time.perf_counter() - start)
@@ -245,15 +261,16 @@ def evaluate_holdout(model, holdout, *, k: Sequence[int] | int = (10, 20), metri
 def evaluate_scores(score_fn: ScoreFn, truth: Interactions, *, ties: TieOrder, exclude: sp.csr_matrix | None = None,
                     allowed: np.ndarray | None = None, k: Sequence[int] | int = (10,), metrics: Sequence[str] = METRICS,
                     batch_size: int = 1024, who: str = "the model", desc: str = "valid",
-                    show: bool | None = None) -> EvalResult:
+                    show: bool | None = None, distributed: bool | None = None) -> EvalResult:
     """Evaluate any `score_fn(user_idx [b]) -> [b, n_items]` on the users of `truth` (the training
     loop's validation, where no fitted model exists yet). `exclude` [n_users, n_items] is masked;
-    `allowed` [n_items] bool restricts every list to those items."""
+    `allowed` [n_items] bool restricts every list to those items. Under torchrun a collective, as
+    `evaluate_split`."""
     ks = _ks(k)
     start = time.perf_counter()
     users = truth.active_users()
     top = rank_batches(lambda pos: score_fn(users[pos]), users, ks[-1], ties,
                        exclude=[exclude] if exclude is not None else [], allowed=allowed, batch_size=batch_size,
-                       who=who, desc=desc, show=show)
+                       who=who, desc=desc, show=show, distributed=_distributed(distributed))
     recs = Recommendations.from_top(truth.user_map.ids[users], top, truth.item_map, user_idx=users)
     return _metrics(recs, truth, ks, metrics, None, None, time.perf_counter() - start)

@@ -19,7 +19,6 @@ the vector methods, and `_state`/`_load_state` for artifacts.
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -59,6 +58,9 @@ class FitOptions:
     # early stopping ranks the valid users as the reported metric will: training items masked
     # (towerrec's default), or nothing masked (RecBole's sequential protocol, `--no-exclude-seen`)
     exclude_seen: bool = True
+    # under torchrun: seconds before a collective that some rank never joins fails (torch's default
+    # is 30 minutes; tests use seconds, so a hang fails the test instead of stalling it)
+    dist_timeout: float = 1800.0
 
     def torch_device(self) -> torch.device:
         if self.device == "auto":
@@ -178,7 +180,9 @@ class Recommender:
         self.ties_ = TieOrder.seeded(log.n_items, options.seed)
         self.seen_ = log.holdout.train_seen          # the sampled users' items, for validation
         self._fit_stream(log, options=options)
-        if log.options.keep_seen and os.environ.get("RANK", "0") == "0":   # other ranks never save or serve
+        from towerrec.distributed import is_main
+
+        if log.options.keep_seen and is_main():   # other ranks never save or serve
             self.seen_ = log.seen_matrix()
         else:   # only the sampled users' items are known: who is a known user comes from the counts
             self.user_counts_ = log.user_counts
@@ -282,7 +286,8 @@ class Recommender:
     def rank_users(self, user_idx: np.ndarray, k: int, *, histories: Sequences | None = None,
                    exclude: sp.csr_matrix | None = None, exclude_seen: bool = False,
                    allowed: np.ndarray | None = None, ties: TieOrder | None = None, batch_size: int = 1024,
-                   desc: str | None = None, user_ids: np.ndarray | None = None) -> Recommendations:
+                   desc: str | None = None, user_ids: np.ndarray | None = None,
+                   distributed: bool = False) -> Recommendations:
         """Top-k for user indices of the model's user map, in batches of `batch_size` users.
 
         A user is scored from row u of `histories` (users x their item sequences) when given and
@@ -291,7 +296,8 @@ class Recommender:
         "popularity"; "features" for users without interactions scored from features).
         `exclude` [n_users, n_items] rows are masked (by user index), and so are the user's training
         items when `exclude_seen`; `allowed` [n_items] keeps only those items; ties follow `ties`
-        (default: the model's own seeded order).
+        (default: the model's own seeded order). `distributed`: a collective under torchrun, each
+        rank scoring a contiguous slice of the users (`ranking.rank_batches`).
         """
         self._check_fitted()
         user_idx = np.asarray(user_idx, dtype=np.int64)
@@ -323,7 +329,8 @@ class Recommender:
 
         masks = [m for m in (exclude, self.seen_ if exclude_seen else None) if m is not None]
         top = rank_batches(scores_of, user_idx, k, ties, exclude=masks, allowed=allowed, batch_size=batch_size,
-                           who=f"model {self.name!r}", desc=desc or "rank", show=None if desc else False)
+                           who=f"model {self.name!r}", desc=desc or "rank", show=None if desc else False,
+                           distributed=distributed)
         if user_ids is None:
             names = np.append(self.user_map_.ids, None)
             user_ids = names[np.where((user_idx >= 0) & (user_idx < len(self.user_map_)), user_idx, -1)]
@@ -410,8 +417,20 @@ class Recommender:
         return {}
 
     def save(self, path: str | Path) -> Path:
-        """Write a folder loadable by `towerrec.load_model` (no pickle anywhere)."""
+        """Write a folder loadable by `towerrec.load_model` (no pickle anywhere). Under torchrun
+        rank 0 writes (every rank holds the same weights) while the others wait for it."""
         self._check_fitted()
+        from towerrec.distributed import barrier, is_main
+
+        if not is_main():
+            barrier()
+            return Path(path)
+        try:
+            return self._write(path)
+        finally:
+            barrier()
+
+    def _write(self, path: str | Path) -> Path:
         tensors = {f"model.{k}": v for k, v in self._state().items()}
         tensors["seen.indptr"] = self.seen_.indptr.astype(np.int64)
         tensors["seen.indices"] = self.seen_.indices.astype(np.int64)

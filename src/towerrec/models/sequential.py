@@ -53,6 +53,7 @@ class SequenceTraining(TrainConfig):
     window_stride: int | None = None    # None = max_len // 2 (BERT4Rec: max_len): every target sees >= half a window
 
     def validate(self) -> None:
+        super().validate()
         if self.loss not in SEQUENCE_LOSSES:
             raise TowerrecError(f"unknown loss {self.loss!r}; choose one of {', '.join(SEQUENCE_LOSSES)}")
         if self.negative_sampler not in ("uniform", "popularity"):

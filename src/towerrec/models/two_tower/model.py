@@ -14,6 +14,7 @@ from towerrec.data.features import FeatureTable
 from towerrec.data.interactions import Interactions
 from towerrec.data.sequences import Sequences
 from towerrec.data.stream_log import StreamLog
+from towerrec.distributed import world_size
 from towerrec.errors import TowerrecError
 from towerrec.models.base import Capabilities, FitOptions, Recommendations, Recommender
 from towerrec.models.losses import candidate_log_q
@@ -117,9 +118,11 @@ class TwoTower(Recommender):
         self.module_ = self._build(np.where(user_counts > 0, np.arange(1, n_users + 1), 0),
                                    np.where(item_counts > 0, np.arange(1, n_items + 1), 0),
                                    user_arrays, item_arrays, n_user_ids=n_users, n_item_ids=n_items)
+        # one global logQ from the training counts: the candidates of a step are the global batch
+        # (every rank's rows, gathered under DDP) plus every rank's extra negatives
         item_prob = item_counts / max(item_counts.sum(), 1)
-        self.module_.log_q.copy_(torch.from_numpy(candidate_log_q(item_prob, c.train.batch_size, c.negatives,
-                                                                  c.negative_sampler)))
+        self.module_.log_q.copy_(torch.from_numpy(candidate_log_q(item_prob, c.train.batch_size,
+                                                                  c.negatives * world_size(), c.negative_sampler)))
 
     def _finish(self, result: TrainResult) -> None:
         self.history_, self.best_epoch_, self.seconds_to_best_ = result.history, result.best_epoch, result.seconds_to_best
