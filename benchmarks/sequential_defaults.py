@@ -100,7 +100,7 @@ def one_run(dataset: str, candidate: str, threads: int) -> dict:
 
 def spawn(dataset: str, candidate: str, threads: int) -> dict:
     cmd = [sys.executable, __file__, "--one", dataset, candidate, "--threads", str(threads)]
-    timer = ["/usr/bin/time", "-f", "TIME %e %M"] if Path("/usr/bin/time").exists() else []
+    timer = ["/usr/bin/time", "-f", "TIME %e %M %U %S"] if Path("/usr/bin/time").exists() else []
     load_start = [round(x, 2) for x in os.getloadavg()]
     start = time.perf_counter()
     proc = subprocess.run(timer + cmd, capture_output=True, text=True)
@@ -112,8 +112,10 @@ def spawn(dataset: str, candidate: str, threads: int) -> dict:
     record["load_avg_at_start"] = load_start
     for line in proc.stderr.splitlines():
         if line.startswith("TIME "):
-            _, wall_s, rss_kb = line.split()
+            _, wall_s, rss_kb, user_s, sys_s = line.split()
             record["wall_s"], record["peak_rss_mb"] = float(wall_s), round(int(rss_kb) / 1024, 1)
+            # CPU seconds: on a shared box wall time mostly measures the other jobs
+            record["cpu_s"] = round(float(user_s) + float(sys_s), 1)
     record["code"] = os.environ.get("TOWERREC_CODE", "working tree")   # the commit the sweep ran on
     record["command"] = f"python benchmarks/sequential_defaults.py --datasets {dataset} --candidates {candidate} " \
                         f"--threads {threads}"

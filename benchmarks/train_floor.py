@@ -60,10 +60,11 @@ def floor_rate(user_idx: np.ndarray, item_idx: np.ndarray, n_users: int, n_items
     for u, i in batches[:warmup]:
         step(u, i)
     load = os.getloadavg()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for u, i in batches[warmup:]:
         step(u, i)
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     return {"interactions_per_second": steps * batch_size / seconds, "steps": steps, "seconds": seconds,
+            "interactions_per_cpu_second": steps * batch_size / cpu, "cpu_seconds": cpu,
             "threads": torch.get_num_threads(), "sparse_gradients": not dense, "loadavg_before": load,
             "loadavg_after": os.getloadavg()}

@@ -198,7 +198,7 @@ def train(module: nn.Module, *, n_samples: int = 0, make_batch: Callable[[Any, n
     show = options.progress if ctx.main else False
     bar = progress(range(config.epochs), desc=desc, total=config.epochs, show=show, summary=False)
     for epoch in bar:
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.process_time()
         module.train()
         rng = np.random.default_rng([options.seed, epoch, ctx.rank, 1])
         # summed on the device (no GPU sync per step); MPS has no float64
@@ -235,7 +235,10 @@ def train(module: nn.Module, *, n_samples: int = 0, make_batch: Callable[[Any, n
         if ctx.world > 1:
             dist.all_reduce(total)
         record: dict[str, Any] = {"epoch": epoch, "loss": float(total[0] / max(total[1], 1)),
-                                  "seconds": time.perf_counter() - t0, "steps": n_steps, "samples": int(total[1])}
+                                  "seconds": time.perf_counter() - t0, "steps": n_steps, "samples": int(total[1]),
+                                  # CPU seconds of this process (all its threads): on a shared machine the
+                                  # wall time also measures the other jobs
+                                  "cpu_seconds": time.process_time() - cpu0}
         # [metric, improved, stop]; broadcast from the process group's device (nccl: cuda only)
         decision = torch.zeros(3, dtype=torch.float64, device=ctx.device if ctx.world > 1 else "cpu")
         if valid is not None and valid_scorer is not None:
