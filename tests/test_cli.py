@@ -294,3 +294,52 @@ def test_the_cli_offers_every_split():
     from towerrec import cli, splits
 
     assert cli.SPLITS == splits.SPLITS
+
+
+def stream_log(folder: Path) -> Path:
+    """A Parquet folder of 3 files x 4 row groups: 300 users reading items of their taste block."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(0)
+    users = np.repeat(np.arange(300), 10)
+    items = (users % 3) * 20 + np.concatenate([rng.choice(20, 10, replace=False) for _ in range(300)])
+    frame = pd.DataFrame({"user_id": np.char.add("u", users.astype(str)), "item_id": np.char.add("i", items.astype(str)),
+                          "timestamp": np.tile(np.arange(10), 300)})
+    folder.mkdir()
+    for f in range(3):
+        pq.write_table(pa.Table.from_pandas(frame.iloc[f * 1000:(f + 1) * 1000], preserve_index=False),
+                       folder / f"part-{f}.parquet", row_group_size=250)
+    return folder
+
+
+def test_train_stream_then_recommend(tmp_path, capsys):
+    data = stream_log(tmp_path / "big")
+    config = tmp_path / "cf.toml"
+    config.write_text('[models.cf]\nmodel = "cf"\nepochs = 2\nbatch_size = 128\n')
+    art = tmp_path / "art"
+    assert main(["train", "--data", str(data), "--stream", "--config", str(config), "--out", str(art),
+                 "--holdout-users", "60", "--shuffle-buffer", "500"]) == 0
+    out = capsys.readouterr().out
+    assert "test NDCG@10" in out and "held-out sample of 60 users" in out and f"saved cf to {art}" in out
+    assert main(["recommend", str(art), "--user", "u4", "--k", "3"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 4 and lines[1].split()[0] == "u4"
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--model", "hybrid"], "pools each user's item history"),
+    (["--model", "sasrec"], "whole ordered history"),
+    (["--preset", "cf", "--kcore", "2"], "--kcore: not applied to a streamed log"),
+    (["--preset", "cf", "--split", "loo"], "instead of --split"),
+])
+def test_train_stream_refusals_are_one_line(tmp_path, capsys, extra, message):
+    data = stream_log(tmp_path / "big")
+    assert message in one_line_error(capsys, ["train", "--data", str(data), "--stream", "--out",
+                                              str(tmp_path / "a"), *extra])
+
+
+def test_train_stream_reads_parquet_only(tmp_path, capsys):
+    assert "streaming reads Parquet only" in one_line_error(
+        capsys, ["train", "--data", tiny_log(tmp_path), "--stream", "--preset", "cf",
+                 "--out", str(tmp_path / "a")])

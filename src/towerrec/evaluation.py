@@ -303,6 +303,26 @@ def evaluate(subject, truth: Interactions | Split, *, part: str = "test", exclud
     return _metrics(recs, truth, ks, metrics, subject.item_popularity_, warm, seconds, context)
 
 
+def evaluate_holdout(model, holdout, *, k: Sequence[int] | int = (10, 20), metrics: Sequence[str] = METRICS,
+                     seed: int = 0, batch_size: int = 1024) -> dict[str, EvalResult]:
+    """A streamed log's held-out user sample (`towerrec.data.stream_log.Holdout`), as `evaluate_split`
+    would: valid with the users' training items masked, test with their training and valid items
+    masked, full ranking, ties by a seeded order of the items."""
+    ks = _ks(k)
+    ties = TieOrder.seeded(model.n_items, seed)
+    out = {}
+    for part, truth, exclude in (("valid", holdout.valid, holdout.train_seen),
+                                 ("test", holdout.test, holdout.test_exclusion())):
+        if len(truth) == 0:
+            raise TowerrecError("the stream's held-out sample is empty: no sampled user has 3 interactions "
+                                "(raise holdout_users)")
+        start = time.perf_counter()
+        recs = model.rank_users(truth.active_users(), ks[-1], exclude=exclude, ties=ties, batch_size=batch_size,
+                                desc=f"{model.name} {part}")
+        out[part] = _metrics(recs, truth, ks, metrics, model.item_popularity_, None, time.perf_counter() - start)
+    return out
+
+
 def evaluate_scores(score_fn: ScoreFn, truth: Interactions, *, ties: TieOrder, exclude: sp.csr_matrix | None = None,
                     allowed: np.ndarray | None = None, k: Sequence[int] | int = (10,), metrics: Sequence[str] = METRICS,
                     batch_size: int = 1024, who: str = "the model", desc: str = "valid",

@@ -304,12 +304,13 @@ class Reranked(Recommender):
     def rank_users(self, user_idx: np.ndarray, k: int, *, histories: Sequences | None = None,
                    exclude: sp.csr_matrix | None = None, exclude_seen: bool = False, allowed: np.ndarray | None = None,
                    ties=None, batch_size: int = 1024, desc: str | None = None,
-                   user_ids: np.ndarray | None = None) -> Recommendations:
-        """The base model's top `candidates` (same exclusions, fallbacks and ties), re-ranked to k."""
+                   user_ids: np.ndarray | None = None, distributed: bool = False) -> Recommendations:
+        """The base model's top `candidates` (same exclusions, fallbacks and ties), re-ranked to k
+        (under torchrun every rank gets every list, and re-ranks it)."""
         self._check_fitted()
         recs = self.base.rank_users(user_idx, self._candidates(k), histories=histories, exclude=exclude,
                                     exclude_seen=exclude_seen, allowed=allowed, ties=ties, batch_size=batch_size,
-                                    desc=desc, user_ids=user_ids)
+                                    desc=desc, user_ids=user_ids, distributed=distributed)
         known = _known_rows(np.asarray(user_idx, dtype=np.int64), self.seen_, exclude, histories, self.n_items)
         idx, scores = self.reranker_.rerank(recs.item_idx, recs.scores, k, known)
         return Recommendations(recs.user_ids, idx, scores, recs.item_map, recs.fallback, recs.user_idx,

@@ -23,7 +23,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -39,6 +39,10 @@ from towerrec.errors import NotFittedError, TowerrecError
 from towerrec.ranking import TieOrder, check_finite, rank, rank_batches
 from towerrec.recommendations import Recommendations
 from towerrec.splits import Split
+
+if TYPE_CHECKING:
+    from towerrec.data.stream import StreamOptions
+    from towerrec.data.stream_log import StreamLog
 
 __all__ = ["Capabilities", "FitOptions", "Recommendations", "Recommender"]
 
@@ -125,6 +129,8 @@ class Recommender:
         if options.threads:
             torch.set_num_threads(options.threads)
         start = time.perf_counter()
+        for stale in ("user_counts_", "stream_log_"):   # left by an earlier fit_stream
+            self.__dict__.pop(stale, None)
         self.user_map_ = interactions.user_map
         self.item_map_ = interactions.item_map
         self.seen_ = interactions.to_csr()
@@ -140,6 +146,52 @@ class Recommender:
              item_features: FeatureTable | None, valid: Interactions | None, options: FitOptions) -> None:
         raise NotImplementedError
 
+    def stream_refusal(self) -> str | None:
+        """Why this model cannot train from a streamed log (None: it can; see `fit_stream`)."""
+        return ("it is fitted from the whole interaction matrix in memory; load the log without --stream "
+                "(streaming trains pop and the two-tower models without a history encoder, e.g. preset cf)")
+
+    def fit_stream(self, log: "str | Path | StreamLog", *, options: FitOptions | None = None,
+                   stream: "StreamOptions | None" = None) -> "Recommender":
+        """Fit from a Parquet log read from disk in shards (`towerrec.data.stream`): for logs larger
+        than memory. `log` is a path (a Parquet file or a folder of them) or a prepared `StreamLog`.
+
+        Validation and test use the held-out user sample of the preparatory pass
+        (`towerrec.data.stream_log`), kept in `self.stream_log_`; the fitted model saves, loads and
+        serves like any other. Only models whose training reads one (user, item) row at a time can
+        stream: others raise a one-line TowerrecError (`stream_refusal`)."""
+        from towerrec.data.stream import StreamOptions
+        from towerrec.data.stream_log import StreamLog, scan_log
+
+        reason = self.stream_refusal()
+        if reason:
+            raise TowerrecError(f"{self.name} cannot train from a stream: {reason}")
+        options = options or FitOptions()
+        if options.threads:
+            torch.set_num_threads(options.threads)
+        start = time.perf_counter()
+        if not isinstance(log, StreamLog):
+            log = scan_log(str(log), stream or StreamOptions(), seed=options.seed)
+        self.stream_log_ = log
+        self.__dict__.pop("user_counts_", None)
+        self.user_map_, self.item_map_ = log.user_map, log.item_map
+        counts = log.item_counts.astype(np.float32)
+        self.item_popularity_ = counts / max(counts.sum(), 1.0)
+        self.ties_ = TieOrder.seeded(log.n_items, options.seed)
+        self.seen_ = log.holdout.train_seen          # the sampled users' items, for validation
+        self._fit_stream(log, options=options)
+        from towerrec.distributed import is_main
+
+        if log.options.keep_seen and is_main():   # other ranks never save or serve
+            self.seen_ = log.seen_matrix()
+        else:   # only the sampled users' items are known: who is a known user comes from the counts
+            self.user_counts_ = log.user_counts
+        self.fit_seconds_ = time.perf_counter() - start
+        return self
+
+    def _fit_stream(self, log: "StreamLog", *, options: FitOptions) -> None:
+        raise NotImplementedError
+
     def _check_fitted(self) -> None:
         if not hasattr(self, "seen_"):
             raise NotFittedError(f"{self.name}: call fit() before querying the model")
@@ -150,8 +202,10 @@ class Recommender:
 
     @property
     def n_interactions(self) -> int:
-        """Distinct (user, item) pairs the model was fitted on."""
-        return int(self.seen_.nnz)
+        """Distinct (user, item) pairs the model was fitted on (rows, for a stream fitted without
+        keeping every user's items)."""
+        counts = getattr(self, "user_counts_", None)
+        return int(counts.sum()) if counts is not None else int(self.seen_.nnz)
 
     def seen_items(self, user_idx: int) -> np.ndarray:
         """Item indices of one user's training interactions."""
@@ -233,7 +287,8 @@ class Recommender:
         user_idx = np.asarray(user_idx, dtype=np.int64)
         inside = (user_idx >= 0) & (user_idx < len(self.user_map_))
         out = np.zeros(len(user_idx), dtype=bool)
-        out[inside] = np.diff(self.seen_.indptr)[user_idx[inside]] > 0
+        counts = getattr(self, "user_counts_", None)    # streamed without every user's items
+        out[inside] = (counts if counts is not None else np.diff(self.seen_.indptr))[user_idx[inside]] > 0
         return out
 
     def popularity_scores(self, n: int) -> torch.Tensor:
@@ -419,9 +474,10 @@ class Recommender:
     def _extra(self) -> dict:
         return {}
 
-    def save(self, path: str | Path) -> Path:
-        """Write a folder loadable by `towerrec.load_model` (no pickle anywhere; see towerrec.artifact).
-        Under torchrun rank 0 writes (every rank holds the same weights) while the others wait."""
+    def save(self, path: str | Path, **catalogue) -> Path:
+        """Write a folder loadable by `towerrec.load_model` (no pickle anywhere; see towerrec.artifact);
+        `catalogue`: titles, item_table, dataset for `save_recommender`. Under torchrun rank 0 writes
+        (every rank holds the same weights) while the others wait."""
         self._check_fitted()
         from towerrec.distributed import barrier, is_main
 
@@ -429,7 +485,7 @@ class Recommender:
             barrier()
             return Path(path)
         try:
-            return save_recommender(self, path)
+            return save_recommender(self, path, **catalogue)
         finally:
             barrier()
 

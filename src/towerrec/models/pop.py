@@ -49,6 +49,15 @@ class Popularity(Recommender):
             counts = interactions.item_counts()
         self.counts_ = counts.astype(np.float32)  # [n_items]
 
+    def stream_refusal(self) -> str | None:
+        """Row counts come from the vocabulary pass of a stream; weights are not read there."""
+        if self.config.weighted:
+            return "weighted=True sums interaction weights, which the streaming pass does not read"
+        return None
+
+    def _fit_stream(self, log, *, options: FitOptions) -> None:
+        self.counts_ = log.item_counts.astype(np.float32)
+
     def _scores(self, n: int) -> torch.Tensor:
         return torch.from_numpy(self.counts_).repeat(n, 1)  # [n, n_items], writable: callers mask in place
 

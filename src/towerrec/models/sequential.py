@@ -14,6 +14,7 @@ every model that declares `capabilities.sequences`).
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -34,7 +35,8 @@ from towerrec.models.train import TrainConfig, train
 from towerrec.towers.content import ItemContent, content_arrays
 from towerrec.towers.features import TableSpec
 
-SEQUENCE_LOSSES = ("ce", "sampled_softmax", "bce", "gbce")
+log = logging.getLogger(__name__)
+SEQUENCE_LOSSES = ("auto", "ce", "sampled_softmax", "bce", "gbce")
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,13 @@ class SequenceTraining(TrainConfig):
     negative_sampler: str = "uniform"   # or "popularity" (logQ-corrected for sampled_softmax)
     gbce_t: float = 0.75                # gSASRec calibration (only for loss="gbce")
     window_stride: int | None = None    # None = max_len // 2 (BERT4Rec: max_len): every target sees >= half a window
+    sampled_above: int = 0              # loss "auto": full softmax up to this many items, sampled softmax above
+
+    def resolved_loss(self, n_items: int) -> str:
+        """The loss a fit on `n_items` items uses ("auto" picks by catalogue size)."""
+        if self.loss != "auto":
+            return self.loss
+        return "ce" if n_items <= self.sampled_above else "sampled_softmax"
 
     def validate(self) -> None:
         super().validate()
@@ -96,9 +105,9 @@ class NextItemModule(nn.Module):
         super().__init__()
         self.n_items = n_items
         training = config.train
-        self.loss_name = training.loss
         self.negatives = training.negatives
         self.gbce_beta = losses.gbce_beta(training.negatives, n_items, training.gbce_t) if training.loss == "gbce" else 1.0
+        self.loss_name = training.resolved_loss(n_items)
         self.item_embedding = nn.Embedding(n_items + 1, config.embedding_dim, padding_idx=0)
         self.seen_logit = nn.Parameter(torch.zeros(())) if getattr(config, "seen_bias", False) else None
         self.content: ItemContent | None = None
@@ -282,6 +291,10 @@ class SequentialRecommender(Recommender):
     def _build(self, n_items: int) -> NextItemModule:
         return self.Module(n_items, self.config)
 
+    def stream_refusal(self) -> str | None:
+        return (f"{self.name} reads each user's whole ordered history, which a stream of rows does not hold; "
+                "load the log into memory (without --stream)")
+
     def _training_windows(self, sequences: Sequences) -> Windows:
         """Next-item windows, every target once, with at least max_len - stride + 1 items of context.
 
@@ -308,6 +321,9 @@ class SequentialRecommender(Recommender):
         if len(windows) == 0:
             raise TowerrecError(f"{self.name}: no user has two interactions, nothing to learn from")
         self.module_ = self._build(interactions.n_items)
+        if cfg.train.loss == "auto":
+            log.info("%s: loss auto -> %s (%s items, full softmax up to %s)", self.name, self.module_.loss_name,
+                     f"{interactions.n_items:,}", f"{cfg.train.sampled_above:,}")
         self.content_spec_ = self._attach_content(item_features, interactions)
         counts = np.bincount(interactions.item_idx, minlength=interactions.n_items).astype(np.float64)
         prob = np.concatenate([[0.0], counts / counts.sum()])      # by token; padding never drawn
@@ -344,10 +360,11 @@ class SequentialRecommender(Recommender):
     def _batcher(self, windows: Windows, batches: LengthBatches, prob: np.ndarray, use_times: bool
                  ) -> Callable[[np.ndarray, np.random.Generator], dict[str, torch.Tensor]]:
         cfg = self.config.train
+        loss = self.module_.loss_name
         n_tokens = len(prob)
         popularity = cfg.negative_sampler == "popularity"
         log_q = None
-        if cfg.loss == "sampled_softmax" and popularity:
+        if loss == "sampled_softmax" and popularity:
             log_q = torch.from_numpy(np.log(cfg.negatives * prob + 1e-12).astype(np.float32))
 
         def draw(rng: np.random.Generator, size: int | tuple[int, ...]) -> np.ndarray:
@@ -364,11 +381,11 @@ class SequentialRecommender(Recommender):
             batch = {"inputs": torch.from_numpy(inputs), "targets": torch.from_numpy(targets)}
             if use_times:
                 batch["times"] = torch.from_numpy(windows.times[idx, first:])
-            if cfg.loss == "sampled_softmax":
+            if loss == "sampled_softmax":
                 batch["negatives"] = torch.from_numpy(draw(rng, cfg.negatives))
                 if log_q is not None:
                     batch["log_q"] = log_q
-            elif cfg.loss in ("bce", "gbce"):
+            elif loss in ("bce", "gbce"):
                 shape = (*batch["inputs"].shape, cfg.negatives)
                 batch["negatives"] = torch.from_numpy(draw(rng, shape))
             return batch

@@ -7,6 +7,13 @@ loop does the optimiser split (`models/optim.py`: id tables row-wise on sparse g
 rest fused AdamW), epochs, seeded shuffling, per-epoch validation on NDCG@10 with early stopping
 and restores the best checkpoint; it records `history` (loss, valid metric, seconds per epoch).
 
+A streamed log (`stream=`, `towerrec.data.stream_log.StreamLog`) replaces the sample indices: each
+rank reads its own Parquet fragments through a DataLoader (`StreamOptions.workers` processes) and
+`make_batch(raw_batch, rng)` completes each batch it yields. Ranks hold different numbers of rows,
+so every epoch runs `steps = all_reduce(MIN, local full batches)` (`distributed.agree_steps`) steps on every rank: no rank
+waits in a collective for another that has run out (DDP never hangs), and the rows left over
+differ from epoch to epoch because the fragment order does.
+
 It runs unchanged under `torchrun --nproc_per_node N` (`models/distributed.py`): the process
 group is initialised from the environment (gloo on CPU, nccl on CUDA), the module is wrapped in
 DistributedDataParallel (sparse table gradients included), each global batch is split across
@@ -17,12 +24,13 @@ broadcast from rank 0.
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import scipy.sparse as sp
@@ -128,19 +136,54 @@ class _Loss(nn.Module):
         return self.module.compute_loss(batch)
 
 
-def train(module: nn.Module, *, n_samples: int, make_batch: Callable[[np.ndarray, np.random.Generator], Any],
+class _Stream(Protocol):
+    """What the loop needs of a streamed log (`towerrec.data.stream_log.StreamLog`)."""
+
+    fragments: list
+    options: Any
+
+    def reader(self, batch_size: int, *, rank: int = 0, world: int = 1) -> Any: ...
+
+
+def _stream_epochs(stream: _Stream, config: TrainConfig, ctx: DistContext
+                   ) -> Callable[[int], tuple[Iterator[Any], int]]:
+    """epoch -> (this rank's raw batches, the steps to take): a DataLoader over this rank's reader."""
+    from torch.utils.data import DataLoader
+
+    from towerrec.data.stream import check_shards
+
+    workers = stream.options.workers
+    check_shards(len(stream.fragments), ctx.world, workers)
+    reader = stream.reader(max(1, config.batch_size // ctx.world), rank=ctx.rank, world=ctx.world)
+    loader = DataLoader(reader, batch_size=None, num_workers=workers, persistent_workers=False,
+                        prefetch_factor=4 if workers else None)
+
+    def epoch_batches(epoch: int) -> tuple[Iterator[Any], int]:
+        reader.set_epoch(epoch)
+        steps = agree_steps(reader.steps())   # the smallest over ranks: no rank waits for another
+        if steps == 0:
+            raise TowerrecError(f"a rank has less than one batch ({config.batch_size // ctx.world:,} rows) of the log "
+                                f"this epoch: use a smaller batch_size or more, smaller row groups")
+        return iter(loader), steps
+
+    return epoch_batches
+
+
+def train(module: nn.Module, *, n_samples: int = 0, make_batch: Callable[[Any, np.random.Generator], Any],
           config: TrainConfig, options: FitOptions, valid: Interactions | None = None,
           valid_scorer: Callable[[], ScoreFn] | None = None, exclude_rows: sp.csr_matrix | None = None,
-          desc: str = "train") -> TrainResult:
+          desc: str = "train", stream: _Stream | None = None) -> TrainResult:
     """Train `module` in place and return its history; the best-validated weights are restored.
 
     `valid_scorer()` is called once per validation (module in eval mode, no grad) and returns
     `score_fn(user_idx [b]) -> [b, n_items]`; `exclude_rows` [n_users, n_items] (the train items)
     are masked when `options.exclude_seen`, as the reported metric masks them.
-    Without `valid`, every epoch runs and the last weights are kept.
+    Without `valid`, every epoch runs and the last weights are kept. With `stream`, batches come
+    from the streamed log and `make_batch(raw, rng)` completes them (`n_samples` is unused).
     """
     config.validate()
     ctx = distributed_context(options)
+    epoch_batches = _stream_epochs(stream, config, ctx) if stream is not None else None
     torch.manual_seed(options.seed + ctx.rank)
     module.to(ctx.device)
     restore_dense = set_sparse(module, config.embedding_optimizer != "dense")   # before DDP sees the module
@@ -173,11 +216,20 @@ def train(module: nn.Module, *, n_samples: int, make_batch: Callable[[np.ndarray
         loss_sum = torch.zeros((), dtype=torch.float32 if ctx.device.type == "mps" else torch.float64,
                                device=ctx.device)
         n_seen = 0
-        batches = shard(n_samples, config.batch_size, epoch, options.seed, ctx)
-        if config.steps_per_epoch > 0:
-            batches = batches[:config.steps_per_epoch]
-        for idx in batches[:agree_steps(len(batches))]:   # every rank takes as many steps: no hang
+        raw = None
+        if epoch_batches is not None:
+            raw, steps = epoch_batches(epoch)
+            batches: Any = itertools.islice(raw, min(steps, config.steps_per_epoch) if config.steps_per_epoch > 0
+                                            else steps)
+        else:
+            batches = shard(n_samples, config.batch_size, epoch, options.seed, ctx)
+            if config.steps_per_epoch > 0:
+                batches = batches[:config.steps_per_epoch]
+            batches = batches[:agree_steps(len(batches))]   # every rank takes as many steps: no hang
+        n_steps = 0
+        for idx in batches:
             batch = to_device(make_batch(idx, rng), ctx.device)
+            n_steps += 1
             with autocast:
                 loss = wrapped(batch)
             optimizer.zero_grad()
@@ -185,15 +237,20 @@ def train(module: nn.Module, *, n_samples: int, make_batch: Callable[[np.ndarray
             if config.grad_clip > 0:
                 optimizer.clip_grad_norm(config.grad_clip)
             optimizer.step()
-            loss_sum += loss.detach().to(loss_sum.dtype) * len(idx)
-            n_seen += len(idx)
+            rows = len(idx["item_idx"]) if isinstance(idx, dict) else len(idx)
+            loss_sum += loss.detach().to(loss_sum.dtype) * rows
+            n_seen += rows
+        batches = raw = None   # a DataLoader iterator shuts its workers down when dropped
         # collectives take tensors on the process group's device (nccl: cuda only)
         total = torch.stack([loss_sum, loss_sum.new_tensor(float(n_seen))])
         if ctx.world > 1:
             dist.all_reduce(total)
         # cpu_seconds (this process, all its threads): what the epoch cost on a machine shared with others
         record: dict[str, Any] = {"epoch": epoch, "loss": float(total[0] / max(total[1], 1)),
-                                  "seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - cpu0}
+                                  "seconds": time.perf_counter() - t0, "steps": n_steps, "samples": int(total[1]),
+                                  # CPU seconds of this process (all its threads): on a shared machine the
+                                  # wall time also measures the other jobs
+                                  "cpu_seconds": time.process_time() - cpu0}
         # [metric, improved, stop]; broadcast from the process group's device (nccl: cuda only)
         decision = torch.zeros(3, dtype=torch.float64, device=ctx.device if ctx.world > 1 else "cpu")
         if valid is not None and valid_scorer is not None:
