@@ -247,3 +247,9 @@ def test_overwrite_never_deletes_foreign_files(tmp_path, capsys):
     line = one_line_error(capsys, ["evaluate", "--data", data, "--models", "pop", "--out", str(out), "--overwrite"])
     assert "recs/notes.txt" in line and "not a towerrec results folder" in line
     assert (out / "recs" / "notes.txt").read_text() == "mine" and (out / "results.json").exists()
+
+
+def test_the_cli_offers_every_split():
+    from towerrec import cli, splits
+
+    assert cli.SPLITS == splits.SPLITS

@@ -13,9 +13,9 @@ Names are imported on first use, so `import towerrec` (and the `towerrec` comman
 """
 from __future__ import annotations
 
-import importlib
 import logging
-from typing import Any
+
+from towerrec.lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -61,15 +61,8 @@ _PUBLIC: dict[str, str] = {
     "DataError": "towerrec.errors",
 }
 
-__all__ = sorted([*_PUBLIC, "__version__"])
-
-
-def __getattr__(name: str) -> Any:
-    if name in _PUBLIC:
-        value = getattr(importlib.import_module(_PUBLIC[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'towerrec' has no attribute {name!r}")
+__getattr__, _names = lazy_exports("towerrec", _PUBLIC)
+__all__ = [*_names, "__version__"]
 
 
 def __dir__() -> list[str]:

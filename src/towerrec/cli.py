@@ -17,6 +17,8 @@ from towerrec.display import text_table
 from towerrec.errors import TowerrecError
 
 log = logging.getLogger("towerrec.cli")
+#: `towerrec.splits.SPLITS`, spelt out: importing the splits module (pandas, pyarrow) would slow every `--help`
+SPLITS = ("random", "user-temporal", "temporal", "loo", "cold-item", "cold-user")
 
 DEFAULT_MODELS = ("pop", "itemknn", "ease", "als")     # `evaluate` without --models or --config
 
@@ -366,28 +368,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated names: each a [models.<label>] label of --config, else a registry "
                         "model name at its defaults (default: every table of --config; without --config "
                         "pop,itemknn,ease,als)")
-    p.add_argument("--split", default="random",
-                   choices=("random", "user-temporal", "temporal", "loo", "cold-item", "cold-user"))
+    p.add_argument("--split", default="random", choices=SPLITS)
     p.add_argument("--ratios", default="0.8,0.1,0.1", help="train,valid,test ratios")
     p.add_argument("--k", default="10,20", help="list lengths, e.g. 10,20")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--config", default=None,
-                   help="an experiment TOML (the format of `towerrec run`, e.g. the best_config.toml `tune` "
-                        "writes): its [models.<label>] tables (model = \"<name>\" plus config fields) are used")
+    _add_config_args(p, "its [models.<label>] tables (model = \"<name>\" plus config fields) are used")
     p.add_argument("--no-exclude-seen", action="store_true",
                    help="do not mask already-seen items (RecBole's sequential protocol)")
     p.add_argument("--batch-size", type=int, default=1024, help="users scored per batch")
-    p.add_argument("--out", default=None,
-                   help="write split/, recs/, per_user/, results.json and, last, COMPLETE here; a folder "
-                        "holding other results is refused unless --overwrite")
-    p.add_argument("--overwrite", action="store_true",
-                   help="delete the towerrec results already in --out first (never other files)")
+    _add_out_args(p)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("quickstart", help="evaluate the baselines on ml-100k (or synthetic data)")
     p.add_argument("--data-dir", default=None, help="folder holding ml-100k/ (default: $TOWERREC_DATA)")
-    p.add_argument("--out", default=None, help="write the audit files here (as evaluate --out)")
-    p.add_argument("--overwrite", action="store_true", help="delete the towerrec results already in --out first")
+    _add_out_args(p)
     p.set_defaults(func=cmd_quickstart)
 
     p = sub.add_parser("train", help="fit one model and save it as an artifact folder")
@@ -398,11 +391,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", default=None,
                    help="two-tower preset cf, content or hybrid: only with --model two-tower (or a label whose "
                         "model is two-tower); any other model is an error")
-    p.add_argument("--config", default=None,
-                   help="an experiment TOML (the format of `towerrec run`); --model picks its table")
-    p.add_argument("--split", default="random",
+    _add_config_args(p, "--model picks its table")
+    p.add_argument("--split", default="random", choices=(*SPLITS, "none"),
                    help="hold-out split for early stopping and a test figure, or 'none' to fit on everything")
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_train)
 
@@ -422,6 +413,20 @@ def build_parser() -> argparse.ArgumentParser:
     register_serve(sub)
     register_experiments(sub)
     return parser
+
+
+def _add_out_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", default=None,
+                   help="write split/, recs/, per_user/, results.json and, last, COMPLETE here; a folder "
+                        "holding other results is refused unless --overwrite")
+    p.add_argument("--overwrite", action="store_true",
+                   help="delete the towerrec results already in --out first (never other files)")
+
+
+def _add_config_args(p: argparse.ArgumentParser, use: str) -> None:
+    p.add_argument("--seed", type=int, default=0, help="split and model seed (default 0)")
+    p.add_argument("--config", default=None, help="an experiment TOML (the format of `towerrec run`, e.g. the "
+                                                  f"best_config.toml `tune` writes): {use}")
 
 
 def _add_verbosity(p: argparse.ArgumentParser, suffix: str) -> None:

@@ -6,16 +6,13 @@ they pull in matplotlib and optuna, the `report` extra).
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from towerrec.lazy import lazy_exports
 
-_PUBLIC = {"load_experiment": "towerrec.experiments.config", "load_config": "towerrec.experiments.config",
-           "Experiment": "towerrec.experiments.config", "run_experiment": "towerrec.experiments.runner",
-           "tune": "towerrec.experiments.tune"}
-__all__ = sorted(_PUBLIC)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _PUBLIC:
-        return getattr(importlib.import_module(_PUBLIC[name]), name)
-    raise AttributeError(f"module 'towerrec.experiments' has no attribute {name!r}")
+_PUBLIC = {
+    "load_experiment": "towerrec.experiments.config",
+    "load_config": "towerrec.experiments.config",
+    "Experiment": "towerrec.experiments.config",
+    "run_experiment": "towerrec.experiments.runner",
+    "tune": "towerrec.experiments.tune",
+}
+__getattr__, __all__ = lazy_exports("towerrec.experiments", _PUBLIC)

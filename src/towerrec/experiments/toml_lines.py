@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import bisect
 import re
+from collections.abc import Callable
 
 try:
     import tomllib
@@ -93,35 +94,34 @@ class _Locator:
         if c in ('"', "'"):
             self.string()
         elif c == "[":
-            self.i += 1
-            while True:
-                self.skip(True)
-                if self.peek() in ("]", ""):
-                    self.i += 1
-                    return
-                self.value(path)
-                self.skip(True)
-                if self.peek() == ",":
-                    self.i += 1
+            self.items("]", lambda: self.value(path))
         elif c == "{":
-            self.i += 1
-            while True:
-                self.skip(True)
-                if self.peek() in ("}", ""):
-                    self.i += 1
-                    return
-                start = self.i
-                key = self.key()
-                self.record(path + key, start)
-                self.skip(False)
-                self.i += 1  # '='
-                self.value(path + key)
-                self.skip(True)
-                if self.peek() == ",":
-                    self.i += 1
+            self.items("}", lambda: self.pair(path))
         else:  # number, bool, date: up to the next delimiter
             while self.i < len(self.s) and self.s[self.i] not in ",]}\n#":
                 self.i += 1
+
+    def items(self, close: str, one: Callable[[], None]) -> None:
+        """An array or inline table: `one()` per element, separated by commas, up to `close`."""
+        self.i += 1
+        while True:
+            self.skip(True)
+            if self.peek() in (close, ""):
+                self.i += 1
+                return
+            one()
+            self.skip(True)
+            if self.peek() == ",":
+                self.i += 1
+
+    def pair(self, path: tuple[str, ...]) -> None:
+        """`key = value` inside an inline table."""
+        start = self.i
+        key = self.key()
+        self.record(path + key, start)
+        self.skip(False)
+        self.i += 1  # '='
+        self.value(path + key)
 
     def document(self) -> dict[tuple[str, ...], int]:
         table: tuple[str, ...] = ()

@@ -366,6 +366,24 @@ class Recommender:
         return load_recommender(cls, path)
 
 
+class ItemRowRecommender(Recommender):
+    """A model whose scores depend on the user's item row alone (EASE, ItemKNN): training users and
+    new users given a history go through the same `_score_rows(seen [n, n_items] CSR) -> [n, n_items]`."""
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(histories=True, similar_items=True)
+
+    def _score_rows(self, seen: sp.csr_matrix) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _score_users(self, user_idx: np.ndarray) -> torch.Tensor:
+        return self._score_rows(self.seen_[user_idx])
+
+    def _score_histories(self, histories: Sequences) -> torch.Tensor:
+        return self._score_rows(histories.to_csr(self.n_items))
+
+
 def _as_list(ids: Sequence[str] | str | int) -> list:
     """A single id (a string or a number) is one id, never a sequence of characters."""
     if isinstance(ids, (str, bytes, int, np.integer)):

@@ -19,9 +19,8 @@ import torch
 
 from towerrec.data.features import FeatureTable
 from towerrec.data.interactions import Interactions
-from towerrec.data.sequences import Sequences
 from towerrec.errors import TowerrecError
-from towerrec.models.base import Capabilities, FitOptions, Recommender
+from towerrec.models.base import FitOptions, ItemRowRecommender
 
 
 @dataclass(frozen=True)
@@ -31,7 +30,7 @@ class EASEConfig:
     l2: float = 250.0  # ml-100k valid NDCG@10: 100 -> 0.255, 250 -> 0.263, 500 -> 0.264, 1000 -> 0.255
 
 
-class EASE(Recommender):
+class EASE(ItemRowRecommender):
     """Closed-form item-item model; among the strongest baselines on dense-ish data.
 
     Use it when the catalogue fits a dense n_items x n_items matrix (up to ~10-20k items). It scores
@@ -45,23 +44,13 @@ class EASE(Recommender):
     name = "ease"
     Config = EASEConfig
 
-    @property
-    def capabilities(self) -> Capabilities:
-        return Capabilities(histories=True, similar_items=True)
-
     def _fit(self, interactions: Interactions, *, user_features: FeatureTable | None,
              item_features: FeatureTable | None, valid: Interactions | None, options: FitOptions) -> None:
         self.weights_ = ease_weights(interactions.to_csr(), self.config.l2).float()  # B [n_items, n_items]
 
-    def _score_histories(self, histories: Sequences) -> torch.Tensor:
-        return self._score_rows(histories.to_csr(self.n_items))
-
     def _score_rows(self, seen: sp.csr_matrix) -> torch.Tensor:
         """[n, n_items] = seen [n, n_items] @ B."""
         return torch.from_numpy(seen.astype(np.float32).toarray()) @ self.weights_
-
-    def _score_users(self, user_idx: np.ndarray) -> torch.Tensor:
-        return self._score_rows(self.seen_[user_idx])
 
     def _item_scores(self, item_idx: np.ndarray) -> torch.Tensor:
         """Rows B[q, :]: what the model recommends to someone who has seen only q."""

@@ -21,8 +21,7 @@ import torch
 
 from towerrec.data.features import FeatureTable
 from towerrec.data.interactions import Interactions
-from towerrec.data.sequences import Sequences
-from towerrec.models.base import Capabilities, FitOptions, Recommender
+from towerrec.models.base import FitOptions, ItemRowRecommender
 
 # Similarity is computed for this many (source x target) pairs at a time: 2^24 float32 = 64 MiB.
 _BLOCK_ELEMENTS = 1 << 24
@@ -37,7 +36,7 @@ class ItemKNNConfig:
     alpha: float = 0.9     # asymmetric cosine; 0.5 (plain cosine, RecBole's) -> 0.225, 0.8 -> 0.246
 
 
-class ItemKNN(Recommender):
+class ItemKNN(ItemRowRecommender):
     """Recommend items similar to the ones a user has seen (sparse top-k item-item cosine).
 
     Use it as a strong, explainable, training-free baseline; it scores new users from their
@@ -52,24 +51,14 @@ class ItemKNN(Recommender):
     name = "itemknn"
     Config = ItemKNNConfig
 
-    @property
-    def capabilities(self) -> Capabilities:
-        return Capabilities(histories=True, similar_items=True)
-
     def _fit(self, interactions: Interactions, *, user_features: FeatureTable | None,
              item_features: FeatureTable | None, valid: Interactions | None, options: FitOptions) -> None:
         self.similarity_ = item_similarity(interactions.to_csr(), self.config)
 
     # ---- scoring ------------------------------------------------------------------------------
-    def _score_histories(self, histories: Sequences) -> torch.Tensor:
-        return self._score_rows(histories.to_csr(self.n_items))
-
     def _score_rows(self, seen: sp.csr_matrix) -> torch.Tensor:
         """[n, n_items] = seen [n, n_items] @ S [n_items, n_items] (sparse x sparse)."""
         return torch.from_numpy((seen.astype(np.float32) @ self.similarity_).toarray())
-
-    def _score_users(self, user_idx: np.ndarray) -> torch.Tensor:
-        return self._score_rows(self.seen_[user_idx])
 
     def _item_scores(self, item_idx: np.ndarray) -> torch.Tensor:
         """Rows S[q, :]; items with zero similarity are never listed (rows padded with -1)."""

@@ -17,7 +17,7 @@ import dataclasses
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -57,6 +57,20 @@ class SequenceTraining(TrainConfig):
             raise TowerrecError(f"unknown loss {self.loss!r}; choose one of {', '.join(SEQUENCE_LOSSES)}")
         if self.negative_sampler not in ("uniform", "popularity"):
             raise TowerrecError(f"negative_sampler must be 'uniform' or 'popularity', got {self.negative_sampler!r}")
+
+
+@dataclass(frozen=True)
+class SequenceModelConfig:
+    """What every next-item model reads; each model's config adds its encoder's settings."""
+
+    embedding_dim: int = 64
+    max_len: int = 50               # items of history read; RecBole's MAX_ITEM_LIST_LENGTH
+    # item content (towerrec.towers.content): the item tower's feature encoders and/or a frozen
+    # sentence model over the text columns, projected and added to each item's id embedding
+    item_features: bool = False
+    text: str = "none"              # "none" | "pretrained"
+    text_model: str = ""            # "" = the bundled all-MiniLM-L6-v2; any sentence-transformers path/name
+    train: SequenceTraining = SequenceTraining()   # loss, negatives, window_stride and the loop (epochs, ...)
 
 
 class NextItemModule(nn.Module):
@@ -250,11 +264,10 @@ class LengthBatches:
 
 
 class SequentialRecommender(Recommender):
-    """Lifecycle of a next-item model; subclasses set `name`, `Config` and `_build`.
+    """Lifecycle of a next-item model; subclasses set `name`, `Config` and `Module`.
 
-    The config must hold: embedding_dim, max_len and `train: SequenceTraining`; optionally
-    item_features, text, text_model (item content added to the id
-    embeddings, `towerrec.towers.content`; SASRec and GRU4Rec have them).
+    The config is a `SequenceModelConfig` (embedding_dim, max_len, item content, `train`) plus the
+    encoder's own settings.
     """
 
     uses_time: bool = False   # HSTU reads timestamps
@@ -263,8 +276,10 @@ class SequentialRecommender(Recommender):
     def capabilities(self) -> Capabilities:
         return Capabilities(histories=True, sequences=True, similar_items=True)
 
+    Module: ClassVar[type[NextItemModule]] = NextItemModule   # the model's nn.Module: Module(n_items, config)
+
     def _build(self, n_items: int) -> NextItemModule:
-        raise NotImplementedError
+        return self.Module(n_items, self.config)
 
     def _training_windows(self, sequences: Sequences) -> Windows:
         """Next-item windows, every target once, with at least max_len - stride + 1 items of context.
@@ -314,14 +329,14 @@ class SequentialRecommender(Recommender):
     def _attach_content(self, table: FeatureTable | None, interactions: Interactions) -> dict | None:
         """Item features / text into the item vectors when the config asks for them; the spec (JSON)."""
         cfg = self.config
-        features, text = getattr(cfg, "item_features", False), getattr(cfg, "text", "none")
+        features, text = cfg.item_features, cfg.text
         if not features and text == "none":
             return None
         if table is not None and table.id_map != interactions.item_map:
             raise TowerrecError("item_features must be aligned to the interactions' item map (build it with "
                                 "FeatureTable.from_frame(frame, interactions.item_map, ...))")
         spec, arrays = content_arrays(table, interactions.n_items, features=features, text=text,
-                                      text_model=getattr(cfg, "text_model", ""), owner=self.name)
+                                      text_model=cfg.text_model, owner=self.name)
         self.module_.attach_content(ItemContent(spec, arrays, cfg.embedding_dim))
         return spec.to_json()
 

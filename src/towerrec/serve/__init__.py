@@ -5,15 +5,11 @@ Public surface: `RecommenderService` (a model + catalogue + retrieval index, no 
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from towerrec.lazy import lazy_exports
 
-_PUBLIC = {"RecommenderService": "towerrec.serve.service", "Query": "towerrec.serve.service",
-           "create_app": "towerrec.serve.app"}
-__all__ = sorted(_PUBLIC)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _PUBLIC:
-        return getattr(importlib.import_module(_PUBLIC[name]), name)
-    raise AttributeError(f"module 'towerrec.serve' has no attribute {name!r}")
+_PUBLIC = {
+    "RecommenderService": "towerrec.serve.service",
+    "Query": "towerrec.serve.service",
+    "create_app": "towerrec.serve.app",
+}
+__getattr__, __all__ = lazy_exports("towerrec.serve", _PUBLIC)
