@@ -52,7 +52,7 @@ METRIC = "NDCG@10"
 
 # Fixed settings of every run of a model (not tuned): the training budget of the towers.
 FIXED: dict[str, dict] = {m: {"epochs": 30, "patience": 3} for m in TOWERS}   # the presets' own budget
-FIXED["multvae"] = {"epochs": 200, "patience": 10}    # one step per 128 users: cheap epochs, slow to converge
+FIXED["multvae"] = {"epochs": 100, "patience": 5}     # one step per 32 users: cheap epochs, slower to converge
 
 # Search spaces (Optuna): {name: (low, high, "log"|"lin"|"int"|"logint") or [choices]}. AdamW's weight
 # decay is decoupled (each step shrinks every weight by lr x wd), so it only regularises from ~1e-2 up.

@@ -153,9 +153,10 @@ PRESETS: dict[str, dict] = {
     # multvae: Mult-VAE (Liang et al. 2018) as a user tower over the history bag: sum / sqrt(n) of
     # the history's item embeddings, a tanh MLP (600) to a mean and log-variance; targets are all of
     # the user's items, the input keeps a random half (input dropout 0.5), multinomial likelihood
-    # = full softmax over the item tower (ids), KL annealed to 0.2
+    # = full softmax over the item tower (ids), KL annealed to 0.2; 32 users a step, so that an epoch
+    # (one validation) holds ~30 steps on ml-100k instead of 8
     "multvae": dict(user_ids=False, user_features=False, history="norm", history_ids=True, history_features=False,
                     item_ids=True, item_features=False, text="none", hidden=(600,), activation="tanh", dropout=0.0,
                     id_dropout=0.0, variational=True, scorer="dot", temperature=1.0, loss="full_softmax",
-                    sampling="users", user_targets="all", holdout=0.5, users_per_batch=128),
+                    sampling="users", user_targets="all", holdout=0.5, users_per_batch=32),
 }
