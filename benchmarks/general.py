@@ -322,7 +322,7 @@ def significance(dataset: str, cells: dict) -> tuple[str | None, dict[str, dict]
 
 
 def build_table(cells: dict, peers: dict) -> tuple[str, dict]:
-    rows, summary = [], {}
+    summary: dict = {}
     header = ["dataset", *MODELS, *(f"RecBole {p}" for p in PEERS)]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     cost_lines = ["| dataset | " + " | ".join(MODELS) + " |", "|" + "---|" * (len(MODELS) + 1)]

@@ -12,7 +12,14 @@ from towerrec.models.two_tower import TwoTowerConfig, TwoTowerModule
 from towerrec.splits import random_split
 from towerrec.towers.features import TableSpec
 
-from test_two_tower import ITEMS_PER_GENRE, _fit, data  # noqa: F401  (fixture)
+from test_two_tower import ITEMS_PER_GENRE, _fit, _genre_data, _tables
+
+
+@pytest.fixture(scope="module")
+def data():
+    """The genre-structured log of test_two_tower.py (ids and features)."""
+    inter, users, items = _genre_data()
+    return inter, users, items, *_tables(inter, users, items)
 
 
 @pytest.mark.parametrize("preset,kw", [("cf", {"loss": "ccl", "negatives": 32, "margin": 0.3, "negative_weight": 2.0, "epochs": 25}),

@@ -22,13 +22,13 @@ from towerrec.models.two_tower.config import PRESETS, TwoTowerConfig
 from towerrec.models.two_tower.module import TwoTowerModule
 from towerrec.ranking import check_finite, mask_rows, rank
 from towerrec.towers.content import ContentSpec, item_content, new_item_arrays
-from towerrec.towers.graph import normalized_adjacency
 from towerrec.towers.features import (
     FeatureRows,
     TableSpec,
     encode_new_rows,
     table_arrays,
 )
+from towerrec.towers.graph import normalized_adjacency
 
 
 class TwoTower(Recommender):
