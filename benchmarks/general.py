@@ -356,7 +356,8 @@ def build_table(cells: dict, peers: dict) -> tuple[str, dict]:
                 row.append("…")
                 continue
             txt = f"{r['test']['ndcg@10']:.4f}"
-            row.append(f"**{txt}**" if r["test"]["ndcg@10"] == best else txt)
+            txt = f"**{txt}**" if r["test"]["ndcg@10"] == best else txt
+            row.append(txt + (" †" if r.get("stopped_by_time_budget") else ""))
         lines.append("| " + " | ".join(row) + " |")
         cost_lines.append("| " + " | ".join(cost) + " |")
         summary[d] = {"reference": ref, "significance": sig}
@@ -368,7 +369,8 @@ def build_table(cells: dict, peers: dict) -> tuple[str, dict]:
             cost.append("…" if r is None else f"{r['wall_seconds']:.0f} s, {r['peak_rss_mb'] / 1024:.1f} GB, "
                         f"{r['epochs_run']} ep{' (budget)' if r.get('stopped_by_time_budget') else ''}")
         peer_cost.append("| " + " | ".join(cost) + " |")
-    text = "\n".join(lines) + "\n\nCost per cell (towerrec: mean fit of the 3 tested seeds; whole cell = tuning + " \
+    text = "\n".join(lines) + "\n\n† stopped by its wall-clock fit budget before converging (see the cost table)." \
+        "\n\nCost per cell (towerrec: mean fit of the 3 tested seeds; whole cell = tuning + " \
         "3 seeds; peak RSS of the cell's process):\n\n" + "\n".join(cost_lines) + \
         "\n\nRecBole cells (one seed; wall time and peak RSS of the process; epochs run):\n\n" + "\n".join(peer_cost)
     return text, summary

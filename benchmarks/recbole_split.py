@@ -133,12 +133,14 @@ def run_all(argv: list[str]) -> int:
     p.add_argument("--stopping-step", type=int, default=10)    # RecBole's default
     p.add_argument("--time-budget", type=float, default=1800)  # a bound per cell on 2 cores, recorded
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--rerun-stopped", action="store_true",
+                   help="run again the cells that a time budget stopped (a new line is appended; the table takes the last)")
     a = p.parse_args(argv)
     done = set()
     if Path(a.out).exists():
         for line in Path(a.out).read_text().splitlines():
             r = json.loads(line)
-            if "error" not in r:
+            if "error" not in r and not (a.rerun_stopped and r.get("stopped_by_time_budget")):
                 done.add((r["dataset"], r["model"]))
     for dataset in a.datasets.split(","):
         for model in a.models.split(","):
