@@ -330,6 +330,7 @@ def test_train_stream_then_recommend(tmp_path, capsys):
 @pytest.mark.parametrize("extra, message", [
     (["--model", "hybrid"], "pools each user's item history"),
     (["--model", "sasrec"], "whole ordered history"),
+    (["--model", "lightgcn"], "whole user-item graph"),
     (["--preset", "cf", "--kcore", "2"], "--kcore: not applied to a streamed log"),
     (["--preset", "cf", "--split", "loo"], "instead of --split"),
 ])

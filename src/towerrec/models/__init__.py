@@ -31,6 +31,8 @@ MODELS: dict[str, Callable[..., Recommender]] = {
     "cf": preset_factory("cf"),
     "content": preset_factory("content"),
     "hybrid": preset_factory("hybrid"),
+    "lightgcn": preset_factory("lightgcn"),  # cf with LightGCN-propagated ids (towers/graph.py)
+    "multvae": preset_factory("multvae"),    # Mult-VAE user tower over the history bag
     "sasrec": SASRec,                      # sequential: order-aware next-item models
     "gru4rec": GRU4Rec,
     "nextitnet": NextItNet,

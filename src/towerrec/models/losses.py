@@ -9,6 +9,7 @@
 - `full_softmax`: cross-entropy over the whole catalogue (small catalogues).
 - `bpr`: Rendle et al. (UAI 2009), -log sigmoid(s+ - s-).
 - `bce`: pointwise logistic loss, positives 1 and negatives 0.
+- `ccl`: SimpleX's cosine contrastive loss (Mao et al., CIKM 2021) on raw cosines.
 """
 from __future__ import annotations
 
@@ -16,16 +17,27 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-LOSSES = ("sampled_softmax", "full_softmax", "bpr", "bce")
+LOSSES = ("sampled_softmax", "full_softmax", "bpr", "bce", "ccl")
 
 
-def candidate_log_q(item_prob: np.ndarray, n_batch: int, n_extra: int, sampler: str) -> np.ndarray:
+def negative_probabilities(item_counts: np.ndarray, sampler: str, alpha: float = 1.0) -> np.ndarray:
+    """The distribution extra negatives are drawn from: uniform over trained items, or by
+    popularity, count ** alpha (alpha 0.75: word2vec's smoothed unigram). [n_items] float64."""
+    trained = item_counts > 0
+    w = np.where(trained, np.power(np.maximum(item_counts, 1e-12), alpha), 0.0) if sampler == "popularity" \
+        else trained.astype(np.float64)
+    return w / max(w.sum(), 1e-12)
+
+
+def candidate_log_q(item_prob: np.ndarray, n_batch: int, n_extra: int, sampler: str,
+                    negative_prob: np.ndarray | None = None) -> np.ndarray:
     """log expected count of each item in a candidate set made of `n_batch` in-batch positives
     (drawn by `item_prob`, the items' share of training pairs) plus `n_extra` negatives drawn
-    uniformly or by popularity. Shape [n_items] float32."""
+    uniformly or by popularity (or by `negative_prob`, `negative_probabilities`). [n_items] float32."""
     n_items = len(item_prob)
-    extra = n_extra * (item_prob if sampler == "popularity" else np.full(n_items, 1.0 / max(n_items, 1)))
-    return np.log(n_batch * item_prob + extra + 1e-12).astype(np.float32)
+    if negative_prob is None:
+        negative_prob = item_prob if sampler == "popularity" else np.full(n_items, 1.0 / max(n_items, 1))
+    return np.log(n_batch * item_prob + n_extra * negative_prob + 1e-12).astype(np.float32)
 
 
 def distinct_candidates(keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -43,7 +55,7 @@ def distinct_candidates(keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor,
 
 
 def sampled_softmax(logits: torch.Tensor, target: torch.Tensor, log_count: torch.Tensor,
-                    accidental: torch.Tensor | None = None) -> torch.Tensor:
+                    accidental: torch.Tensor | None = None, extra: torch.Tensor | None = None) -> torch.Tensor:
     """Cross-entropy of row b against column target[b], over distinct candidates.
 
     logits [B, U] with the bias already added: log_count - log_q (logQ correction and
@@ -52,14 +64,31 @@ def sampled_softmax(logits: torch.Tensor, target: torch.Tensor, log_count: torch
     hits, not negatives, so its log multiplicity is taken back out of that row's logit, and
     `accidental` [B] (-1 for none) names one more column per row holding the same item in another
     form (its id dropped), which leaves the softmax. Both in place: the matmul that made
-    `logits` does not need them for its gradient.
+    `logits` does not need them for its gradient. `extra` [B, M]: more negative logits per row
+    (cross-batch negatives), appended to the softmax as they are.
     """
     rows = torch.arange(len(target), device=logits.device)
     logits[rows, target] -= log_count[target]
     if accidental is not None:
         hit = accidental >= 0
         logits[rows[hit], accidental[hit]] = -torch.inf
+    if extra is not None:
+        logits = torch.cat([logits, extra], dim=1)
     return F.cross_entropy(logits.float(), target)
+
+
+def ccl(positive: torch.Tensor, negative: torch.Tensor, weight: torch.Tensor, margin: float,
+        negative_weight: float) -> torch.Tensor:
+    """SimpleX's cosine contrastive loss, mean over rows of
+    (1 - cos+) + negative_weight * sum_j w_j max(0, cos_j - margin) / sum_j w_j.
+
+    positive [B] raw cosines; negative [B, U] raw cosines of the candidates; weight [B, U] each
+    candidate's multiplicity for that row (0 removes it: the row's own item, padding). Only
+    negatives above the margin cost anything, so easy negatives stop pulling on the embeddings.
+    """
+    hinge = F.relu(negative.float() - margin) * weight
+    neg = hinge.sum(1) / weight.sum(1).clamp_min(1e-9)
+    return ((1.0 - positive.float()) + negative_weight * neg).mean()
 
 
 def full_softmax(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

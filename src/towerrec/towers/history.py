@@ -58,14 +58,15 @@ class HistoryPooling(nn.Module):
 
     forward(reps [m, d], inverse [F], offsets [B], weights [F]) -> [B, d]
     - mean: weighted mean of reps[inverse] per row (weights 0 drop an entry);
+    - norm: sum / sqrt(kept entries): the L2-normalised multi-hot input of Mult-VAE / Mult-DAE;
     - attention: softmax over a learned score w . tanh(W r) per entry, masked by weights.
     An empty history (or all weights 0) gives zeros.
     """
 
     def __init__(self, dim: int, mode: str = "mean") -> None:
         super().__init__()
-        if mode not in ("mean", "attention"):
-            raise ValueError(f"history pooling must be 'mean' or 'attention', got {mode!r}")
+        if mode not in ("mean", "norm", "attention"):
+            raise ValueError(f"history pooling must be 'mean', 'norm' or 'attention', got {mode!r}")
         self.mode = mode
         if mode == "attention":
             self.key = nn.Linear(dim, dim)
@@ -78,9 +79,10 @@ class HistoryPooling(nn.Module):
         if total == 0:
             return reps.new_zeros(n, reps.shape[1])
         seg = _segments(offsets, total)
-        if self.mode == "mean":
+        if self.mode in ("mean", "norm"):
             denom = torch.zeros(n, device=reps.device, dtype=weights.dtype).index_add_(0, seg, weights)
-            w = weights / denom.clamp_min(1e-9)[seg]
+            denom = denom.clamp_min(1e-9)
+            w = weights / (denom if self.mode == "mean" else denom.sqrt())[seg]
         else:
             logits = self.query(torch.tanh(self.key(reps))).squeeze(1)[inverse].float()   # [F]
             logits = logits.masked_fill(weights <= 0, -torch.inf)

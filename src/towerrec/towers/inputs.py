@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from towerrec.towers.features import IdEmbedding, TableEncoder, TableSpec
+from towerrec.towers.graph import GraphIdEncoder, GraphPropagation
 from towerrec.towers.text import CNNTextEncoder, PretrainedTextEncoder
 
 
@@ -36,15 +37,22 @@ def text_encoder(kind: str, sizes: EncoderSizes, *, text_in_dim: int = 0, cnn_vo
     return None
 
 
+def id_encoder(n_ids: int, sizes: EncoderSizes, graph: GraphPropagation | None, side: str) -> nn.Module:
+    """An id table (`IdEmbedding`), or that side of a LightGCN propagation (`GraphIdEncoder`)."""
+    return GraphIdEncoder(graph, side) if graph is not None else IdEmbedding(n_ids, sizes.id_dim, sizes.hash_buckets)
+
+
 def item_encoders(*, ids: bool, features: bool, text: str, n_ids: int, spec: TableSpec, has_rows: bool,
-                  sizes: EncoderSizes, text_in_dim: int = 0, cnn_vocab_size: int = 0) -> dict[str, nn.Module]:
+                  sizes: EncoderSizes, text_in_dim: int = 0, cnn_vocab_size: int = 0,
+                  graph: GraphPropagation | None = None) -> dict[str, nn.Module]:
     """Encoders of an item-side tower (the item tower, or the history's item encoder).
 
-    "id": an embedding of the trained item ids; "features": the feature columns of `spec` when
-    `features`, plus the text encoder, over the item feature rows (`has_rows`)."""
+    "id": an embedding of the trained item ids (or their LightGCN propagation, `graph`);
+    "features": the feature columns of `spec` when `features`, plus the text encoder, over the
+    item feature rows (`has_rows`)."""
     out: dict[str, nn.Module] = {}
     if ids:
-        out["id"] = IdEmbedding(n_ids, sizes.id_dim, sizes.hash_buckets)
+        out["id"] = id_encoder(n_ids, sizes, graph, "item")
     text_module = text_encoder(text, sizes, text_in_dim=text_in_dim, cnn_vocab_size=cnn_vocab_size) if features else None
     if has_rows and (text_module is not None or (features and spec.columns)):
         out["features"] = TableEncoder(spec if features else TableSpec(), sizes.feature_dim, bag_mode=sizes.bag_mode,
@@ -53,12 +61,12 @@ def item_encoders(*, ids: bool, features: bool, text: str, n_ids: int, spec: Tab
 
 
 def user_encoders(*, ids: bool, features: bool, history: bool, n_ids: int, spec: TableSpec, has_rows: bool,
-                  sizes: EncoderSizes) -> dict[str, nn.Module]:
-    """Encoders of the user tower: "id", "features" (user feature rows), "history" (the pooled
-    history vector, computed by the model and passed through)."""
+                  sizes: EncoderSizes, graph: GraphPropagation | None = None) -> dict[str, nn.Module]:
+    """Encoders of the user tower: "id" (an id table, or the users' side of `graph`), "features"
+    (user feature rows), "history" (the pooled history vector, computed by the model and passed through)."""
     out: dict[str, nn.Module] = {}
     if ids:
-        out["id"] = IdEmbedding(n_ids, sizes.id_dim, sizes.hash_buckets)
+        out["id"] = id_encoder(n_ids, sizes, graph, "user")
     if features and has_rows and spec.columns:
         out["features"] = TableEncoder(spec, sizes.feature_dim, bag_mode=sizes.bag_mode,
                                        numeric_buckets=sizes.numeric_buckets)

@@ -9,8 +9,9 @@ Two sampling regimes, chosen by `TwoTowerConfig.sampling`:
   user's items are the targets and the rest the history. Each history is pooled once per user
   instead of once per row, so an epoch costs O(interactions), not O(sum of squared lengths).
 
-Both add `negatives` extra negatives per batch, uniform over trained items or by popularity.
-`StreamBatches` does the same for the (user, item) rows of a streamed log (`towerrec.data.stream`).
+Both add `negatives` extra negatives per batch, uniform over trained items or by popularity
+(count ** popularity_alpha). `StreamBatches` does the same for the (user, item) rows of a streamed
+log (`towerrec.data.stream`).
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import scipy.sparse as sp
 import torch
 
 from towerrec.data.interactions import Interactions
+from towerrec.models.losses import negative_probabilities
 from towerrec.models.two_tower.config import TwoTowerConfig
 from towerrec.towers.history import history_batch
 
@@ -35,11 +37,18 @@ class _Batches:
         self.user = interactions.user_idx.astype(np.int64)
         self.item = interactions.item_idx.astype(np.int64)
         self.trained = np.flatnonzero(interactions.item_counts())
+        self.cdf = None
+        if config.negative_sampler == "popularity" and config.popularity_alpha != 1.0:
+            self.cdf = np.cumsum(negative_probabilities(interactions.item_counts(), "popularity",
+                                                        config.popularity_alpha))
 
     def negatives(self, rng: np.random.Generator) -> torch.Tensor | None:
         c = self.config
         if c.negatives <= 0 or c.loss == "full_softmax":
             return None
+        if self.cdf is not None:                 # count ** alpha, by inverting the CDF
+            idx = np.searchsorted(self.cdf, rng.random(c.negatives) * self.cdf[-1], side="right")
+            return torch.from_numpy(np.minimum(idx, len(self.cdf) - 1).astype(np.int64))
         if c.negative_sampler == "popularity":   # a random training pair's item ~ popularity
             return torch.from_numpy(self.item[rng.integers(0, len(self.item), c.negatives)])
         return torch.from_numpy(self.trained[rng.integers(0, len(self.trained), c.negatives)])  # uniform, trained
@@ -78,7 +87,9 @@ class PairBatches(_Batches):
 
 
 class UserBatches(_Batches):
-    """Samples = the users with training interactions; targets a random share of their items."""
+    """Samples = the users with training interactions; targets a random `holdout` share of their
+    items, the rest the history ("held_out"), or every item with the history a random
+    1 - holdout share of them ("all": Mult-DAE / Mult-VAE's input dropout)."""
 
     def __init__(self, interactions: Interactions, seen: sp.csr_matrix, config: TwoTowerConfig) -> None:
         super().__init__(interactions, seen, config)
@@ -93,7 +104,7 @@ class UserBatches(_Batches):
         u = self.users[idx]
         h = history_batch(self.seen.indptr, self.seen.indices, u, n_items=self.seen.shape[1],
                           keep_prob=1.0 - c.holdout, rng=rng)
-        held = h["weights"] == 0
+        held = h["weights"] == 0 if c.user_targets == "held_out" else np.ones(len(h["weights"]), dtype=bool)
         lens = np.diff(np.append(h["offsets"], len(h["inverse"])))
         rows = np.repeat(np.arange(len(u)), lens)[held]
         batch: dict = {"user_idx": torch.from_numpy(u), "history": {k: torch.from_numpy(v) for k, v in h.items()},
@@ -112,7 +123,8 @@ class StreamBatches:
     def __init__(self, item_counts: np.ndarray, config: TwoTowerConfig) -> None:
         self.config = config
         self.trained = np.flatnonzero(item_counts)
-        self.cdf = np.cumsum(item_counts) / max(int(item_counts.sum()), 1)
+        # the same draw as the logQ of the fit: count ** popularity_alpha
+        self.cdf = np.cumsum(negative_probabilities(item_counts, "popularity", config.popularity_alpha))
 
     def __call__(self, raw: dict, rng: np.random.Generator) -> dict:
         c = self.config

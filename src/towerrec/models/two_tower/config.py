@@ -21,7 +21,7 @@ class TwoTowerConfig:
     # what each tower sees
     user_ids: bool = True
     user_features: bool = True
-    history: str = "mean"             # "none" | "mean" | "attention": pooled past items, user side
+    history: str = "mean"             # "none" | "mean" | "norm" (sum/sqrt n) | "attention": pooled past items
     history_ids: bool = True          # history items embedded by id ...
     history_features: bool = True     # ... and/or by their features and text (needed for cold items)
     item_ids: bool = True
@@ -41,18 +41,36 @@ class TwoTowerConfig:
     bag_mode: str = "mean"
     numeric_buckets: int = 0
     hash_buckets: int = 0             # > 0: hash user and item ids into this many rows
+    # "embedding": one free vector per id; "lightgcn": the user and item ids of both towers are
+    # LightGCN propagations over the training graph (towers/graph.py), `graph_layers` layers
+    id_encoder: str = "embedding"
+    graph_layers: int = 2
+    # Mult-VAE user tower (Liang et al., WWW 2018): the user MLP outputs a mean and a log-variance,
+    # training samples z = mu + eps * sigma and adds kl_weight * min(1, step / kl_anneal_steps) * KL
+    variational: bool = False
+    kl_weight: float = 0.2
+    kl_anneal_steps: int = 2000
     # regularisation
     id_dropout: float = 0.2           # per sample, replace an id by "unknown" (cold-start robustness)
+    id_l2: float = 0.0                # L2 on the id embedding rows a batch uses (users and positives), per row
     history_dropout: float = 0.0      # per history entry, during training
     max_history: int = 0              # > 0: subsample longer training histories to about this length
     # scoring and loss
     scorer: str = "cosine"            # "cosine" | "dot" | "mlp" (mlp: no ANN index possible)
     temperature: float = 0.1          # ml-100k valid NDCG@10: 0.05 -> 0.2282, 0.1 -> 0.2329
     learn_temperature: bool = False
-    loss: str = "sampled_softmax"     # "sampled_softmax" | "full_softmax" | "bpr" | "bce"
+    loss: str = "sampled_softmax"     # "sampled_softmax" | "full_softmax" | "bpr" | "bce" | "ccl"
     logq: bool = True                 # logQ correction of the sampled softmax
     negatives: int = 0                # extra negatives per batch (shared by its rows)
-    negative_sampler: str = "uniform"  # "uniform" | "popularity"
+    negative_sampler: str = "uniform"  # "uniform" | "popularity" (count ** popularity_alpha)
+    popularity_alpha: float = 1.0     # 0.75: word2vec's smoothed unigram
+    # cross-batch negatives (Wang et al., SIGIR 2021): the item vectors of the last `negative_memory`
+    # positives (detached) join every row's softmax as negatives, logQ-corrected as in-batch ones
+    negative_memory: int = 0
+    # "ccl": SimpleX's cosine contrastive loss (Mao et al., CIKM 2021): (1 - cos(u, i+)) +
+    # negative_weight * mean over negatives of max(0, cos(u, j) - margin); in-batch + extra negatives
+    margin: float = 0.4
+    negative_weight: float = 1.0
     # training
     # "pairs": one sample per (user, item) row, the user's other items as history (the row's item
     # left out). "users": one sample per user, a random `holdout` share of the user's items are
@@ -61,6 +79,7 @@ class TwoTowerConfig:
     # lengths); needs a history encoder and a softmax loss.
     sampling: str = "pairs"
     holdout: float = 0.2
+    user_targets: str = "held_out"    # "users" sampling: targets are the "held_out" share, or "all" items (Mult-VAE)
     users_per_batch: int = 128        # "users" sampling: users per step
     # the shared loop: epochs, batch_size (pairs per step), learning_rate, weight_decay, patience,
     # steps_per_epoch (> 0: batches per "epoch", to validate more often on big logs)
@@ -84,6 +103,24 @@ class TwoTowerConfig:
             raise TowerrecError(f"loss must be one of {LOSSES}, got {c.loss!r}")
         if c.sampling not in ("pairs", "users"):
             raise TowerrecError(f"sampling must be 'pairs' or 'users', got {c.sampling!r}")
+        if c.id_encoder not in ("embedding", "lightgcn"):
+            raise TowerrecError(f"id_encoder must be 'embedding' or 'lightgcn', got {c.id_encoder!r}")
+        if c.id_encoder == "lightgcn" and (c.hash_buckets or c.graph_layers < 0):
+            raise TowerrecError("id_encoder='lightgcn' needs hash_buckets=0 and graph_layers >= 0 "
+                                f"(got hash_buckets={c.hash_buckets}, graph_layers={c.graph_layers})")
+        if c.negative_sampler not in ("uniform", "popularity"):
+            raise TowerrecError(f"negative_sampler must be 'uniform' or 'popularity', got {c.negative_sampler!r}")
+        if c.user_targets not in ("held_out", "all"):
+            raise TowerrecError(f"user_targets must be 'held_out' or 'all', got {c.user_targets!r}")
+        if c.loss == "ccl" and (c.sampling != "pairs" or c.scorer != "cosine"):
+            raise TowerrecError("loss='ccl' (SimpleX's cosine contrastive loss) needs sampling='pairs' and "
+                                f"scorer='cosine' (got sampling={c.sampling!r}, scorer={c.scorer!r})")
+        if c.negative_memory < 0 or (c.negative_memory and (c.loss != "sampled_softmax" or c.sampling != "pairs")):
+            raise TowerrecError("negative_memory > 0 (cross-batch negatives) needs loss='sampled_softmax' and "
+                                f"sampling='pairs' (got negative_memory={c.negative_memory}, loss={c.loss!r}, "
+                                f"sampling={c.sampling!r})")
+        if c.variational and c.history == "none" and not c.user_ids:
+            raise TowerrecError("variational=True needs a user tower input (a history or user ids)")
         if c.sampling == "users" and (c.history == "none" or c.loss not in ("full_softmax", "sampled_softmax")
                                       or not 0.0 < c.holdout < 1.0):
             raise TowerrecError("sampling='users' needs a history encoder (history 'mean' or 'attention'), "
@@ -110,4 +147,17 @@ PRESETS: dict[str, dict] = {
                     history_features=True, item_ids=False, item_features=True, text="pretrained"),
     "hybrid": dict(user_ids=True, user_features=True, history="mean", history_ids=True, history_features=True,
                    item_ids=True, item_features=True, text="pretrained", id_dropout=0.2),
+    # lightgcn: cf whose user and item ids are a LightGCN propagation over the training graph
+    # (towers/graph.py), trained with the same in-batch sampled softmax + logQ as cf
+    "lightgcn": dict(user_ids=True, user_features=False, history="none", item_ids=True, item_features=False,
+                     text="none", hidden=(), id_dropout=0.0, id_encoder="lightgcn", graph_layers=2),
+    # multvae: Mult-VAE (Liang et al. 2018) as a user tower over the history bag: sum / sqrt(n) of
+    # the history's item embeddings, a tanh MLP (600) to a mean and log-variance; targets are all of
+    # the user's items, the input keeps a random half (input dropout 0.5), multinomial likelihood
+    # = full softmax over the item tower (ids), KL annealed to 0.2; 32 users a step, so that an epoch
+    # (one validation) holds ~30 steps on ml-100k instead of 8
+    "multvae": dict(user_ids=False, user_features=False, history="norm", history_ids=True, history_features=False,
+                    item_ids=True, item_features=False, text="none", hidden=(600,), activation="tanh", dropout=0.0,
+                    id_dropout=0.0, variational=True, scorer="dot", temperature=1.0, loss="full_softmax",
+                    sampling="users", user_targets="all", holdout=0.5, users_per_batch=32),
 }

@@ -17,7 +17,7 @@ from towerrec.data.stream_log import StreamLog
 from towerrec.distributed import world_size
 from towerrec.errors import TowerrecError
 from towerrec.models.base import Capabilities, FitOptions, Recommendations, Recommender
-from towerrec.models.losses import candidate_log_q
+from towerrec.models.losses import candidate_log_q, negative_probabilities
 from towerrec.models.train import TrainResult, train
 from towerrec.models.two_tower.batches import PairBatches, StreamBatches, UserBatches, histories
 from towerrec.models.two_tower.config import PRESETS, TwoTowerConfig
@@ -30,6 +30,7 @@ from towerrec.towers.features import (
     encode_new_rows,
     table_arrays,
 )
+from towerrec.towers.graph import normalized_adjacency
 
 
 class TwoTower(Recommender):
@@ -93,6 +94,9 @@ class TwoTower(Recommender):
         if c.history != "none" or c.sampling != "pairs":
             return (f"{self.name}[{c.preset}] pools each user's item history (history={c.history!r}), and a stream "
                     f"holds no per-user histories: use preset cf (or history='none'), or load the log into memory")
+        if c.id_encoder == "lightgcn":
+            return (f"{self.name}[{c.preset}] propagates over the whole user-item graph, which a stream never "
+                    "holds: use preset cf, or load the log into memory")
         return None
 
     def _fit_stream(self, log: StreamLog, *, options: FitOptions) -> None:
@@ -109,50 +113,65 @@ class TwoTower(Recommender):
                item_features: FeatureTable | None, options: FitOptions) -> None:
         """Feature arrays, item content, the module, and the logQ of the in-batch sampled softmax."""
         c = self.config
+        if c.negative_memory > 0 and world_size() > 1:
+            raise TowerrecError(f"{self.name}[{c.preset}]: negative_memory is not supported under torchrun (the "
+                                "cross-rank softmax already adds every rank's candidates); set negative_memory = 0")
         n_users, n_items = len(user_counts), len(item_counts)
         self.user_spec_ = TableSpec.from_table(user_features, "user_id")
         user_arrays = table_arrays(user_features, self.user_spec_, n_users) if user_features is not None else None
         self.content_, item_arrays = item_content(item_features, n_items, text=c.text, text_model=c.text_model,
                                                   text_columns=c.text_columns, owner=f"{self.name}[{c.preset}]")
         torch.manual_seed(options.seed)
+        adjacency = normalized_adjacency(self.seen_) if c.id_encoder == "lightgcn" else None
         self.module_ = self._build(np.where(user_counts > 0, np.arange(1, n_users + 1), 0),
                                    np.where(item_counts > 0, np.arange(1, n_items + 1), 0),
-                                   user_arrays, item_arrays, n_user_ids=n_users, n_item_ids=n_items)
-        # one global logQ from the training counts: the candidates of a step are the global batch
-        # (every rank's rows, gathered under DDP) plus every rank's extra negatives
+                                   user_arrays, item_arrays, n_user_ids=n_users, n_item_ids=n_items,
+                                   graph_adjacency=adjacency)
+        # one global logQ from the training counts: the candidates of a row are the global batch
+        # (every rank's rows, gathered under DDP), the cross-batch memory's, and every rank's extra negatives
         item_prob = item_counts / max(item_counts.sum(), 1)
-        self.module_.log_q.copy_(torch.from_numpy(candidate_log_q(item_prob, c.train.batch_size,
-                                                                  c.negatives * world_size(), c.negative_sampler)))
+        self.module_.log_q.copy_(torch.from_numpy(candidate_log_q(
+            item_prob, c.train.batch_size + c.negative_memory, c.negatives * world_size(), c.negative_sampler,
+            negative_probabilities(item_counts, c.negative_sampler, c.popularity_alpha))))
 
     def _finish(self, result: TrainResult) -> None:
         self.history_, self.best_epoch_, self.seconds_to_best_ = result.history, result.best_epoch, result.seconds_to_best
         self.module_.cpu().eval()
         self._refresh_embeddings()
+        if self.module_.graph is not None:   # a fitted model keeps the propagated table, not the graph
+            self.module_.graph.adjacency = None
 
     def _build(self, user_code: np.ndarray, item_code: np.ndarray, user_arrays: dict | None, item_arrays: dict | None,
-               *, n_user_ids: int, n_item_ids: int) -> TwoTowerModule:
+               *, n_user_ids: int, n_item_ids: int, graph_adjacency: torch.Tensor | None = None) -> TwoTowerModule:
         return TwoTowerModule(self.config, n_user_ids=n_user_ids, n_item_ids=n_item_ids, user_code=user_code,
                               item_code=item_code, user_spec=self.user_spec_, item_spec=self.content_.table,
                               user_arrays=user_arrays, item_arrays=item_arrays,
                               text_in_dim=int(item_arrays["text"].shape[1]) if item_arrays and "text" in item_arrays else 0,
-                              cnn_vocab_size=len(self.content_.text.get("vocab", [])))
+                              cnn_vocab_size=len(self.content_.text.get("vocab", [])), graph_adjacency=graph_adjacency)
 
     # ---- embeddings -------------------------------------------------------------------------
     @torch.no_grad()
     def _item_vectors(self, batch_size: int = 8192) -> torch.Tensor:
         m = self.module_
         device, n = m.item_code.device, len(m.item_code)
-        out = [m.item_vectors(torch.arange(s, min(s + batch_size, n), device=device)) for s in range(0, n, batch_size)]
+        with m.shared_graph():
+            out = [m.item_vectors(torch.arange(s, min(s + batch_size, n), device=device))
+                   for s in range(0, n, batch_size)]
         return m.scorer.prepare(torch.cat(out)) if out else torch.zeros(0, self.config.embedding_dim)
 
     @torch.no_grad()
     def _user_vectors(self, user_idx: np.ndarray, seen: sp.csr_matrix | None, seen_rows: np.ndarray | None = None,
                       features: dict | None = None, batch_size: int = 1024) -> torch.Tensor:
         """User vectors [len(user_idx), d] (user index -1: no id); histories are rows `seen_rows` of `seen`."""
-        m = self.module_
-        device = m.item_code.device
         user_idx = np.asarray(user_idx, dtype=np.int64)
         rows = user_idx if seen_rows is None else seen_rows
+        with self.module_.shared_graph():
+            return self._user_vector_batches(user_idx, seen, rows, features, batch_size)
+
+    def _user_vector_batches(self, user_idx: np.ndarray, seen: sp.csr_matrix | None, rows: np.ndarray,
+                             features: dict | None, batch_size: int) -> torch.Tensor:
+        m = self.module_
+        device = m.item_code.device
         out = []
         for s in range(0, len(user_idx), batch_size):
             sl = slice(s, s + batch_size)
@@ -315,8 +334,9 @@ class TwoTower(Recommender):
 
     def _extra(self) -> dict:
         m = self.module_
-        n_item_ids = next((t.inputs["id"].embedding.num_embeddings - 1 for t in (m.item_tower, m.history_tower)
-                           if t is not None and "id" in t.inputs), 0)
+        n_item_ids = m.graph.n_items if m.graph is not None else next(
+            (t.inputs["id"].embedding.num_embeddings - 1 for t in (m.item_tower, m.history_tower)
+             if t is not None and "id" in t.inputs), 0)
         return {"user_spec": self.user_spec_.to_json(), "item_spec": self.content_.table.to_json(),
                 "text": self.content_.text, "n_item_ids": n_item_ids, "history": self.history_,
                 "best_epoch": self.best_epoch_}

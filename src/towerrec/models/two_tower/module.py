@@ -2,6 +2,8 @@
 losses (`compute_loss`). Nothing here knows about ids, files or fitting; see `model.py`."""
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import numpy as np
 import torch
 from torch import nn
@@ -12,12 +14,14 @@ from towerrec.errors import TowerrecError
 from towerrec.models.losses import (
     bce,
     bpr,
+    ccl,
     distinct_candidates,
     full_softmax,
     sampled_softmax,
 )
 from towerrec.models.two_tower.config import TwoTowerConfig
 from towerrec.towers.features import FeatureRows, TableSpec
+from towerrec.towers.graph import GraphIdEncoder, GraphPropagation
 from towerrec.towers.history import HistoryPooling
 from towerrec.towers.inputs import item_encoders, user_encoders, width
 from towerrec.towers.mlp import MLP
@@ -31,12 +35,15 @@ class TwoTowerModule(nn.Module):
     Buffers: `user_code` [n_users] / `item_code` [n_items] id codes (0 = no trained id), the
     feature rows of both sides (`FeatureRows`, row = index + 1, row 0 blank), `trained_items`.
     user_vectors(...) -> [B, d]; item_vectors(item_idx [M]) -> [M, d]; compute_loss(batch) -> [].
+    With `id_encoder="lightgcn"` the user and item ids of both towers read one LightGCN
+    propagation (`self.graph`, adjacency from `graph_adjacency`); with `variational` the user
+    tower is a Mult-VAE encoder (mean and log-variance; the KL term is added to the loss).
     """
 
     def __init__(self, config: TwoTowerConfig, *, n_user_ids: int, n_item_ids: int, user_code: np.ndarray,
                  item_code: np.ndarray, user_spec: TableSpec, item_spec: TableSpec,
                  user_arrays: dict[str, np.ndarray] | None, item_arrays: dict[str, np.ndarray] | None,
-                 text_in_dim: int = 0, cnn_vocab_size: int = 0) -> None:
+                 text_in_dim: int = 0, cnn_vocab_size: int = 0, graph_adjacency: torch.Tensor | None = None) -> None:
         super().__init__()
         c = self.config = config
         d = c.embedding_dim
@@ -44,18 +51,26 @@ class TwoTowerModule(nn.Module):
         self.register_buffer("item_code", torch.as_tensor(item_code, dtype=torch.int64))
         self.register_buffer("trained_items", torch.as_tensor(np.flatnonzero(item_code > 0), dtype=torch.int64))
         self.register_buffer("log_q", torch.zeros(len(item_code)), persistent=False)
+        self.register_buffer("steps", torch.zeros((), dtype=torch.int64), persistent=False)
+        # cross-batch negatives: the last `negative_memory` positives' item vectors (FIFO ring)
+        self.register_buffer("memory", torch.zeros(c.negative_memory, d), persistent=False)
+        self.register_buffer("memory_items", torch.full((c.negative_memory,), -1, dtype=torch.int64), persistent=False)
+        self.memory_at = 0
+        self._kl: torch.Tensor | None = None
         self.user_rows = FeatureRows(user_arrays) if user_arrays is not None else None
         self.item_rows = FeatureRows(item_arrays) if item_arrays is not None else None
 
         sizes = c.sizes()
+        self.graph = GraphPropagation(n_user_ids, n_item_ids, c.id_dim, c.graph_layers, graph_adjacency) \
+            if c.id_encoder == "lightgcn" else None
 
-        def item_side(ids: bool, features: bool) -> dict[str, nn.Module]:
+        def item_side(ids: bool, features: bool, graph: GraphPropagation | None = None) -> dict[str, nn.Module]:
             return item_encoders(ids=ids, features=features, text=c.text, n_ids=n_item_ids, spec=item_spec,
                                  has_rows=self.item_rows is not None, sizes=sizes, text_in_dim=text_in_dim,
-                                 cnn_vocab_size=cnn_vocab_size)
+                                 cnn_vocab_size=cnn_vocab_size, graph=graph)
 
         # item tower
-        inputs = item_side(c.item_ids, c.item_features)
+        inputs = item_side(c.item_ids, c.item_features, self.graph)
         if not inputs:
             raise TowerrecError("the item tower has no input: enable item_ids, or give item_features/text")
         self.item_tower = Tower(inputs, self._mlp(width(inputs, d), c.hidden))
@@ -69,15 +84,21 @@ class TwoTowerModule(nn.Module):
             self.pool = HistoryPooling(d, c.history)
         # user tower
         u_inputs = user_encoders(ids=c.user_ids, features=c.user_features, history=self.history_tower is not None,
-                                 n_ids=n_user_ids, spec=user_spec, has_rows=self.user_rows is not None, sizes=sizes)
+                                 n_ids=n_user_ids, spec=user_spec, has_rows=self.user_rows is not None, sizes=sizes,
+                                 graph=self.graph)
         if not u_inputs:
             raise TowerrecError("the user tower has no input: enable user_ids, user_features or history")
-        self.user_tower = Tower(u_inputs, self._mlp(width(u_inputs, d), c.hidden))
+        # a variational user tower outputs [mu, log-variance]
+        self.user_tower = Tower(u_inputs, self._mlp(width(u_inputs, d), c.hidden, 2 * d if c.variational else d))
         self.scorer = make_scorer(c.scorer, d, temperature=c.temperature, learnable=c.learn_temperature)
 
-    def _mlp(self, in_dim: int, hidden: tuple[int, ...]) -> MLP:
+    def _mlp(self, in_dim: int, hidden: tuple[int, ...], out_dim: int | None = None) -> MLP:
         c = self.config
-        return MLP(in_dim, hidden, c.embedding_dim, activation=c.activation, dropout=c.dropout, norm=c.norm)
+        return MLP(in_dim, hidden, out_dim or c.embedding_dim, activation=c.activation, dropout=c.dropout, norm=c.norm)
+
+    def shared_graph(self):
+        """One LightGCN propagation for everything computed inside (a training step, a scoring pass)."""
+        return self.graph.shared() if self.graph is not None else nullcontext()
 
     def _drop(self, codes: torch.Tensor) -> torch.Tensor:
         p = self.config.id_dropout
@@ -120,21 +141,66 @@ class TwoTowerModule(nn.Module):
                                                           history["row_user"], history["left_out"])
             else:
                 x["history"] = self.pool(reps, history["inverse"], history["offsets"], history["weights"])
-        return tower(x)
+        y = tower(x)
+        if not self.config.variational:
+            return y
+        mu, log_var = y.chunk(2, dim=-1)
+        if not self.training:
+            return mu
+        log_var = log_var.clamp(-10.0, 10.0)
+        self._kl = -0.5 * (1 + log_var - mu.pow(2) - log_var.exp()).sum(-1)          # [B]
+        return mu + torch.randn_like(mu) * (0.5 * log_var).exp()
 
     def compute_loss(self, batch: dict) -> torch.Tensor:
-        if "target_rows" in batch:
-            return self._user_batch_loss(batch)
+        with self.shared_graph():
+            if "target_rows" in batch:
+                loss = self._user_batch_loss(batch)
+            else:
+                loss = self._pair_loss(batch)
+            c = self.config
+            if c.id_l2 > 0:
+                loss = loss + c.id_l2 * self._id_penalty(batch["user_idx"], batch.get("item_idx"))
+        if self.training:
+            self.steps += 1
+        return loss
+
+    def _kl_term(self, n_terms: int) -> torch.Tensor | float:
+        """Annealed KL of a variational user tower, per loss term (the loss is a mean over `n_terms`)."""
+        c = self.config
+        if not c.variational or self._kl is None:
+            return 0.0
+        beta = c.kl_weight * min(1.0, float(self.steps) / max(c.kl_anneal_steps, 1))
+        kl, self._kl = self._kl, None
+        return beta * kl.sum() / max(n_terms, 1)
+
+    def _id_penalty(self, user_idx: torch.Tensor, item_idx: torch.Tensor | None) -> torch.Tensor:
+        """Mean squared norm of the id embedding rows this batch read (ego rows for LightGCN):
+        rows used often are regularised often, as in BPR's and LightGCN's per-batch L2."""
+        out = torch.zeros((), device=self.user_code.device)
+        sides = [(self.user_tower, self.user_code[user_idx.clamp_min(0)])]
+        if item_idx is not None:
+            sides.append((self.item_tower, self.item_code[item_idx]))
+        for tower, codes in sides:
+            if "id" in tower.inputs:
+                enc = tower.inputs["id"]
+                e = enc.ego(codes) if isinstance(enc, GraphIdEncoder) else enc(codes)
+                out = out + e.float().pow(2).sum(-1).mean()
+        return out
+
+    def _pair_loss(self, batch: dict) -> torch.Tensor:
         c = self.config
         u = self.user_vectors(batch["user_idx"], batch.get("history"))
+        kl = self._kl_term(len(u))
         pos = batch["item_idx"]
         if c.loss == "full_softmax":
             z = self.item_vectors(self.trained_items)
             target = torch.searchsorted(self.trained_items, pos)
-            return full_softmax(self.scorer(u, z), target)
+            return full_softmax(self.scorer(u, z), target) + kl
         cands = torch.cat([pos, batch["negatives"]]) if "negatives" in batch else pos
         if c.loss == "sampled_softmax":
-            return self._distinct_sampled_softmax(u, pos, cands)
+            return self._distinct_sampled_softmax(u, pos, cands) + kl
+        if c.loss == "ccl":
+            return self._ccl(u, pos, cands) + kl
         logits = self.scorer(u, self.item_vectors(cands))                  # [B, C]
         b = len(pos)
         positive = logits[:, :b].diagonal()
@@ -142,7 +208,42 @@ class TwoTowerModule(nn.Module):
             negative = logits[:, b:]
         else:  # the previous row's item as the negative
             negative = logits[:, :b].gather(1, ((torch.arange(b, device=logits.device) - 1) % b)[:, None])
-        return bpr(positive, negative) if c.loss == "bpr" else bce(positive, negative)
+        return (bpr(positive, negative) if c.loss == "bpr" else bce(positive, negative)) + kl
+
+    def _ccl(self, u: torch.Tensor, pos: torch.Tensor, cands: torch.Tensor) -> torch.Tensor:
+        """SimpleX's cosine contrastive loss over the distinct in-batch + extra candidates, each
+        weighted by its multiplicity; the row's own item (any copy) is not its negative."""
+        c = self.config
+        distinct, column, log_count = distinct_candidates(cands)
+        cos = F.normalize(u, dim=-1) @ F.normalize(self.item_vectors(distinct), dim=-1).T    # [B, U]
+        rows = torch.arange(len(pos), device=cos.device)
+        positive = cos[rows, column[:len(pos)]]
+        weight = log_count.exp()[None, :].expand_as(cos).clone()
+        weight[rows, column[:len(pos)]] = 0.0
+        return ccl(positive, cos, weight, c.margin, c.negative_weight)
+
+    def _memory_logits(self, u: torch.Tensor, pos: torch.Tensor) -> torch.Tensor | None:
+        """[B, M] logits of the cross-batch negatives (logQ-corrected; empty slots and the row's
+        own item removed), or None without a memory."""
+        if self.config.negative_memory <= 0 or not self.training:
+            return None
+        items = self.memory_items
+        bias = torch.where(items >= 0, -self.log_q[items.clamp_min(0)] if self.config.logq else 0.0, -torch.inf)
+        q = self.scorer.query(u)
+        logits = torch.addmm(bias[None, :].to(q.dtype), q, self.memory.T.to(q.dtype, copy=True))
+        return logits.masked_fill(items[None, :] == pos[:, None], -torch.inf)
+
+    @torch.no_grad()
+    def _remember(self, z: torch.Tensor, items: torch.Tensor) -> None:
+        """Push the prepared item vectors of this batch's positives into the ring (oldest out)."""
+        m = self.config.negative_memory
+        if m <= 0 or not self.training:
+            return
+        z, items = z[-m:], items[-m:]
+        at = (self.memory_at + torch.arange(len(items), device=items.device)) % m
+        self.memory[at] = z.to(self.memory.dtype)
+        self.memory_items[at] = items
+        self.memory_at = int((self.memory_at + len(items)) % m)
 
     def _distinct_sampled_softmax(self, u: torch.Tensor, pos: torch.Tensor, cands: torch.Tensor) -> torch.Tensor:
         """The in-batch sampled softmax, each distinct candidate embedded and scored once.
@@ -165,7 +266,10 @@ class TwoTowerModule(nn.Module):
         twin = keys[:len(pos)] ^ 1                                # the row's item in the other form
         at = torch.searchsorted(distinct, twin).clamp_max(len(distinct) - 1)
         accidental = torch.where(distinct[at] == twin, at, -1)
-        return sampled_softmax(logits, column[:len(pos)], log_count, accidental)
+        extra = self._memory_logits(u, pos)
+        if self.config.negative_memory > 0 and self.training:
+            self._remember(self.scorer.prepare(z.detach())[column[:len(pos)]], pos)
+        return sampled_softmax(logits, column[:len(pos)], log_count, accidental, extra)
 
     def _cross_rank_softmax(self, u: torch.Tensor, row_keys: torch.Tensor, row_column: torch.Tensor,
                             distinct: torch.Tensor, log_count: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
@@ -206,10 +310,11 @@ class TwoTowerModule(nn.Module):
         c = self.config
         u = self.user_vectors(batch["user_idx"], batch["history"])            # [B, d]
         rows, targets = batch["target_rows"], batch["target_items"]           # [T], [T]
+        kl = self._kl_term(len(rows))
         if c.loss == "full_softmax":
             logits = self.scorer(u, self.item_vectors(self.trained_items))    # [B, M]
             cols = torch.searchsorted(self.trained_items, targets)
-            return F.cross_entropy(logits[rows].float(), cols)
+            return F.cross_entropy(logits[rows].float(), cols) + kl
         cands, cols = torch.unique(targets, return_inverse=True)
         if "negatives" in batch:
             cands = torch.cat([cands, batch["negatives"]])
@@ -220,4 +325,4 @@ class TwoTowerModule(nn.Module):
         own[rows, cols] = True
         other = own[rows]
         other[torch.arange(len(rows), device=logits.device), cols] = False
-        return F.cross_entropy(logits.masked_fill(other, -torch.inf).float(), cols)
+        return F.cross_entropy(logits.masked_fill(other, -torch.inf).float(), cols) + kl

@@ -1,0 +1,455 @@
+"""General-protocol benchmark: towerrec's classical and tower models on seven datasets, each tuned
+on VALID with the same Optuna budget, tested on three seeds, beside RecBole 1.2.1 peers.
+
+Protocol: random 8:1:1 split per user (`towerrec.splits.random_split`, duplicates: first row kept),
+full ranking over the catalogue, seen items masked (train for valid, train + valid for test),
+seeds 0, 1, 2 (each seed its own split and its own model seed). Tuning: `--trials` Optuna TPE
+trials per (dataset, model) on the seed-0 split's VALID NDCG@10 (trial 0 is the model's defaults;
+the test split is never scored while tuning); the best configuration is then fitted and tested on
+each seed. Models without hyperparameters (pop) get no trials.
+
+    PYTHONPATH=src python benchmarks/general.py                     # every cell not yet done
+    PYTHONPATH=src python benchmarks/general.py --datasets ml-100k --models cf,hybrid --trials 12
+    PYTHONPATH=src python benchmarks/general.py --table              # only rebuild general.json + table
+    PYTHONPATH=src python benchmarks/general.py --cold               # cold-item / cold-user cells (seed 0)
+
+A cell = one (dataset, model): its tuning and its three seeds, run in a fresh subprocess so that
+its wall time and peak RSS are its own; it is written to `results/general/<dataset>/<model>.json`
+(+ per-user test NDCG@10 in `<model>.npz`) when complete, so a rerun skips it (resumable; a
+cell that died leaves nothing and runs again). `--overwrite` redoes the selected cells. Peer
+cells come from `results/general_peers.jsonl` (`benchmarks/recbole_split.py all`, RecBole's
+defaults on the seed-0 split files). Significance: per (seed, user) test NDCG@10 of each model
+against the best classical model of the row (pop, itemknn, ease, als; by mean test NDCG@10), paired
+t-test and Wilcoxon, Holm over the row's other models; marked only when both agree (`towerrec.
+experiments.stats.compare_with_reference`).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+DATA = HERE.parents[1] / "shared" / "data"
+OUT = HERE / "results" / "general"
+PEERS_FILE = HERE / "results" / "general_peers.jsonl"
+
+DATASETS = ("ml-100k", "ml-latest-small", "lastfm-hetrec2011", "ciao", "amazon-beauty", "amazon-sports",
+            "amazon-magazine-subscriptions")
+CLASSICAL = ("pop", "itemknn", "ease", "als")
+TOWERS = ("cf", "lightgcn", "multvae", "content", "hybrid")
+MODELS = CLASSICAL + TOWERS
+PEERS = ("BPR", "LightGCN", "MultiVAE", "NeuMF")
+SEEDS = (0, 1, 2)
+METRIC = "NDCG@10"
+
+# Fixed settings of every run of a model (not tuned): the training budget of the towers.
+FIXED: dict[str, dict] = {m: {"epochs": 30, "patience": 3} for m in TOWERS}   # the presets' own budget
+FIXED["multvae"] = {"epochs": 100, "patience": 5}     # one step per 32 users: cheap epochs, slower to converge
+
+# Search spaces (Optuna): {name: (low, high, "log"|"lin"|"int"|"logint") or [choices]}. AdamW's weight
+# decay is decoupled (each step shrinks every weight by lr x wd), so it only regularises from ~1e-2 up.
+_TOWER_COMMON = {"learning_rate": (1e-3, 1e-2, "log"), "weight_decay": (1e-6, 0.3, "log"),
+                 "temperature": (0.03, 0.3, "log")}
+SPACES: dict[str, dict] = {
+    "pop": {},
+    "itemknn": {"neighbours": (10, 400, "logint"), "shrink": (0.0, 100.0, "lin")},
+    "ease": {"l2": (10.0, 5000.0, "log")},
+    "als": {"factors": [32, 64, 128], "regularization": (0.01, 100.0, "log"), "alpha": (0.1, 20.0, "log"),
+            "iterations": (5, 25, "int")},
+    "cf": {**_TOWER_COMMON, "embedding_dim": [64, 128], "negatives": [0, 1024]},
+    "lightgcn": {**_TOWER_COMMON, "graph_layers": [1, 2, 3], "negatives": [0, 1024]},
+    "multvae": {"learning_rate": (3e-4, 3e-3, "log"), "kl_weight": (0.01, 0.5, "log"), "holdout": (0.2, 0.7, "lin"),
+                "weight_decay": (1e-6, 0.3, "log")},
+    "content": {**_TOWER_COMMON, "dropout": (0.0, 0.5, "lin")},
+    "hybrid": {**_TOWER_COMMON, "dropout": (0.0, 0.5, "lin"), "id_dropout": (0.0, 0.5, "lin"),
+               "sampling": ["pairs", "users"]},
+}
+TIED = {"embedding_dim": "id_dim"}   # a tuned embedding_dim sets id_dim too (one MF width)
+
+
+def load_split(name: str, seed: int, data_dir: str | None = None):
+    """The dataset (duplicates: first row kept) and its random 8:1:1 per-user split with `seed`."""
+    from towerrec.data.load import LoadOptions
+    from towerrec.data.registry import load_dataset
+    from towerrec.splits import split
+
+    data = load_dataset(name, LoadOptions(duplicates="first"), data_dir=data_dir or str(DATA))
+    return split(data, "random", seed=seed)
+
+
+def applicable(model: str, split) -> str | None:
+    """Why `model` cannot run on this data (None: it can)."""
+    if model == "content" and split.item_features is None:
+        return "no item features or text: the content tower has no input"
+    return None
+
+
+def suggest(trial, space: dict) -> dict:
+    out = {}
+    for name, spec in space.items():
+        if isinstance(spec, list):
+            out[name] = trial.suggest_categorical(name, spec)
+        else:
+            lo, hi, kind = spec
+            if kind in ("int", "logint"):
+                out[name] = trial.suggest_int(name, int(lo), int(hi), log=kind == "logint")
+            else:
+                out[name] = trial.suggest_float(name, lo, hi, log=kind == "log")
+        if name in TIED:
+            out[TIED[name]] = out[name]
+    return out
+
+
+def fit_eval(model_name: str, params: dict, split, seed: int, parts: tuple[str, ...]):
+    from towerrec.evaluation import evaluate_split
+    from towerrec.models import build_model
+    from towerrec.models.base import FitOptions
+
+    model = build_model(model_name, {**FIXED.get(model_name, {}), **params})
+    t0 = time.perf_counter()
+    model.fit(split, options=FitOptions(seed=seed, progress=False))
+    fit_s = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    res = evaluate_split(model, split, k=(10, 20), metrics=("NDCG", "Recall", "HitRate"), parts=parts)
+    return model, res, fit_s, time.perf_counter() - t1
+
+
+def run_cell(dataset: str, model: str, trials: int, seeds: tuple[int, ...]) -> dict:
+    """Tune on seed 0's VALID, then fit + test each seed. Returns the cell record (+ per-user arrays)."""
+    import optuna
+
+    start, load0 = time.perf_counter(), os.getloadavg()
+    split0 = load_split(dataset, 0)
+    why = applicable(model, split0)
+    cell: dict = {"dataset": dataset, "model": model, "trials_budget": trials, "seeds": list(seeds),
+                  "fixed": FIXED.get(model, {}), "space": {k: list(v) if isinstance(v, (list, tuple)) else v
+                                                           for k, v in SPACES[model].items()}}
+    if why:
+        return {**cell, "skipped": why}
+    space = SPACES[model]
+    trial_log = []
+    best_params: dict = {}
+    tune_s = 0.0
+    if space and trials > 0:
+        t0 = time.perf_counter()
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(
+            seed=0, n_startup_trials=min(4, trials)))
+        study.enqueue_trial({}, skip_if_exists=True)   # trial 0: the model's own defaults
+
+        def objective(trial) -> float:
+            params = suggest(trial, space) if trial.number > 0 else {}
+            _, res, fit_s, _ = fit_eval(model, params, split0, 0, ("valid",))
+            value = float(res["valid"].summary[METRIC])
+            trial_log.append({"number": trial.number, "params": params, "valid": value, "fit_s": round(fit_s, 2)})
+            print(f"  [{dataset} {model}] trial {trial.number}: valid {value:.4f} ({fit_s:.0f} s) {params}",
+                  flush=True)
+            return value
+
+        study.optimize(objective, n_trials=trials)
+        best = max(trial_log, key=lambda t: t["valid"])
+        best_params = best["params"]
+        tune_s = time.perf_counter() - t0
+    runs, per_user = [], {}
+    for seed in seeds:
+        split = split0 if seed == 0 else load_split(dataset, seed)
+        fitted, res, fit_s, eval_s = fit_eval(model, best_params, split, seed, ("valid", "test"))
+        test = res["test"]
+        runs.append({"seed": seed, "valid": res["valid"].summary, "test": test.summary, "fit_s": round(fit_s, 2),
+                     "eval_s": round(eval_s, 2), "best_epoch": getattr(fitted, "best_epoch_", None),
+                     "seconds_to_best": getattr(fitted, "seconds_to_best_", None),
+                     "users_evaluated": int(len(test.user_idx))})
+        per_user[f"seed{seed}_user"] = test.user_idx
+        per_user[f"seed{seed}_ndcg"] = test.per_user[METRIC].to_numpy(dtype=np.float32)
+        print(f"  [{dataset} {model}] seed {seed}: test {test.summary[METRIC]:.4f} valid "
+              f"{res['valid'].summary[METRIC]:.4f} fit {fit_s:.0f} s", flush=True)
+    tests = np.array([r["test"][METRIC] for r in runs])
+    cell.update({
+        "best_params": best_params, "trials": trial_log, "runs": runs,
+        "test_mean": float(tests.mean()), "test_std": float(tests.std(ddof=1)) if len(tests) > 1 else 0.0,
+        "valid_mean": float(np.mean([r["valid"][METRIC] for r in runs])),
+        "tune_seconds": round(tune_s, 1), "fit_seconds_mean": round(float(np.mean([r["fit_s"] for r in runs])), 1),
+        "wall_seconds": round(time.perf_counter() - start, 1),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "loadavg_start": load0, "loadavg_end": os.getloadavg(), "torch_threads": _threads(),
+    })
+    return {**cell, "_per_user": per_user}
+
+
+# ---- cold start: where content matters ------------------------------------------------------------
+COLD_DATASETS = ("ml-100k", "ml-latest-small", "lastfm-hetrec2011", "ciao", "amazon-beauty", "amazon-sports")
+COLD_MODELS = ("pop", "itemknn", "ease", "als", "cf", "multvae", "content", "hybrid")
+COLD_KINDS = ("cold-item", "cold-user")
+
+
+def cold_split(name: str, kind: str, seed: int = 0):
+    """EVALUATION.md's cold splits: 10% of items (cold-item) or of users (cold-user) held out."""
+    import dataclasses
+
+    from towerrec.data.load import LoadOptions
+    from towerrec.data.registry import load_dataset
+    from towerrec.splits import cold_item_split, cold_user_split
+
+    data = load_dataset(name, LoadOptions(duplicates="first"), data_dir=str(DATA))
+    cut = cold_item_split if kind == "cold-item" else cold_user_split
+    return dataclasses.replace(cut(data.interactions, 0.1, seed), item_features=data.item_features,
+                               user_features=data.user_features)
+
+
+def run_cold_cell(dataset: str, kind: str, model: str) -> dict:
+    """One model on one cold split (seed 0), with the configuration tuned on the random split's
+    VALID (`results/general/<dataset>/<model>.json`; the defaults when that cell is missing)."""
+    start = time.perf_counter()
+    split = cold_split(dataset, kind)
+    tuned = cell_path(dataset, model)
+    params = json.loads(tuned.read_text()).get("best_params", {}) if tuned.exists() else {}
+    cell = {"dataset": dataset, "split": kind, "model": model, "params": params, "tuned": tuned.exists()}
+    why = applicable(model, split)
+    if why:
+        return {**cell, "skipped": why}
+    fitted, res, fit_s, eval_s = fit_eval(model, params, split, 0, ("test",))
+    test = res["test"]
+    return {**cell, "test": test.summary, "users_evaluated": int(len(test.user_idx)),
+            "fallback": test.info.get("fallback"), "fit_s": round(fit_s, 1), "eval_s": round(eval_s, 1),
+            "cold_items": bool(fitted.capabilities.cold_items), "histories": bool(fitted.capabilities.histories),
+            "wall_seconds": round(time.perf_counter() - start, 1),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+
+
+def cold_path(dataset: str, kind: str, model: str) -> Path:
+    return OUT / "cold" / dataset / f"{kind}-{model}.json"
+
+
+def cold_table() -> str:
+    cells = {}
+    for path in sorted((OUT / "cold").glob("*/*.json")):
+        c = json.loads(path.read_text())
+        cells[c["dataset"], c["split"], c["model"]] = c
+    lines = ["| dataset | split | " + " | ".join(COLD_MODELS) + " |", "|" + "---|" * (len(COLD_MODELS) + 2)]
+    for d in COLD_DATASETS:
+        for kind in COLD_KINDS:
+            row = [d, kind]
+            vals = {m: cells[d, kind, m]["test"]["NDCG@10"] for m in COLD_MODELS
+                    if (d, kind, m) in cells and "test" in cells[d, kind, m]}
+            if not vals:
+                continue
+            best = max(vals.values())
+            for m in COLD_MODELS:
+                c = cells.get((d, kind, m))
+                if c is None or "test" not in c:
+                    row.append("n/a" if c is not None else "…")
+                    continue
+                txt = f"{c['test']['NDCG@10']:.4f} / {c['test']['Recall@20']:.4f}"
+                row.append(f"**{txt}**" if c["test"]["NDCG@10"] == best else txt)
+            lines.append("| " + " | ".join(row) + " |")
+    return "test NDCG@10 / Recall@20, seed 0:\n\n" + "\n".join(lines)
+
+
+def _threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
+def cell_path(dataset: str, model: str) -> Path:
+    return OUT / dataset / f"{model}.json"
+
+
+def write_cell(cell: dict) -> None:
+    path = cell_path(cell["dataset"], cell["model"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    per_user = cell.pop("_per_user", None)
+    if per_user:
+        np.savez_compressed(path.with_suffix(".tmp.npz"), **per_user)
+        os.replace(path.with_suffix(".tmp.npz"), path.with_suffix(".npz"))
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(cell, indent=1, default=float))
+    os.replace(tmp, path)        # the .json last: its presence means the cell is complete
+
+
+# ---- the table -------------------------------------------------------------------------------------
+def load_cells() -> dict[tuple[str, str], dict]:
+    cells = {}
+    for path in sorted(OUT.glob("*/*.json")):
+        c = json.loads(path.read_text())
+        cells[c["dataset"], c["model"]] = c
+    return cells
+
+
+def load_peers() -> dict[tuple[str, str], dict]:
+    out = {}
+    if PEERS_FILE.exists():
+        for line in PEERS_FILE.read_text().splitlines():
+            r = json.loads(line)
+            if "error" in r:
+                continue
+            name = r["dataset"][3:].rsplit("-s", 1)[0] if r["dataset"].startswith("tr-") else r["dataset"]
+            out[name, r["model"]] = r
+    return out
+
+
+def significance(dataset: str, cells: dict) -> tuple[str | None, dict[str, dict]]:
+    """The row's best classical model and each other model's paired test against it (Holm)."""
+    import pandas as pd
+
+    from towerrec.experiments.stats import compare_with_reference
+
+    done = {m: c for (d, m), c in cells.items() if d == dataset and "runs" in c}
+    classical = [m for m in CLASSICAL if m in done]
+    if not classical:
+        return None, {}
+    ref = max(classical, key=lambda m: done[m]["test_mean"])
+    columns = {}
+    for m in done:
+        z = np.load(cell_path(dataset, m).with_suffix(".npz"))
+        keys, values = [], []
+        for seed in done[m]["seeds"]:
+            users = z[f"seed{seed}_user"]
+            keys += [f"{seed}:{u}" for u in users]
+            values.append(z[f"seed{seed}_ndcg"])
+        columns[m] = pd.Series(np.concatenate(values), index=keys)
+    frame = pd.DataFrame(columns)
+    tests = compare_with_reference(frame, ref)
+    return ref, {r["model"]: r for r in tests.to_dict("records")}
+
+
+def build_table(cells: dict, peers: dict) -> tuple[str, dict]:
+    summary: dict = {}
+    header = ["dataset", *MODELS, *(f"RecBole {p}" for p in PEERS)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    cost_lines = ["| dataset | " + " | ".join(MODELS) + " |", "|" + "---|" * (len(MODELS) + 1)]
+    for d in DATASETS:
+        ref, sig = significance(d, cells)
+        vals = {m: cells[d, m]["test_mean"] for m in MODELS if (d, m) in cells and "runs" in cells[d, m]}
+        vals.update({f"RecBole {p}": peers[d, p]["test"]["ndcg@10"] for p in PEERS if (d, p) in peers})
+        best = max(vals.values()) if vals else None
+        row, cost = [d], [d]
+        for m in MODELS:
+            c = cells.get((d, m))
+            if c is None:
+                row.append("…"), cost.append("…")
+                continue
+            if "skipped" in c:
+                row.append("n/a"), cost.append("n/a")
+                continue
+            txt = f"{c['test_mean']:.4f} ± {c['test_std']:.4f}"
+            if c["test_mean"] == best:
+                txt = f"**{txt}**"
+            if m == ref:
+                txt += " (ref)"
+            elif m in sig and sig[m]["significant"]:
+                txt += " ▲" if sig[m]["diff"] > 0 else " ▼"
+            row.append(txt)
+            cost.append(f"{c['fit_seconds_mean']:.0f} s fit, {c['wall_seconds'] / 60:.0f} min cell, "
+                        f"{c['peak_rss_mb'] / 1024:.1f} GB")
+        for p in PEERS:
+            r = peers.get((d, p))
+            if r is None:
+                row.append("…")
+                continue
+            txt = f"{r['test']['ndcg@10']:.4f}"
+            txt = f"**{txt}**" if r["test"]["ndcg@10"] == best else txt
+            row.append(txt + (" †" if r.get("stopped_by_time_budget") else ""))
+        lines.append("| " + " | ".join(row) + " |")
+        cost_lines.append("| " + " | ".join(cost) + " |")
+        summary[d] = {"reference": ref, "significance": sig}
+    peer_cost = ["| dataset | " + " | ".join(PEERS) + " |", "|" + "---|" * (len(PEERS) + 1)]
+    for d in DATASETS:
+        cost = [d]
+        for p in PEERS:
+            r = peers.get((d, p))
+            cost.append("…" if r is None else f"{r['wall_seconds']:.0f} s, {r['peak_rss_mb'] / 1024:.1f} GB, "
+                        f"{r['epochs_run']} ep{' (budget)' if r.get('stopped_by_time_budget') else ''}")
+        peer_cost.append("| " + " | ".join(cost) + " |")
+    text = "\n".join(lines) + "\n\n† stopped by its wall-clock fit budget before converging (see the cost table)." \
+        "\n\nCost per cell (towerrec: mean fit of the 3 tested seeds; whole cell = tuning + " \
+        "3 seeds; peak RSS of the cell's process):\n\n" + "\n".join(cost_lines) + \
+        "\n\nRecBole cells (one seed; wall time and peak RSS of the process; epochs run):\n\n" + "\n".join(peer_cost)
+    return text, summary
+
+
+def write_results() -> str:
+    sys.path.insert(0, str(HERE))
+    from _common import write_json
+
+    cells, peers = load_cells(), load_peers()
+    text, summary = build_table(cells, peers)
+    write_json("general", {"protocol": __doc__.split("\n\n")[1], "datasets": list(DATASETS), "models": list(MODELS),
+                           "peers": list(PEERS), "seeds": list(SEEDS), "metric": METRIC,
+                           "cells": {f"{d}/{m}": c for (d, m), c in cells.items()},
+                           "peer_cells": {f"{d}/{p}": r for (d, p), r in peers.items()},
+                           "significance": summary, "table_markdown": text})
+    return text
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--datasets", default=",".join(DATASETS))
+    p.add_argument("--models", default=",".join(MODELS))
+    p.add_argument("--trials", type=int, default=8, help="Optuna trials per (dataset, model); recorded per cell")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per cell process")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--table", action="store_true", help="only rebuild results/general.json and print the table")
+    p.add_argument("--cold", action="store_true", help="the cold-item / cold-user cells (seed 0) instead")
+    p.add_argument("--cell", nargs=2, metavar=("DATASET", "MODEL"), help=argparse.SUPPRESS)
+    p.add_argument("--cold-cell", nargs=3, metavar=("DATASET", "KIND", "MODEL"), help=argparse.SUPPRESS)
+    a = p.parse_args()
+    if a.cold_cell:
+        import torch
+
+        torch.set_num_threads(a.threads)
+        cell = run_cold_cell(*a.cold_cell)
+        path = cold_path(*a.cold_cell[:2], a.cold_cell[2])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.with_suffix(".tmp").write_text(json.dumps(cell, indent=1, default=float))
+        os.replace(path.with_suffix(".tmp"), path)
+        return 0
+    if a.cold:
+        datasets = [d for d in a.datasets.split(",") if d in COLD_DATASETS]
+        models = [m for m in a.models.split(",") if m in COLD_MODELS]
+        for d in datasets:
+            for kind in COLD_KINDS:
+                for m in models:
+                    if cold_path(d, kind, m).exists() and not a.overwrite:
+                        continue
+                    print(f"cold cell {d} / {kind} / {m} (load {os.getloadavg()[0]:.1f})", flush=True)
+                    subprocess.call([sys.executable, __file__, "--cold-cell", d, kind, m, "--threads", str(a.threads)],
+                                    env={**os.environ, "OMP_NUM_THREADS": str(a.threads)})
+        text = cold_table()
+        (HERE / "results" / "general_cold.md").write_text(text + "\n")
+        print(text)
+        return 0
+    if a.cell:
+        import torch
+
+        torch.set_num_threads(a.threads)
+        write_cell(run_cell(a.cell[0], a.cell[1], a.trials, SEEDS))
+        return 0
+    if not a.table:
+        for d in a.datasets.split(","):
+            for m in a.models.split(","):
+                if m not in SPACES or d not in DATASETS:
+                    print(f"error: unknown model {m!r} or dataset {d!r}", file=sys.stderr)
+                    return 2
+                if cell_path(d, m).exists() and not a.overwrite:
+                    continue
+                print(f"cell {d} / {m} (load {os.getloadavg()[0]:.1f})", flush=True)
+                env = {**os.environ, "OMP_NUM_THREADS": str(a.threads)}
+                rc = subprocess.call([sys.executable, __file__, "--cell", d, m, "--trials", str(a.trials),
+                                      "--threads", str(a.threads)], env=env)
+                if rc != 0:
+                    print(f"cell {d} / {m} failed (rc {rc}); it will run again next time", flush=True)
+    print(write_results())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,64 @@
+"""The `multvae` preset: Mult-VAE as a variational user tower over the history bag."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from towerrec.models import MODELS
+from towerrec.models.two_tower import TwoTowerConfig, TwoTowerModule
+from towerrec.splits import random_split
+
+from test_two_tower import ITEMS_PER_GENRE, _fit, _genre_data, _tables, _TwoTowerContract
+
+
+@pytest.fixture(scope="module")
+def data():
+    """The genre-structured log of test_two_tower.py (ids and features)."""
+    inter, users, items = _genre_data()
+    return inter, users, items, *_tables(inter, users, items)
+
+
+class TestMultVAEContract(_TwoTowerContract):
+    preset = "multvae"
+
+
+def test_preset():
+    c = MODELS["multvae"](epochs=2).config
+    assert c.variational and c.history == "norm" and c.user_targets == "all" and c.sampling == "users"
+    assert not c.user_ids and c.scorer == "dot" and c.loss == "full_softmax"
+
+
+def test_learns_the_genres(data):
+    inter, users, items, uf, itf = data
+    split = random_split(inter, seed=0)
+    model = _fit("multvae", split.train, uf, itf, valid=split.valid, epochs=30, users_per_batch=16,
+                 kl_anneal_steps=50)
+    recs = model.recommend(["u0", "u7"], k=5)
+    genre = lambda i: int(str(i)[1:]) // ITEMS_PER_GENRE                       # noqa: E731
+    share = np.mean([genre(i) == 0 for i in recs.item_ids[0]] + [genre(i) == 2 for i in recs.item_ids[1]])
+    assert share >= 0.8, recs.item_ids
+
+
+def test_sampling_only_in_training_and_kl_annealed():
+    """Training draws z around mu and records the KL; eval returns mu (deterministic); the KL
+    weight grows linearly to kl_weight over kl_anneal_steps."""
+    from towerrec.towers.features import TableSpec
+
+    c = TwoTowerConfig.for_preset("multvae", embedding_dim=4, id_dim=4, hidden=(8,), kl_weight=0.2, kl_anneal_steps=10)
+    m = TwoTowerModule(c, n_user_ids=3, n_item_ids=5, user_code=np.arange(1, 4), item_code=np.arange(1, 6),
+                       user_spec=TableSpec(), item_spec=TableSpec(), user_arrays=None, item_arrays=None)
+    hist = {"items": torch.tensor([0, 1, 3]), "inverse": torch.tensor([0, 1, 2]), "offsets": torch.tensor([0, 2]),
+            "weights": torch.ones(3)}
+    users = torch.tensor([0, 1])
+    m.eval()
+    a, b = m.user_vectors(users, hist), m.user_vectors(users, hist)
+    assert torch.equal(a, b) and a.shape == (2, 4)
+    m.train()
+    torch.manual_seed(0)
+    z = m.user_vectors(users, hist)
+    assert not torch.allclose(z, a) and m._kl is not None and (m._kl >= 0).all()
+    m.steps.fill_(5)
+    kl_sum = float(m._kl.detach().sum())
+    assert abs(float(m._kl_term(2).detach()) - 0.2 * 0.5 * kl_sum / 2) < 1e-6
+    assert m._kl is None        # used once

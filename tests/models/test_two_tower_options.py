@@ -1,0 +1,98 @@
+"""Training options of the two-tower model added for accuracy: SimpleX's cosine contrastive loss,
+cross-batch negatives, smoothed popularity negatives, per-batch id L2, and their config errors."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from towerrec.errors import TowerrecError
+from towerrec.models.losses import ccl, negative_probabilities
+from towerrec.models.two_tower import TwoTowerConfig, TwoTowerModule
+from towerrec.splits import random_split
+from towerrec.towers.features import TableSpec
+
+from test_two_tower import ITEMS_PER_GENRE, _fit, _genre_data, _tables
+
+
+@pytest.fixture(scope="module")
+def data():
+    """The genre-structured log of test_two_tower.py (ids and features)."""
+    inter, users, items = _genre_data()
+    return inter, users, items, *_tables(inter, users, items)
+
+
+@pytest.mark.parametrize("preset,kw", [("cf", {"loss": "ccl", "negatives": 32, "margin": 0.3, "negative_weight": 2.0, "epochs": 25}),
+                                       ("cf", {"negative_memory": 64}),
+                                       ("cf", {"negatives": 32, "negative_sampler": "popularity",
+                                               "popularity_alpha": 0.75}),
+                                       ("cf", {"id_l2": 1e-3}),
+                                       ("lightgcn", {"id_l2": 1e-3, "negatives": 16})])
+def test_learns_the_genres(data, preset, kw):
+    inter, users, items, uf, itf = data
+    split = random_split(inter, seed=0)
+    model = _fit(preset, split.train, uf, itf, valid=split.valid, **kw)
+    recs = model.recommend(["u0", "u7"], k=5)
+    genre = lambda i: int(str(i)[1:]) // ITEMS_PER_GENRE                       # noqa: E731
+    share = np.mean([genre(i) == 0 for i in recs.item_ids[0]] + [genre(i) == 2 for i in recs.item_ids[1]])
+    assert share >= 0.8, (kw, recs.item_ids)
+
+
+def test_ccl_by_hand():
+    positive = torch.tensor([0.9, 0.2])
+    negative = torch.tensor([[0.9, 0.5, 0.1], [0.6, 0.3, 0.45]])
+    weight = torch.tensor([[0.0, 1.0, 1.0], [2.0, 1.0, 0.0]])       # own item out; multiplicities
+    # row 0: 0.1 + 2 * (max(0, .5-.4) * 1 + 0) / 2 = 0.2; row 1: 0.8 + 2 * (0.2 * 2 + 0) / 3
+    expected = ((0.1 + 2 * 0.1 / 2) + (0.8 + 2 * 0.4 / 3)) / 2
+    assert abs(float(ccl(positive, negative, weight, margin=0.4, negative_weight=2.0)) - expected) < 1e-6
+
+
+def test_negative_probabilities():
+    counts = np.array([4.0, 1.0, 0.0, 9.0])
+    assert np.allclose(negative_probabilities(counts, "uniform"), [1 / 3, 1 / 3, 0, 1 / 3])
+    assert np.allclose(negative_probabilities(counts, "popularity", 1.0), counts / 14)
+    p = negative_probabilities(counts, "popularity", 0.5)
+    assert np.allclose(p, np.array([2, 1, 0, 3]) / 6)
+
+
+def _module(**kw) -> TwoTowerModule:
+    c = TwoTowerConfig.for_preset("cf", embedding_dim=4, id_dim=4, **kw)
+    return TwoTowerModule(c, n_user_ids=4, n_item_ids=6, user_code=np.arange(1, 5), item_code=np.arange(1, 7),
+                          user_spec=TableSpec(), item_spec=TableSpec(), user_arrays=None, item_arrays=None)
+
+
+def test_memory_ring_and_masking():
+    m = _module(negative_memory=3)
+    m.train()
+    batch = {"user_idx": torch.tensor([0, 1]), "item_idx": torch.tensor([2, 5])}
+    m.compute_loss(batch)
+    assert sorted(m.memory_items.tolist()) == [-1, 2, 5]
+    logits = m._memory_logits(m.user_vectors(torch.tensor([0, 1])), torch.tensor([2, 1]))
+    items = m.memory_items
+    assert torch.isinf(logits[0][items == 2]).all() and torch.isinf(logits[:, items == -1]).all()
+    assert torch.isfinite(logits[1][items >= 0]).all()
+    m.compute_loss({"user_idx": torch.tensor([2, 3]), "item_idx": torch.tensor([0, 1])})
+    assert sorted(m.memory_items.tolist()) == [0, 1, 5]              # the oldest (2) went out first
+
+
+def test_id_l2_adds_the_mean_squared_norm():
+    torch.manual_seed(0)
+    plain, reg = _module(), _module(id_l2=0.5)
+    reg.load_state_dict(plain.state_dict())
+    batch = {"user_idx": torch.tensor([0, 1, 3]), "item_idx": torch.tensor([2, 5, 0])}
+    plain.eval(), reg.eval()
+    u = plain.user_tower.inputs["id"](plain.user_code[batch["user_idx"]])
+    i = plain.item_tower.inputs["id"](plain.item_code[batch["item_idx"]])
+    penalty = u.pow(2).sum(-1).mean() + i.pow(2).sum(-1).mean()
+    diff = reg.compute_loss(batch) - plain.compute_loss(batch)
+    assert abs(float(diff) - 0.5 * float(penalty)) < 1e-5
+
+
+@pytest.mark.parametrize("kw,match", [({"loss": "ccl", "scorer": "dot"}, "ccl"),
+                                      ({"negative_memory": 16, "loss": "bpr"}, "negative_memory"),
+                                      ({"id_encoder": "gcn"}, "id_encoder"),
+                                      ({"negative_sampler": "zipf"}, "negative_sampler"),
+                                      ({"user_targets": "some"}, "user_targets")])
+def test_bad_configs_are_one_line_errors(kw, match):
+    with pytest.raises(TowerrecError, match=match):
+        TwoTowerConfig.for_preset("cf", **kw).validate()
