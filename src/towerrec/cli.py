@@ -409,9 +409,11 @@ def build_parser() -> argparse.ArgumentParser:
     # commands that live with their feature (each module's import is light: heavy deps load lazily)
     from towerrec.experiments.commands import register as register_experiments
     from towerrec.serve.commands import register as register_serve
+    from towerrec.update_command import register as register_update
 
     register_serve(sub)
     register_experiments(sub)
+    register_update(sub)
     return parser
 
 

@@ -338,6 +338,11 @@ class _TwoTowerContract(RecommenderContract):
         table = FeatureTable.from_frame(items, train.item_map, id_col="item_id", kinds={"block": "categorical"})
         return model.fit(train, item_features=table, options=options)
 
+    def update_model(self, model, frame, options):
+        """The new item "inew" belongs to block 1: its content says so."""
+        items = pd.DataFrame({"item_id": ["inew"], "block": ["b1"]})
+        return model.update(frame, items=items, options=options)
+
     def test_history(self, data: BlockData, fitted) -> None:
         # the contract's check, without its exact-reproduction part (history and id differ here)
         user = self._users(data)[0]

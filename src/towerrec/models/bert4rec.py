@@ -25,6 +25,7 @@ from towerrec.models.sequential import (
     SequentialRecommender,
     init_normal,
 )
+from towerrec.models.update import UpdateConfig
 from towerrec.towers.sequence import TransformerEncoder
 
 
@@ -40,6 +41,7 @@ class BERT4RecConfig:
     mask_ratio: float = 0.2         # share of a chunk's items hidden per step
     last_mask_prob: float = 0.1     # also hide the newest item: the serving task
     train: SequenceTraining = SequenceTraining()   # loss, negatives, window_stride and the loop (epochs, ...)
+    update: UpdateConfig = UpdateConfig()          # `update`: passes over new rows + a replay share
 
 
 class BERT4RecModule(NextItemModule):

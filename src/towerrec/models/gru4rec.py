@@ -21,6 +21,7 @@ from towerrec.models.sequential import (
     SequenceTraining,
     SequentialRecommender,
 )
+from towerrec.models.update import UpdateConfig
 from towerrec.towers.sequence import GRUEncoder
 
 
@@ -38,6 +39,7 @@ class GRU4RecConfig:
     text: str = "none"              # "none" | "pretrained"
     text_model: str = ""            # "" = the bundled all-MiniLM-L6-v2; any sentence-transformers path/name
     train: SequenceTraining = SequenceTraining()   # loss, negatives, window_stride and the loop (epochs, ...)
+    update: UpdateConfig = UpdateConfig()          # `update`: passes over new rows + a replay share
 
 
 class GRU4RecModule(NextItemModule):

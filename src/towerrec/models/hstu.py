@@ -25,6 +25,7 @@ from towerrec.models.sequential import (
     SequentialRecommender,
     init_normal,
 )
+from towerrec.models.update import UpdateConfig
 from towerrec.towers.sequence import HSTUEncoder
 
 
@@ -39,6 +40,7 @@ class HSTUConfig:
     temperature: float = 0.05       # scores are cosine / temperature
     seen_bias: bool = False         # learn one offset for items already in the window (off: vanilla)
     train: SequenceTraining = SequenceTraining()   # loss, negatives, window_stride and the loop (epochs, ...)
+    update: UpdateConfig = UpdateConfig()          # `update`: passes over new rows + a replay share
 
 
 class HSTUModule(NextItemModule):

@@ -17,6 +17,7 @@ from towerrec.models.sequential import (
     SequenceTraining,
     SequentialRecommender,
 )
+from towerrec.models.update import UpdateConfig
 from towerrec.towers.sequence import CausalConvEncoder
 
 
@@ -30,6 +31,7 @@ class NextItNetConfig:
     max_len: int = 50
     seen_bias: bool = False         # learn one offset for items already in the window (off: vanilla)
     train: SequenceTraining = SequenceTraining()   # loss, negatives, window_stride and the loop (epochs, ...)
+    update: UpdateConfig = UpdateConfig()          # `update`: passes over new rows + a replay share
 
 
 class NextItNetModule(NextItemModule):

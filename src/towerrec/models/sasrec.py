@@ -23,6 +23,7 @@ from towerrec.models.sequential import (
     SequentialRecommender,
     init_normal,
 )
+from towerrec.models.update import UpdateConfig
 from towerrec.towers.sequence import TransformerEncoder
 
 
@@ -44,6 +45,7 @@ class SASRecConfig:
     text: str = "none"              # "none" | "pretrained"
     text_model: str = ""            # "" = the bundled all-MiniLM-L6-v2; any sentence-transformers path/name
     train: SequenceTraining = SequenceTraining()   # loss, negatives, window_stride and the loop (epochs, ...)
+    update: UpdateConfig = UpdateConfig()          # `update`: passes over new rows + a replay share
 
 
 class SASRecModule(NextItemModule):
