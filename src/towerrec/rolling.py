@@ -289,6 +289,61 @@ class RollingResult:
         return pd.DataFrame(out)
 
 
+def fit_initial(split: RollingSplit, make: Callable[[], object], options) -> object:
+    """A fresh model fitted on the rows before the first slice (with the feature tables of its ids)."""
+    initial = split.before(0)
+    uf, itf = split.features(initial)
+    return make().fit(initial, user_features=uf, item_features=itf, options=options)
+
+
+def update_track(split: RollingSplit, label: str, model, *, options, k: Sequence[int] = (10, 20),
+                 metrics: Sequence[str] = ROLLING_METRICS, batch_size: int = 1024,
+                 on_row: Callable[[dict], None] | None = None) -> list[dict]:
+    """Window by window: update `model` (fitted by `fit_initial`, changed in place) with the slice
+    before the window, then evaluate it on the window."""
+    rows = []
+    first_item = _first_slice(split.log.item_idx, split.slice_of, split.log.n_items)
+    for t in range(1, split.windows + 1):
+        new = split.slice(t - 1)
+        items, users = split.content(new)
+        model.update(new, items=items, users=users, options=options)
+        rows.append(_row(split, label, model, t, "update", model.update_seconds_, np.flatnonzero(first_item == t - 1),
+                         k, metrics, batch_size))
+        if on_row is not None:
+            on_row(rows[-1])
+    return rows
+
+
+def refit_track(split: RollingSplit, label: str, make: Callable[[], object], *, options,
+                k: Sequence[int] = (10, 20), metrics: Sequence[str] = ROLLING_METRICS, batch_size: int = 1024,
+                on_row: Callable[[dict], None] | None = None) -> list[dict]:
+    """Window by window: a fresh model fitted on every row before the window, evaluated on it."""
+    rows = []
+    first_item = _first_slice(split.log.item_idx, split.slice_of, split.log.n_items)
+    for t in range(1, split.windows + 1):
+        train = split.before(t)
+        uf, itf = split.features(train)
+        model = make().fit(train, user_features=uf, item_features=itf, options=options)
+        rows.append(_row(split, label, model, t, "refit", model.fit_seconds_, np.flatnonzero(first_item == t - 1),
+                         k, metrics, batch_size))
+        if on_row is not None:
+            on_row(rows[-1])
+    return rows
+
+
+def _row(split: RollingSplit, label: str, model, t: int, track: str, seconds: float, fresh: np.ndarray,
+         k: Sequence[int], metrics: Sequence[str], batch_size: int) -> dict:
+    test = split.slice(t)
+    t0 = time.perf_counter()
+    row = {"model": label, "window": t, "track": track, "seconds": seconds,
+           **evaluate_window(model, test, k=k, metrics=metrics, batch_size=batch_size)}
+    row["new_item"] = rank_summary(new_item_ranks(model, test, fresh), model.n_items)
+    row.update({"eval_seconds": time.perf_counter() - t0, "version": model.version, "catalogue": model.n_items,
+                "load": os.getloadavg()[0]})
+    log.info("%s window %d %s: NDCG@10 %s, %.2f s", label, t, track, row.get("NDCG@10"), seconds)
+    return row
+
+
 def run_rolling(split: RollingSplit, models: Sequence[tuple[str, Callable[[], object]]], *,
                 k: Sequence[int] = (10, 20), metrics: Sequence[str] = ROLLING_METRICS, options=None,
                 batch_size: int = 1024, tracks: Sequence[str] = ("update", "refit"),
@@ -298,38 +353,12 @@ def run_rolling(split: RollingSplit, models: Sequence[tuple[str, Callable[[], ob
 
     options = options or FitOptions(seed=split.seed, progress=False)
     start, rows = time.perf_counter(), []
-
-    def record(label: str, model, t: int, track: str, seconds: float, fresh: np.ndarray) -> None:
-        test = split.slice(t)
-        t0 = time.perf_counter()
-        row = {"model": label, "window": t, "track": track, "seconds": seconds,
-               **evaluate_window(model, test, k=k, metrics=metrics, batch_size=batch_size)}
-        row["new_item"] = rank_summary(new_item_ranks(model, test, fresh), model.n_items)
-        row.update({"eval_seconds": time.perf_counter() - t0, "version": model.version,
-                    "catalogue": model.n_items, "load": os.getloadavg()[0]})
-        rows.append(row)
-        if on_row is not None:
-            on_row(row)
-
-    first_item = _first_slice(split.log.item_idx, split.slice_of, split.log.n_items)
+    common = dict(options=options, k=k, metrics=metrics, batch_size=batch_size, on_row=on_row)
     for label, make in models:
-        running = None
         if "update" in tracks:
-            initial = split.before(0)
-            uf, itf = split.features(initial)
-            running = make().fit(initial, user_features=uf, item_features=itf, options=options)
-            log.info("%s: initial fit on %d rows in %.1f s", label, len(initial), running.fit_seconds_)
-        for t in range(1, split.windows + 1):
-            fresh = np.flatnonzero(first_item == t - 1)            # first seen in the slice just learned
-            if running is not None:
-                rows_t = split.slice(t - 1)
-                items, users = split.content(rows_t)
-                running.update(rows_t, items=items, users=users, options=options)
-                record(label, running, t, "update", running.update_seconds_, fresh)
-            if "refit" in tracks:
-                train = split.before(t)
-                uf, itf = split.features(train)
-                refit = make().fit(train, user_features=uf, item_features=itf, options=options)
-                record(label, refit, t, "refit", refit.fit_seconds_, fresh)
-                del refit
+            model = fit_initial(split, make, options)
+            log.info("%s: initial fit on %d rows in %.1f s", label, int((split.slice_of < 0).sum()), model.fit_seconds_)
+            rows += update_track(split, label, model, **common)
+        if "refit" in tracks:
+            rows += refit_track(split, label, make, **common)
     return RollingResult(rows, dict(split.info), time.perf_counter() - start)
