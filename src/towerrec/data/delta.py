@@ -77,7 +77,13 @@ def as_interactions(new: Interactions | pd.DataFrame | None) -> Interactions | N
     if isinstance(new, pd.DataFrame):
         if new.empty:
             return None
-        return Interactions.from_frame(new, source="update DataFrame")
+        from towerrec.data.columns import detect_columns
+        from towerrec.data.validate import Where
+
+        source = "update DataFrame"
+        cols = detect_columns([str(c) for c in new.columns], Where(source, is_file=False))   # as a log file's
+        return Interactions.from_frame(new, user_col=cols.user, item_col=cols.item, rating_col=cols.rating,
+                                       time_col=cols.time, source=source)
     raise TowerrecError(f"update needs Interactions or a pandas DataFrame, got {type(new).__name__}")
 
 

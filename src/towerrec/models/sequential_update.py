@@ -81,7 +81,7 @@ def grow_module(model, n_items: int, new_rows: dict[str, np.ndarray] | None) -> 
         else:
             raise TowerrecError(f"{model.name}: cannot grow weight {key!r} ({list(have.shape)} -> {list(value.shape)})")
     module.load_state_dict(target)
-    model.module_ = module
+    model.module_ = module.eval()
 
 
 def new_content_rows(model, delta: Delta, items: pd.DataFrame | None) -> dict[str, np.ndarray] | None:
