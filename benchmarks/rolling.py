@@ -180,7 +180,7 @@ def sweep(args: argparse.Namespace) -> dict:
         for epochs in args.epochs:
             base = {**sets.get(model_name, {}), "epochs": epochs}
             label = f"{model_name} epochs={epochs}"
-            for row in refit_track(split, label, factory(model_name, base), options=options):
+            for row in ([] if args.no_refit else refit_track(split, label, factory(model_name, base), options=options)):
                 rows.append({**row, "dataset": dataset, "epochs": epochs, "update": None})
                 print(f"  {label} refit window {row['window']}: {row['NDCG@10']:.4f} {row['seconds']:.1f} s", flush=True)
             initial = fit_initial(split, factory(model_name, base), options)
@@ -213,6 +213,7 @@ def main() -> None:
     p.add_argument("--name", default="rolling")
     p.add_argument("--sweep", action="store_true", help="choose update defaults on validation windows")
     p.add_argument("--epochs", type=lambda s: [int(x) for x in s.split(",")], default=[10])
+    p.add_argument("--no-refit", action="store_true", help="--sweep: skip the refit track (already measured)")
     p.add_argument("--passes", type=lambda s: [int(x) for x in s.split(",")], default=[1, 2, 4])
     p.add_argument("--replay", type=lambda s: [float(x) for x in s.split(",")], default=[0.0, 0.5, 0.8])
     p.add_argument("--lr-scale", type=lambda s: [float(x) for x in s.split(",")], default=[1.0, 0.3])

@@ -172,7 +172,6 @@ class WindowTruth:
 def window_truth(model, test: Interactions) -> WindowTruth:
     """Map a window's rows onto `model`'s maps; drop the pairs it has already seen."""
     ids_u = test.user_map.ids[test.user_idx].astype(str)
-    ids_i = test.item_map.ids[test.item_idx].astype(str)
     users, row = np.unique(ids_u, return_inverse=True)
     pairs = np.unique(row.astype(np.int64) * np.int64(test.n_items) + test.item_idx)
     row, full_item = pairs // test.n_items, pairs % test.n_items

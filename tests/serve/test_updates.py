@@ -171,7 +171,7 @@ def test_post_items_adds_content_items_to_the_index(two_tower_artifact):
 def test_post_items_needs_a_content_model(als_artifact):
     client = TestClient(create_app(_live(als_artifact), token=TOKEN))
     r = client.post("/items", json={"items": [{"item_id": "x1", "title": "t"}]}, headers=AUTH)
-    assert r.status_code == 422 and "cannot embed new items" in r.json()["detail"]
+    assert r.status_code == 409 and "cannot embed new items" in r.json()["detail"]
 
 
 @pytest.mark.parametrize("artifact", ["als_artifact", "ease_artifact"])

@@ -38,8 +38,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from towerrec.errors import TowerrecError, UnknownIdError
 from towerrec.models.base import Recommendations
 from towerrec.serve import schemas
-from towerrec.serve.schemas import MAX_ID_LENGTH, MAX_K, NUMBER_SCHEMA, QUERY_INT
 from towerrec.serve.live import LiveService
+from towerrec.serve.schemas import MAX_ID_LENGTH, MAX_K, NUMBER_SCHEMA, QUERY_INT
 from towerrec.serve.service import Query as ServiceQuery
 from towerrec.serve.service import RecommenderService, set_threads
 from towerrec.serve.update_routes import add_update_routes

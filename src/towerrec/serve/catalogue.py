@@ -62,8 +62,9 @@ def typed_item_table(frame: pd.DataFrame) -> pd.DataFrame:
             if not (converted.notna().sum() == col.notna().sum() and col.notna().any()):
                 continue
             col = converted
-        if pd.api.types.is_float_dtype(col) and col.dropna().eq(col.dropna().round()).all():
-            col = col.astype("Int64")
+        whole = col.dropna()
+        if pd.api.types.is_float_dtype(col) and whole.eq(whole.round()).all() and whole.abs().lt(2**53).all():
+            col = col.astype("Int64")      # (beyond 2**53 a float is no exact integer: it stays a float)
         frame[c] = col
     return frame
 

@@ -56,7 +56,7 @@ def add_update_routes(app: FastAPI, live: LiveService, *, has_token: bool, autho
 
     @app.post("/items", response_model=AddItemsResponse, responses=responses)
     def add_items(body: AddItemsRequest, request: Request) -> dict:
-        """Add catalogue items, embedded from their features and text (content models only)."""
+        """Add catalogue items, embedded from their features and text (content models only; others: 409)."""
         admin(request)
         single_process("adding items")
         rows = [{k: ("|".join(v) if isinstance(v, list) else v) for k, v in item.model_dump().items()}
@@ -64,14 +64,14 @@ def add_update_routes(app: FastAPI, live: LiveService, *, has_token: bool, autho
         frame = pd.DataFrame(rows)
         ids = frame["item_id"].astype(str)
         if ids.duplicated().any():
-            raise HTTPException(422, f"items: duplicated item_id(s) {ids[ids.duplicated()].tolist()[:5]}")
+            raise HTTPException(409, f"items: duplicated item_id(s) {ids[ids.duplicated()].tolist()[:5]}")
         known = [i for i in ids if i in live.service.model.item_map_]
         if known:
             raise HTTPException(409, f"already in the catalogue: {known[:5]}")
         try:
             service = live.add_items(frame)
-        except NotImplementedError as exc:
-            raise HTTPException(422, str(exc)) from None
+        except NotImplementedError as exc:       # this server's model cannot: a conflict with its state
+            raise HTTPException(409, str(exc)) from None
         return {"added": ids.tolist(), "items": service.model.n_items, "model_version": service.model.version}
 
     item_path = Path(..., min_length=1, max_length=MAX_ID_LENGTH, description="an item id (may contain '/')")
