@@ -4,7 +4,9 @@ A folder written by `Recommender.save` (or `save_recommender`) holds
 
     model.json            format version, model name, config, towerrec version, model extras, a
                           manifest of every tensor (name -> dtype, shape) and the weights' SHA-256;
-                          written last
+                          written last. Its extras hold the tie seed, the model's lineage (its
+                          version and the data it has seen, `towerrec.lineage`) and the retired
+                          item indices, each checked on load
     weights.safetensors   the tensors
     user_ids.json         external user ids, in index order
     item_ids.json         external item ids, in index order

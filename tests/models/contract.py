@@ -23,6 +23,8 @@ Override, when the model needs it:
   must give that user's scores (item-based models, ALS's fold-in); `history_atol` its tolerance.
 * `update_model(model, frame, options)`: how to update (default `model.update(frame, options=...)`);
   override it to pass item content.
+* `untouched_top1_share`: the share of untouched users that must keep their top-1 through an
+  update (1.0; torch models, which fine-tune shared weights, 0.9).
 * `update_equals_refit = True` when `update` must give exactly the scores of a refit on all rows
   (popularity, EASE, ItemKNN); `update_sensible = False` for a model without taste blocks (pop).
 
@@ -158,12 +160,13 @@ class UpdateContract:
         if not self.update_sensible:
             return
         expected = self.expected_top1(data, after)
-        assert [expected[u] for u in untouched] == list(b.item_ids[:, 0]), "untouched users lost their top-1"
+        kept = np.mean([expected[u] == got for u, got in zip(untouched, b.item_ids[:, 0])])
+        assert kept >= self.untouched_top1_share, f"only {kept:.0%} of the untouched users kept their top-1"
         block1 = [u for u in sorted(data.user_block) if data.user_block[u] == 1]
         own = after.score(block1, ["inew"] * len(block1)).mean()
         other = after.score(untouched, ["inew"] * len(untouched)).mean()
         assert own > other, f"the new item of block 1 scores {own:.4g} in its block, {other:.4g} elsewhere"
-        np.testing.assert_array_equal(a.item_ids[:, 0], b.item_ids[:, 0])
+        assert np.mean(a.item_ids[:, 0] == b.item_ids[:, 0]) >= self.untouched_top1_share
 
     def test_update_survives_save_load(self, data: BlockData, updated, tmp_path) -> None:
         _, after = updated
@@ -225,6 +228,7 @@ class RecommenderContract(UpdateContract):
     history_atol: float = 1e-4
     update_equals_refit: bool = False
     update_sensible: bool = True
+    untouched_top1_share: float = 1.0
 
     # ---- hooks ---------------------------------------------------------------------------------
     def make_model(self) -> Recommender:

@@ -171,6 +171,6 @@ def update(model, delta: Delta, items: pd.DataFrame | None, options: FitOptions)
     windows = new_windows(model, model.sequences_, old.lengths(), touched)
     seed = options.seed + 7919 * (model.version + 1)
     n_new = int(np.count_nonzero(windows.targets))
-    replay = replay_windows(model, old, cfg.update.n_replay(n_new, len(old.tokens)),
+    replay = replay_windows(model, old, cfg.update.n_replay(n_new, len(old.tokens), cfg.train.batch_size),
                             np.random.default_rng([seed, 0x5EED]))
     return fine_tune(model, concat(windows, replay), options, seed)

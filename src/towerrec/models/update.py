@@ -28,7 +28,7 @@ class UpdateConfig:
     passes: int = 2            # passes over (new rows + replay); each costs ~ (new rows / (1 - replay)) / batch steps
     replay: float = 0.5        # share of the fine-tune sample drawn from the old log (0: new rows only)
     lr_scale: float = 1.0      # learning rate = train.learning_rate * lr_scale
-    min_steps: int = 20        # at least this many optimiser steps (a handful of new rows is one batch)
+    min_steps: int = 10        # a pass has at least this many batches: a small update is filled up with replay
 
     def validate(self) -> None:
         if self.passes < 0:
@@ -40,9 +40,12 @@ class UpdateConfig:
         if self.min_steps < 0:
             raise TowerrecError(f"update.min_steps must be >= 0, got {self.min_steps}")
 
-    def n_replay(self, n_new: int, n_old: int) -> int:
-        """Old rows to replay beside `n_new` new ones (at most the `n_old` there are)."""
-        return min(n_old, int(round(n_new * self.replay / (1.0 - self.replay))))
+    def n_replay(self, n_new: int, n_old: int, batch_size: int = 1) -> int:
+        """Old rows (or targets) to replay beside `n_new` new ones: the `replay` share, or more when
+        that leaves a pass under `min_steps` batches of `batch_size` (a handful of new rows then
+        trains among old ones instead of being repeated until it is memorised); at most `n_old`."""
+        share = int(round(n_new * self.replay / (1.0 - self.replay)))
+        return min(n_old, max(share, self.min_steps * batch_size - n_new))
 
     def train_config(self, train: TrainConfig, n_batches: int) -> TrainConfig:
         """The shared loop's settings for a fine-tune of `n_batches` batches a pass: `passes` epochs

@@ -113,7 +113,8 @@ def fine_tune(model, delta: Delta, old_seen: sp.csr_matrix, options: FitOptions)
     if u.passes == 0 or len(delta.rows) == 0:
         return None
     seed = options.seed + 7919 * (model.version + 1)      # another draw per update
-    sample = fine_tune_sample(delta, old_seen, u.n_replay(len(delta.rows), int(old_seen.nnz)), seed)
+    batch = c.train.batch_size
+    sample = fine_tune_sample(delta, old_seen, u.n_replay(len(delta.rows), int(old_seen.nnz), batch), seed)
     counts = sample.item_counts()
     m = model.module_
     m.log_q = torch.from_numpy(candidate_log_q(counts / max(counts.sum(), 1), c.train.batch_size, c.negatives,
