@@ -298,11 +298,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_recommend(args: argparse.Namespace) -> int:
-    from towerrec.artifact import read_titles
+    from towerrec.artifact import read_titles, resolve_artifact
     from towerrec.models import load_model
 
-    model = load_model(args.artifact)
-    titles = read_titles(args.artifact, model.n_items)
+    path = resolve_artifact(args.artifact)          # a model store: its LATEST version
+    model = load_model(str(path))
+    titles = read_titles(path, model.n_items)
     if args.users:
         return _batch_recommend(model, args)
     if args.history:
