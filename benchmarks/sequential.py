@@ -45,6 +45,23 @@ PEERS = SHARED.parent / "peers" / "results"
 # comparison. The other runs use towerrec's defaults (windows of 50 with stride 25) plus the listed
 # overrides. patience 5 everywhere (RecBole's stopping_step is 10): valid NDCG@10 on 943 users is
 # noisy (+-0.005), and waiting 10 epochs for it only costs wall time.
+# Every run starts from these pins: the settings its figures were measured with, written out so
+# that they do not move when the library's defaults do (SASRec's are RecBole 1.2.1's: 64/2 blocks,
+# dropout 0.5, full softmax, 1,024 targets per step, lr 1e-3, up to 200 epochs).
+LOOP = {"epochs": 200, "batch_size": 1024, "learning_rate": 1e-3, "weight_decay": 0.0, "grad_clip": 0.0,
+        "steps_per_epoch": 0, "loss": "ce", "negatives": 256, "negative_sampler": "uniform", "gbce_t": 0.75,
+        "window_stride": None, "patience": 10}
+PINNED = {
+    "sasrec": {**LOOP, "embedding_dim": 64, "max_len": 50, "blocks": 2, "heads": 2, "inner_dim": 256, "dropout": 0.5,
+               "attn_dropout": 0.5, "norm_first": False, "activation": "gelu"},
+    "gru4rec": {**LOOP, "embedding_dim": 64, "hidden_dim": 128, "layers": 1, "dropout": 0.3, "max_len": 50},
+    "nextitnet": {**LOOP, "embedding_dim": 64, "kernel": 3, "dilations": (1, 4), "blocks": 5, "dropout": 0.0,
+                  "max_len": 50},
+    "hstu": {**LOOP, "embedding_dim": 64, "max_len": 50, "blocks": 2, "heads": 2, "dropout": 0.2, "time_buckets": 32,
+             "temperature": 0.05},
+    "bert4rec": {**LOOP, "embedding_dim": 64, "max_len": 50, "blocks": 2, "heads": 2, "inner_dim": 256, "dropout": 0.2,
+                 "attn_dropout": 0.2, "mask_ratio": 0.2, "last_mask_prob": 0.1},
+}
 P = {"patience": 5}
 SAMPLED = {"loss": "sampled_softmax", "negatives": 1024, **P}   # large catalogues: 12k-24k items
 TUNED = {"embedding_dim": 32, "blocks": 1, "dropout": 0.2, "attn_dropout": 0.2, "learning_rate": 3e-3,
@@ -128,7 +145,7 @@ def one_run(dataset: str, run: str, overrides: dict, threads: int, seed: int | N
     torch.set_num_threads(threads)
     model_name, config, run_seed = CONFIGS[dataset][run]
     seed = run_seed if seed is None else seed
-    config = {**config, **overrides}
+    config = {**PINNED[model_name], **config, **overrides}
     ds = load_dataset(SHARED / dataset, LoadOptions(duplicates="keep"))
     split = leave_one_out(ds.interactions)
     model = MODELS[model_name](**config)

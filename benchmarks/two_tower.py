@@ -3,6 +3,7 @@ ranking, users.csv + items.csv as features), cold-item runs on ml-100k and ml-la
 without the text encoder, and training throughput on a large synthetic log.
 
     python benchmarks/two_tower.py [--parts ml100k,cold,throughput] [--threads 2] [--quick]
+    torchrun --nproc_per_node 2 benchmarks/two_tower.py --parts throughput --threads 1 ...   # DDP, gloo
 
 Writes benchmarks/results/two_tower.json (a run of some parts writes two_tower.<parts>.json;
 `--merge` then combines the part files into two_tower.json, so parts can run in parallel). Defaults were tuned on VALID only; test is reported
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 import time
 from pathlib import Path
@@ -32,6 +34,7 @@ from _common import peak_rss_mb, write_json  # noqa: E402
 from towerrec.data.features import FeatureTable  # noqa: E402
 from towerrec.data.interactions import Interactions  # noqa: E402
 from towerrec.data.load import load_interactions  # noqa: E402
+from towerrec.distributed import is_main  # noqa: E402
 from towerrec.evaluation import evaluate, evaluate_scores  # noqa: E402
 from towerrec.ranking import TieOrder  # noqa: E402
 from towerrec.models.base import FitOptions  # noqa: E402
@@ -144,27 +147,56 @@ THROUGHPUT_SIZES = {"quick": dict(n_users=5_000, n_items=2_000, n_interactions=1
                     "20m": dict(n_users=500_000, n_items=100_000, n_interactions=20_000_000)}
 
 
-def run_throughput(threads: int, quick: bool, size_name: str = "1m", presets: tuple[str, ...] = ("cf", "hybrid")) -> dict:
+def run_throughput(threads: int, quick: bool, size_name: str = "1m", presets: tuple[str, ...] = ("cf", "hybrid"),
+                   optimizers: tuple[str, ...] = ("sparse_adam",), floor: bool = True) -> dict:
+    """interactions/s of one (capped) epoch per preset and id-table optimiser, the load average around
+    each run, and for cf the compute floor (`train_floor.py`: the same step in bare torch, no
+    optimiser) measured right after in the same process. Under torchrun every rank trains its
+    share of each global batch; the rate counts global rows."""
+    from train_floor import floor_rate
+
     from towerrec.data.synthetic import synthetic
+    from towerrec.distributed import world_size
 
     size = THROUGHPUT_SIZES["quick" if quick else size_name]
     ds = synthetic(**size, seed=0)
-    out = {"dataset": {"generator": "towerrec.data.synthetic", **size}, "runs": {}}
+    world = world_size()
+    out = {"dataset": {"generator": "towerrec.data.synthetic", **size}, "processes": world,
+           "threads_per_process": threads, "runs": {}}
     # 20M rows: time a fixed share of an epoch (2,000 batches = 2.05M rows), on the whole log in memory
     steps = 2_000 if size["n_interactions"] > 5_000_000 else 0
     for preset, extra in [(p, {"text": "none"} if p != "cf" else {}) for p in presets]:
-        config = TwoTowerConfig.for_preset(preset, epochs=1, steps_per_epoch=steps, **extra)
-        start = time.perf_counter()
-        model = TwoTower(config).fit(ds.interactions, user_features=ds.user_features, item_features=ds.item_features,
-                                     options=FitOptions(seed=0, threads=threads, progress=False))
-        seconds = time.perf_counter() - start
-        epoch = model.history_[0]["seconds"]
-        rows = min(len(ds.interactions), steps * config.train.batch_size) if steps else len(ds.interactions)
-        out["runs"][f"{preset}{' (no text)' if extra else ''}"] = {
-            "interactions_per_second": rows / epoch, "rows_timed": rows, "epoch_seconds": epoch,
-            "fit_seconds": seconds, "peak_rss_mb_so_far": peak_rss_mb()}
-        print(f"throughput {preset}: {rows / epoch:,.0f} interactions/s "
-              f"({epoch:.1f}s per epoch), peak RSS so far {peak_rss_mb():.0f} MB", flush=True)
+        for kind in optimizers:
+            config = TwoTowerConfig.for_preset(preset, epochs=1, steps_per_epoch=steps, embedding_optimizer=kind,
+                                               **extra)
+            load = os.getloadavg()
+            start = time.perf_counter()
+            model = TwoTower(config).fit(ds.interactions, user_features=ds.user_features,
+                                         item_features=ds.item_features,
+                                         options=FitOptions(seed=0, threads=threads, progress=False))
+            seconds = time.perf_counter() - start
+            epoch = model.history_[0]["seconds"]
+            rows = min(len(ds.interactions), steps * config.train.batch_size) if steps else len(ds.interactions)
+            cpu = model.history_[0]["cpu_seconds"]
+            # per CPU-second of this process: what a step costs whatever else runs on the machine
+            run = {"embedding_optimizer": kind, "interactions_per_second": rows / epoch, "rows_timed": rows,
+                   "epoch_seconds": epoch, "interactions_per_cpu_second": rows / cpu, "epoch_cpu_seconds": cpu,
+                   "fit_seconds": seconds, "peak_rss_mb_so_far": peak_rss_mb(),
+                   "loadavg_before": load, "loadavg_after": os.getloadavg()}
+            name = f"{preset}{' (no text)' if extra else ''}{'' if kind == 'sparse_adam' else f' [{kind}]'}"
+            if floor and preset == "cf" and world == 1:
+                inter = ds.interactions
+                run["floor"] = floor_rate(inter.user_idx, inter.item_idx, inter.n_users, inter.n_items,
+                                          batch_size=config.train.batch_size, threads=threads)
+                run["share_of_floor"] = run["interactions_per_second"] / run["floor"]["interactions_per_second"]
+                run["share_of_floor_cpu"] = run["interactions_per_cpu_second"] / run["floor"]["interactions_per_cpu_second"]
+            out["runs"][name] = run
+            if is_main():
+                floor_note = (f", {run['share_of_floor']:.0%} of the floor ({run['share_of_floor_cpu']:.0%} in CPU time)"
+                              if "share_of_floor" in run else "")
+                print(f"throughput {name}: {rows / epoch:,.0f} interactions/s, {rows / cpu:,.0f} per CPU-second "
+                      f"({epoch:.1f}s per epoch{floor_note}), "
+                      f"peak RSS so far {peak_rss_mb():.0f} MB, load {load[0]:.1f}", flush=True)
     return out
 
 
@@ -182,6 +214,9 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="ml100k part: config override (Python literal), e.g. --set sampling='users'")
     parser.add_argument("--name", default=None, help="results file name (default from the parts)")
+    parser.add_argument("--optimizers", default="sparse_adam",
+                        help="throughput part: id-table optimisers to compare (sparse_adam,rowwise_adagrad,dense)")
+    parser.add_argument("--no-floor", action="store_true", help="throughput part: skip the bare-torch floor")
     args = parser.parse_args()
     if args.merge:
         import json
@@ -216,12 +251,14 @@ def main() -> None:
                                for name in ("ml-100k", "ml-latest-small")}
     if "throughput" in parts:
         result["throughput"] = run_throughput(args.threads, args.quick, args.throughput_size,
-                                              tuple((args.presets or "cf,hybrid").split(",")))
+                                              tuple((args.presets or "cf,hybrid").split(",")),
+                                              tuple(args.optimizers.split(",")), floor=not args.no_floor)
     result["seconds"] = time.perf_counter() - start
     result["peak_rss_mb"] = peak_rss_mb()
     name = "two_tower" + ("_quick" if args.quick else "") + ("" if set(parts) >= {"ml100k", "cold", "throughput"}
                                                              else "." + "+".join(parts))
-    write_json(args.name or name, result)
+    if is_main():   # under torchrun: rank 0 writes
+        write_json(args.name or name, result)
 
 
 if __name__ == "__main__":

@@ -38,6 +38,31 @@ def recompute(out, model: str, k: int) -> dict[str, float]:
     return {f"{m}@{k}": v / len(targets) for m, v in sums.items()}
 
 
+def recompute_beyond(out, model: str, k: int, items_csv) -> dict[str, float]:
+    """Novelty, ARP, long-tail share and genre ILD from the audit files and items.csv alone."""
+    train = pd.read_csv(out / "split" / "train.csv", dtype={"user_id": str, "item_id": str})
+    recs = pd.read_csv(out / "recs" / f"{model}.csv", dtype={"user_id": str, "item_id": str})
+    items = pd.read_csv(items_csv, dtype={"item_id": str})
+    genres = {i: set(str(g).split("|")) for i, g in zip(items.item_id, items.genres)}
+    users_of = train.groupby("item_id")["user_id"].nunique()
+    n_users = train.user_id.nunique()
+    counts = train.groupby("item_id").size()
+    catalogue = pd.concat([train.item_id, pd.read_csv(out / "split" / "test.csv", dtype=str).item_id,
+                           pd.read_csv(out / "split" / "valid.csv", dtype=str).item_id]).unique()
+    ranked = sorted(catalogue, key=lambda i: -counts.get(i, 0))      # stable: ties keep their order
+    head = set(ranked[:round(0.2 * len(catalogue))])
+    sums = {"Novelty": 0.0, "ARP": 0.0, "LongTail": 0.0, "ILD": 0.0}
+    lists = recs[recs["rank"] <= k].sort_values(["user_id", "rank"]).groupby("user_id")["item_id"].apply(list)
+    for items_u in lists:
+        sums["Novelty"] += sum(-math.log2(max(users_of.get(i, 0), 1) / n_users) for i in items_u) / len(items_u)
+        sums["ARP"] += sum(counts.get(i, 0) for i in items_u) / len(items_u)
+        sums["LongTail"] += sum(i not in head for i in items_u) / len(items_u)
+        dists = [1 - len(genres[a] & genres[b]) / math.sqrt(len(genres[a]) * len(genres[b]))
+                 for n, a in enumerate(items_u) for b in items_u[n + 1:]]
+        sums["ILD"] += sum(dists) / len(dists)
+    return {f"{m}@{k}": v / len(lists) for m, v in sums.items()}
+
+
 def test_evaluate_writes_files_that_reproduce_every_figure(ml100k_dir, tmp_path, capsys):
     out = tmp_path / "run"
     code = main(["evaluate", "--data", str(ml100k_dir), "--models", "pop,ease", "--split", "random",
@@ -55,6 +80,16 @@ def test_evaluate_writes_files_that_reproduce_every_figure(ml100k_dir, tmp_path,
             mine = recompute(out, model, k)
             for name, value in mine.items():
                 assert entry["test"][name] == pytest.approx(value, abs=1e-9), (model, name)
+        for name, value in recompute_beyond(out, model, 10, ml100k_dir / "items.csv").items():
+            # the long tail's cut depends on how equal counts are ordered at the 20% boundary
+            assert entry["test"][name] == pytest.approx(value, rel=1e-6, abs=0.02 if name.startswith("Long") else 1e-9), \
+                (model, name)
+        assert set(entry["test_fairness"]) == {"gender", "age"}
+        assert entry["cost"]["parameters"] == (1682 if model == "pop" else 1682 ** 2)
+        assert entry["cost"]["latency_p99_ms"] >= entry["cost"]["latency_p50_ms"] > 0
+    per_user = pd.read_parquet(out / "per_user" / "ease.parquet")
+    assert {"ILD@10", "Novelty@10", "Serendipity@10", "Miscalibration@10"} <= set(per_user.columns)
+    assert "ILD@5" in printed and "p99 ms" in printed and "NDCG@5 gap (gender)" in printed
     train = pd.read_csv(out / "split" / "train.csv", dtype=str)
     test = pd.read_csv(out / "split" / "test.csv", dtype=str)
     recs = pd.read_csv(out / "recs" / "ease.csv", dtype={"user_id": str, "item_id": str})
@@ -112,6 +147,12 @@ def test_train_then_recommend_known_and_new_user(ml100k_dir, tmp_path, capsys):
     assert "title" in out and len(out.strip().splitlines()) == 4
     assert main(["recommend", str(art), "--history", "50,172,181", "--k", "3"]) == 0
     assert "Star Wars" not in capsys.readouterr().out  # item 50 is in the history: excluded
+    assert main(["recommend", str(art), "--history", "50,172,181", "--k", "3", "--explain"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("because you liked") == 3 and "Star Wars (1977)" in out     # titles, not ids
+    assert main(["recommend", str(art), "--user", "196", "--k", "2", "--explain"]) == 0
+    assert capsys.readouterr().out.count("because you liked") == 2
+    assert "--explain" in one_line_error(capsys, ["recommend", str(art), "--users", "all", "--explain"])
     assert main(["recommend", str(art), "--users", "all", "--k", "5", "--out", str(tmp_path / "r.csv")]) == 0
     assert len(pd.read_csv(tmp_path / "r.csv")) == 943 * 5
     assert main(["recommend", str(art), "--users", "all", "--k", "2", "--out", str(tmp_path / "r.parquet")]) == 0
@@ -253,3 +294,52 @@ def test_the_cli_offers_every_split():
     from towerrec import cli, splits
 
     assert cli.SPLITS == splits.SPLITS
+
+
+def stream_log(folder: Path) -> Path:
+    """A Parquet folder of 3 files x 4 row groups: 300 users reading items of their taste block."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(0)
+    users = np.repeat(np.arange(300), 10)
+    items = (users % 3) * 20 + np.concatenate([rng.choice(20, 10, replace=False) for _ in range(300)])
+    frame = pd.DataFrame({"user_id": np.char.add("u", users.astype(str)), "item_id": np.char.add("i", items.astype(str)),
+                          "timestamp": np.tile(np.arange(10), 300)})
+    folder.mkdir()
+    for f in range(3):
+        pq.write_table(pa.Table.from_pandas(frame.iloc[f * 1000:(f + 1) * 1000], preserve_index=False),
+                       folder / f"part-{f}.parquet", row_group_size=250)
+    return folder
+
+
+def test_train_stream_then_recommend(tmp_path, capsys):
+    data = stream_log(tmp_path / "big")
+    config = tmp_path / "cf.toml"
+    config.write_text('[models.cf]\nmodel = "cf"\nepochs = 2\nbatch_size = 128\n')
+    art = tmp_path / "art"
+    assert main(["train", "--data", str(data), "--stream", "--config", str(config), "--out", str(art),
+                 "--holdout-users", "60", "--shuffle-buffer", "500"]) == 0
+    out = capsys.readouterr().out
+    assert "test NDCG@10" in out and "held-out sample of 60 users" in out and f"saved cf to {art}" in out
+    assert main(["recommend", str(art), "--user", "u4", "--k", "3"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 4 and lines[1].split()[0] == "u4"
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--model", "hybrid"], "pools each user's item history"),
+    (["--model", "sasrec"], "whole ordered history"),
+    (["--preset", "cf", "--kcore", "2"], "--kcore: not applied to a streamed log"),
+    (["--preset", "cf", "--split", "loo"], "instead of --split"),
+])
+def test_train_stream_refusals_are_one_line(tmp_path, capsys, extra, message):
+    data = stream_log(tmp_path / "big")
+    assert message in one_line_error(capsys, ["train", "--data", str(data), "--stream", "--out",
+                                              str(tmp_path / "a"), *extra])
+
+
+def test_train_stream_reads_parquet_only(tmp_path, capsys):
+    assert "streaming reads Parquet only" in one_line_error(
+        capsys, ["train", "--data", tiny_log(tmp_path), "--stream", "--preset", "cf",
+                 "--out", str(tmp_path / "a")])

@@ -30,6 +30,9 @@ _PUBLIC: dict[str, str] = {
     "Interactions": "towerrec.data.interactions",
     "LoadOptions": "towerrec.data.load",
     "FeatureTable": "towerrec.data.features",
+    "StreamOptions": "towerrec.data.stream",
+    "StreamLog": "towerrec.data.stream_log",
+    "scan_log": "towerrec.data.stream_log",
     # splits and evaluation
     "split": "towerrec.splits",
     "Split": "towerrec.splits",
@@ -38,9 +41,16 @@ _PUBLIC: dict[str, str] = {
     "rolling_split": "towerrec.rolling",
     "RollingSplit": "towerrec.rolling",
     "run_rolling": "towerrec.rolling",
+    "evaluate_holdout": "towerrec.evaluation",
     "EvalResult": "towerrec.evaluation",
     "Recommendations": "towerrec.recommendations",
     "TieOrder": "towerrec.ranking",
+    "BeyondOptions": "towerrec.beyond",
+    # re-ranking
+    "rerank": "towerrec.rerank",
+    "Reranked": "towerrec.rerank",
+    "RerankConfig": "towerrec.rerank",
+    "Explanation": "towerrec.explain",
     # models
     "MODELS": "towerrec.models",
     "build_model": "towerrec.models",

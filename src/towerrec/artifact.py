@@ -65,6 +65,7 @@ META_KEYS = ("format", "model", "config", "towerrec", "extra", "tensors", "weigh
 DATASET_KEYS: dict[str, type] = {"name": str, "users": int, "items": int, "interactions": int}
 #: tensors every artifact has besides the model's own (`model.<name>`)
 BASE_TENSORS = ("seen.indptr", "seen.indices", "item_popularity")
+OPTIONAL_TENSORS = ("user_counts",)   # a streamed fit: training rows per user (seen holds a sample)
 
 
 @dataclass(frozen=True)
@@ -268,7 +269,7 @@ def _check_base_tensors(folder: Path, tensors: dict[str, np.ndarray], n_users: i
     missing = [t for t in BASE_TENSORS if t not in tensors]
     if missing:
         raise TowerrecError(f"{shown}: missing tensor(s) {missing}")
-    stray = sorted(k for k in tensors if k not in BASE_TENSORS and not k.startswith("model."))
+    stray = sorted(k for k in tensors if k not in BASE_TENSORS + OPTIONAL_TENSORS and not k.startswith("model."))
     if stray:
         raise TowerrecError(f"{shown}: unexpected tensor(s) {stray[:5]}")
     indptr, indices, pop = tensors["seen.indptr"], tensors["seen.indices"], tensors["item_popularity"]
@@ -285,6 +286,11 @@ def _check_base_tensors(folder: Path, tensors: dict[str, np.ndarray], n_users: i
     if pop.shape != (n_items,) or not np.issubdtype(pop.dtype, np.floating):
         raise TowerrecError(f"{shown}: item_popularity is {pop.dtype.name} {list(pop.shape)}; expected a float "
                             f"per item in {ITEM_IDS_FILE} ({n_items})")
+    counts = tensors.get("user_counts")
+    if counts is not None and (counts.shape != (n_users,) or not np.issubdtype(counts.dtype, np.integer)
+                               or (len(counts) and counts.min() < 0)):
+        raise TowerrecError(f"{shown}: user_counts is {counts.dtype.name} {list(counts.shape)}; expected a "
+                            f"non-negative integer per user in {USER_IDS_FILE} ({n_users})")
 
 
 # ---- recommenders ----------------------------------------------------------------------------------
@@ -295,6 +301,8 @@ def save_recommender(model: Any, path: str | Path, *, titles: list[str] | None =
     tensors["seen.indptr"] = model.seen_.indptr.astype(np.int64)
     tensors["seen.indices"] = model.seen_.indices.astype(np.int64)
     tensors["item_popularity"] = model.item_popularity_
+    if getattr(model, "user_counts_", None) is not None:   # streamed: who is known comes from the counts
+        tensors["user_counts"] = model.user_counts_.astype(np.int64)
     extra = {**model._extra(), "tie_seed": model.ties_.seed}
     if getattr(model, "lineage_", None):
         extra["lineage"] = model.lineage_            # the version and the data seen (towerrec.lineage)
@@ -333,6 +341,8 @@ def load_recommender(cls: type, path: str | Path) -> Any:
     model.seen_ = sp.csr_matrix((np.ones(len(indices), dtype=np.float32), indices, indptr),
                                 shape=(len(art.user_map), len(art.item_map)))
     model.item_popularity_ = tensors.pop("item_popularity")
+    if "user_counts" in tensors:
+        model.user_counts_ = tensors.pop("user_counts")
     model.ties_ = TieOrder.seeded(len(art.item_map), tie_seed)
     model.lineage_ = check_lineage(extra.get("lineage", []), str(where))
     model.retired_ = _retired_mask(extra.get("retired", []), len(art.item_map), where)

@@ -75,6 +75,10 @@ def results_dict(runs: Sequence[ModelRun], *, dataset: dict, split: Split, k: Se
                 entry["test_users"] = run.test.info["users"]
             if run.test.groups:
                 entry["test_groups"] = run.test.groups
+            if run.test.fairness:            # user attribute -> group means and the largest gap
+                entry["test_fairness"] = run.test.fairness
+            if run.cost is not None:         # towerrec.cost: parameters, artifact size, peak memory, latency
+                entry["cost"] = run.cost
             entry["fallback"] = {part: getattr(run, part).info.get("fallback", {}) for part in ("valid", "test")}
             if run.training_history:
                 entry["training_history"] = run.training_history

@@ -264,36 +264,77 @@ def cmd_train(args: argparse.Namespace) -> int:
     model = spec.build(preset=args.preset)      # checked before the data is read
     name = spec.label
     _config_note(config)
+    if args.stream:
+        return _train_stream(args, model, name)
     dataset = _load(args)
     options = FitOptions(seed=args.seed)
-    if args.split == "none":
+    split = args.split or "random"
+    if split == "none":
         model.fit(dataset.interactions, user_features=dataset.user_features,
                   item_features=dataset.item_features, options=options)
     else:
         from towerrec.evaluation import evaluate_split
 
-        split = make_split(dataset.interactions, args.split, seed=args.seed)
-        model.fit(split.train, user_features=dataset.user_features, item_features=dataset.item_features,
-                  valid=split.valid, options=options)
-        results = evaluate_split(model, split, k=(10,))
+        parts = make_split(dataset.interactions, split, seed=args.seed)
+        model.fit(parts.train, user_features=dataset.user_features, item_features=dataset.item_features,
+                  valid=parts.valid, options=options)
+        results = evaluate_split(model, parts, k=(10,))
         valid, test = results["valid"], results["test"]
         if os.environ.get("RANK", "0") == "0":
             print(f"{name}: valid NDCG@10 {valid.summary['NDCG@10']:.4f}, "
-                  f"test NDCG@10 {test.summary['NDCG@10']:.4f} (split {args.split}, seed {args.seed}, full ranking)")
-    if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 writes the artifact
-        return 0
-    from towerrec.artifact import save_recommender
-
+                  f"test NDCG@10 {test.summary['NDCG@10']:.4f} (split {split}, seed {args.seed}, full ranking)")
     # one call writes the whole folder, model.json last: titles and the attribute table (for serving
-    # filters) come from the dataset's items table when it has one
+    # filters) come from the dataset's items table when it has one. Under torchrun save is a
+    # collective: rank 0 writes while the others wait
     n = dataset.interactions
     items = dataset.items
-    path = save_recommender(model, args.out,
-                            titles=dataset.titles(range(n.n_items)) if items is not None else None,
-                            item_table=items,
-                            dataset={"name": dataset.name, "users": n.n_users, "items": n.n_items,
-                                     "interactions": len(n)})
+    path = model.save(args.out, titles=dataset.titles(range(n.n_items)) if items is not None else None,
+                      item_table=items, dataset={"name": dataset.name, "users": n.n_users, "items": n.n_items,
+                                                 "interactions": len(n)})
+    if os.environ.get("RANK", "0") != "0":
+        return 0
     print(f"saved {name} to {path}")
+    return 0
+
+
+def _train_stream(args: argparse.Namespace, model, name: str) -> int:
+    """`train --stream`: fit from a Parquet log read in shards (`towerrec.data.stream`), validate and
+    test on the held-out user sample of the preparatory pass, save the artifact."""
+    from towerrec.data.stream import StreamOptions
+    from towerrec.data.stream_log import scan_log
+    from towerrec.evaluation import evaluate_holdout
+    from towerrec.models import FitOptions
+
+    cleaning = [opt for opt, on in (("--min-rating", args.min_rating is not None), ("--kcore", bool(args.kcore)),
+                                    ("--duplicates", args.duplicates != "first"), ("--download", args.download))
+                if on]
+    if cleaning:
+        raise TowerrecError(f"{', '.join(cleaning)}: not applied to a streamed log (it is never loaded whole); "
+                            "clean the Parquet files beforehand, or train without --stream")
+    if args.split not in (None, "none"):
+        raise TowerrecError("--stream holds out a sample of users (--holdout-users) instead of --split; "
+                            "--split none fits on every row")
+    reason = model.stream_refusal()
+    if reason:                                   # before the pass over the data
+        raise TowerrecError(f"{name} cannot train from a stream: {reason}")
+    stream = StreamOptions(holdout_users=0 if args.split == "none" else args.holdout_users, workers=args.workers,
+                           shuffle_buffer=args.shuffle_buffer, user_col=args.user_col, item_col=args.item_col,
+                           time_col=args.time_col)
+    log_ = scan_log(args.data, stream, seed=args.seed)
+    s = log_.summary()
+    _info(f"{args.data}: {s['rows']:,} rows in {s['fragments']:,} row groups, {s['users']:,} users, {s['items']:,} "
+          f"items; held out: {s['valid_rows']:,} valid + {s['test_rows']:,} test rows of {s['holdout_users']:,} "
+          f"sampled users ({s['scan_seconds']:.1f} s pass)")
+    model.fit_stream(log_, options=FitOptions(seed=args.seed))
+    rank0 = os.environ.get("RANK", "0") == "0"
+    if len(log_.holdout.test) and rank0:
+        results = evaluate_holdout(model, log_.holdout, k=(10,), seed=args.seed)
+        print(f"{name}: valid NDCG@10 {results['valid'].summary['NDCG@10']:.4f}, test NDCG@10 "
+              f"{results['test'].summary['NDCG@10']:.4f} (streamed; held-out sample of "
+              f"{log_.holdout.test.active_users().size:,} users: last item test, the one before valid; full ranking)")
+    path = model.save(args.out)   # under torchrun a collective: rank 0 writes while the others wait
+    if rank0:
+        print(f"saved {name} to {path}")
     return 0
 
 
@@ -305,9 +346,12 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     model = load_model(str(path))
     titles = read_titles(path, model.n_items)
     if args.users:
+        if args.explain:
+            raise TowerrecError("--explain works with --user or --history, not with --users")
         return _batch_recommend(model, args)
-    if args.history:
-        recs = model.recommend(history=[h.strip() for h in args.history.split(",") if h.strip()], k=args.k)
+    history = [h.strip() for h in args.history.split(",") if h.strip()] if args.history else None
+    if history is not None:
+        recs = model.recommend(history=history, k=args.k)
     elif args.user:
         recs = model.recommend([args.user], k=args.k)
     else:
@@ -316,6 +360,12 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     if titles is not None:
         idx = model.item_map_.index(frame["item_id"].to_numpy())
         frame["title"] = [titles[i] for i in idx]
+    if args.explain and len(frame):
+        explained = model.explain(None if history is not None else args.user, list(frame["item_id"]),
+                                  history=history)
+        names = dict(zip(model.item_map_.to_list(), titles)) if titles is not None else None
+        frame["why"] = [e.sentence(names) for e in explained]
+        _info(f"explanations: {explained[0].method}")
     if recs.fallback and recs.fallback[0]:
         _info(f"fallback: {recs.fallback[0]}")
     print(frame.to_string(index=False))
@@ -426,9 +476,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="two-tower preset cf, content or hybrid: only with --model two-tower (or a label whose "
                         "model is two-tower); any other model is an error")
     _add_config_args(p, "--model picks its table")
-    p.add_argument("--split", default="random", choices=(*SPLITS, "none"),
-                   help="hold-out split for early stopping and a test figure, or 'none' to fit on everything")
+    p.add_argument("--split", default=None, choices=(*SPLITS, "none"),
+                   help="hold-out split for early stopping and a test figure (default random), or 'none' to fit "
+                        "on everything")
     p.add_argument("--out", required=True)
+    p.add_argument("--stream", action="store_true",
+                   help="read --data (a Parquet file or folder of them) from disk in shards instead of loading it: "
+                        "for logs larger than memory; models without a history encoder (e.g. --preset cf)")
+    p.add_argument("--holdout-users", type=int, default=2000,
+                   help="with --stream: users sampled for valid (second-to-last item) and test (last item)")
+    p.add_argument("--workers", type=int, default=0, help="with --stream: DataLoader reader processes per rank")
+    p.add_argument("--shuffle-buffer", type=int, default=1 << 20,
+                   help="with --stream: rows mixed before batching (memory: 16 bytes a row per reader)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("recommend", help="top-k from a saved model")
@@ -437,6 +496,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--history", default=None, help="comma-separated item ids (new user)")
     p.add_argument("--users", default=None, help="FILE with a user_id column, or 'all' (batch mode)")
     p.add_argument("--k", type=int, default=10)
+    p.add_argument("--explain", action="store_true",
+                   help="say why each item is recommended ('because you liked X'; see towerrec.explain)")
     p.add_argument("--out", default=None)
     p.set_defaults(func=cmd_recommend)
 

@@ -16,6 +16,7 @@ What is reported beside the metrics, so that no number flatters a model:
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +26,8 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 
+from towerrec.beyond import BeyondContext, BeyondOptions, ItemSpace, ItemStats, beyond_metrics, group_gaps, user_groups
+from towerrec.data.features import FeatureTable
 from towerrec.data.interactions import Interactions
 from towerrec.data.sequences import Sequences
 from towerrec.errors import TowerrecError
@@ -52,6 +55,7 @@ class EvalResult:
     seconds: float
     info: dict = field(default_factory=dict)
     groups: dict[str, dict[str, float]] = field(default_factory=dict)
+    fairness: dict[str, dict] = field(default_factory=dict)   # user attribute -> group means and gaps
 
     def recs_frame(self, user_map, item_map) -> pd.DataFrame:
         """`user_id, rank, item_id, score` for every evaluated user (rank from 1)."""
@@ -72,7 +76,8 @@ class EvalResult:
 
 # ---- metrics of given lists -----------------------------------------------------------------------
 def _metrics(recs: Recommendations, truth: Interactions, ks: tuple[int, ...], metrics: Sequence[str],
-             item_share: np.ndarray | None, warm: np.ndarray | None, seconds: float) -> EvalResult:
+             item_share: np.ndarray | None, warm: np.ndarray | None, seconds: float,
+             beyond: BeyondContext | None = None) -> EvalResult:
     if recs.item_map is not truth.item_map and recs.item_map != truth.item_map:
         raise TowerrecError("the recommendations and the truth use different item maps")
     users = truth.active_users()
@@ -104,11 +109,24 @@ def _metrics(recs: Recommendations, truth: Interactions, ks: tuple[int, ...], me
     values = per_user_metrics(hits, n_rel, ks, tuple(metrics))
     summary = {name: float(v.mean()) for name, v in values.items()}
     tied_k = _tied_at(recs, rows, top_scores, ks)
+    if item_share is None and beyond is not None:   # lists made elsewhere: popularity from the context
+        counts = beyond.stats.item_counts.astype(np.float64)
+        item_share = counts / max(counts.sum(), 1.0)
     for kk in ks:
         summary[f"Coverage@{kk}"] = coverage(top_items[:, :kk], n_items)
         if item_share is not None:
             summary[f"Popularity@{kk}"] = mean_popularity(top_items[:, :kk], item_share)
         summary[f"Tied@{kk}"] = float(tied_k[kk].mean())
+    fairness: dict[str, dict] = {}
+    if beyond is not None:
+        beyond_k = tuple(kk for kk in (beyond.ks or ks) if kk <= k_max)
+        extra, catalogue = beyond_metrics(users, top_items, hits, beyond_k, beyond)
+        extra = {m: v for m, v in extra.items() if not np.isnan(v).all()}   # e.g. no user has a categorised history
+        values.update(extra)
+        summary.update({m: float(np.nanmean(v)) for m, v in extra.items()})
+        summary.update(catalogue)
+        shown = {m: v for m, v in values.items() if int(m.rsplit("@", 1)[1]) in beyond_k}
+        fairness = {attr: group_gaps(shown, labels[users]) for attr, labels in beyond.groups.items()}
     per_user = pd.DataFrame({"user_id": truth.user_map.ids[users], **values})
     fallback = np.asarray(recs.fallback, dtype=object)[rows] if recs.fallback else np.full(len(rows), None)
     info: dict = {"users_evaluated": int(len(users)), "full_ranking": True}
@@ -124,8 +142,13 @@ def _metrics(recs: Recommendations, truth: Interactions, ks: tuple[int, ...], me
             per_user["group"] = np.where(is_warm, "warm", "cold")
             for name, mask in (("warm", is_warm), ("cold", ~is_warm)):
                 if mask.any():
-                    groups[name] = {"users": int(mask.sum()), **{m: float(v[mask].mean()) for m, v in values.items()}}
-    return EvalResult(summary, per_user, users, top_items, top_scores, seconds, info, groups)
+                    groups[name] = {"users": int(mask.sum()), **{m: _mean(v[mask]) for m, v in values.items()}}
+    return EvalResult(summary, per_user, users, top_items, top_scores, seconds, info, groups, fairness)
+
+
+def _mean(v: np.ndarray) -> float:
+    """Mean over the users with a value (beyond-accuracy values are NaN where undefined)."""
+    return float(np.nanmean(v)) if not np.isnan(v).all() else float("nan")
 
 
 def _tied_at(recs: Recommendations, rows: np.ndarray, top_scores: np.ndarray, ks: tuple[int, ...]) -> dict[int, np.ndarray]:
@@ -159,9 +182,32 @@ def _exclusion(parts: Sequence[Interactions], n_users: int, n_items: int) -> sp.
     return m.tocsr()
 
 
+def beyond_context(model, split: Split, options: BeyondOptions = BeyondOptions(), *,
+                   item_features: FeatureTable | None = None,
+                   user_features: FeatureTable | None = None) -> BeyondContext:
+    """The split-level part of the beyond-accuracy context: training popularity and categories, the
+    model's own item space, user groups (`evaluate_split` adds each part's history and exclusions)."""
+    items = item_features if item_features is not None else split.item_features
+    users = user_features if user_features is not None else split.user_features
+    space = model.item_space() if hasattr(model, "item_space") else None
+    return BeyondContext(ItemStats.from_train(split.train, items, options.categories),
+                         space=ItemSpace(space, model.name) if space is not None else None,
+                         groups=user_groups(users, options.fairness), ks=options.k)
+
+
+def _distributed(flag: bool | None) -> bool:
+    """None: split the users over ranks when a process group of several ranks runs (torchrun)."""
+    from towerrec.distributed import active
+
+    return active() if flag is None else bool(flag) and active()
+
+
 def evaluate_split(model, split: Split, *, k: Sequence[int] | int = (10, 20), metrics: Sequence[str] = METRICS,
                    exclude_seen: bool = True, batch_size: int = 1024, parts: Sequence[str] = ("valid", "test"),
-                   ties: TieOrder | None = None) -> dict[str, EvalResult]:
+                   ties: TieOrder | None = None, beyond: BeyondOptions | None = BeyondOptions(),
+                   item_features: FeatureTable | None = None,
+                   user_features: FeatureTable | None = None,
+                   distributed: bool | None = None) -> dict[str, EvalResult]:
     """EVALUATION.md's protocol for a fitted model on `split`: {part: EvalResult}.
 
     Valid excludes the train items, test the train and valid items (nothing with
@@ -169,10 +215,20 @@ def evaluate_split(model, split: Split, *, k: Sequence[int] | int = (10, 20), me
     (time order), which are then also excluded. Models declaring `capabilities.sequences` read
     the newest history at test time: train + valid (RecBole's protocol). Users the model cannot
     score get its named fallback; ties follow the split's seed (or `ties`).
+
+    Beyond-accuracy figures (`towerrec.beyond`) are added unless `beyond=None`; categories come from
+    `item_features` (default: the split's), fairness groups from `user_features`.
+
+    Under torchrun (`distributed` None: whenever a process group of several ranks runs) this is a
+    collective: call it on every rank. Each rank ranks a contiguous slice of the users and the
+    lists are gathered, so every rank gets the one-process result exactly (`ranking.rank_batches`).
     """
     ks = _ks(k)
+    distributed = _distributed(distributed)
     ties = ties if ties is not None else TieOrder.seeded(split.train.n_items, split.seed)
     warm = split.train.user_counts() > 0
+    context = beyond_context(model, split, beyond, item_features=item_features, user_features=user_features) \
+        if beyond is not None else None
     out = {}
     for part in parts:
         truth = getattr(split, part)
@@ -184,56 +240,102 @@ def evaluate_split(model, split: Split, *, k: Sequence[int] | int = (10, 20), me
             exclude_parts = [history]
         elif part == "test" and model.capabilities.sequences:
             histories = Sequences.from_interactions(split.train.concat(split.valid))
-        exclude = _exclusion(exclude_parts if exclude_seen else [], truth.n_users, truth.n_items)
+        known = _exclusion(exclude_parts, truth.n_users, truth.n_items)
+        exclude = known if exclude_seen else None
         start = time.perf_counter()
         recs = model.rank_users(truth.active_users(), ks[-1], histories=histories, exclude=exclude, ties=ties,
-                                batch_size=batch_size, desc=f"{model.name} {part}")
-        result = _metrics(recs, truth, ks, metrics, model.item_popularity_, warm, time.perf_counter() - start)
+                                batch_size=batch_size, desc=f"{model.name} {part}", distributed=distributed)
+        seconds = time.perf_counter() - start
+        part_context = dataclasses.replace(context, history=known, exclude=exclude, ties=ties) \
+            if context is not None else None
+        result = _metrics(recs, truth, ks, metrics, model.item_popularity_, warm, seconds, part_context)
         result.info["exclude"] = [len(p) for p in exclude_parts] if exclude_seen else []
         out[part] = result
     return out
 
 
 def evaluate(subject, truth: Interactions | Split, *, part: str = "test", exclude_seen: bool = True,
-             k: Sequence[int] | int = (10, 20), metrics: Sequence[str] = METRICS, batch_size: int = 1024) -> EvalResult:
+             k: Sequence[int] | int = (10, 20), metrics: Sequence[str] = METRICS, batch_size: int = 1024,
+             beyond: BeyondOptions | BeyondContext | None = BeyondOptions(),
+             distributed: bool | None = None) -> EvalResult:
     """Full-ranking metrics of `subject` on `truth`.
 
     - `subject` a `Recommendations`, `truth` its targets (Interactions): the metrics of those lists
-      (`exclude_seen` and `part` do not apply: exclusions are the lists' business).
+      (`exclude_seen` and `part` do not apply: exclusions are the lists' business); beyond-accuracy
+      figures only when `beyond` is a `BeyondContext` (they need the training data).
     - `subject` a fitted model, `truth` a `Split`: the protocol of `evaluate_split` on `part`
       ("test" or "valid"), seen items excluded unless `exclude_seen=False`.
     - `subject` a fitted model, `truth` Interactions: lists for its users, the model's own training
       items excluded when `exclude_seen`.
+
+    Beyond-accuracy figures (`towerrec.beyond`: diversity, novelty, serendipity, popularity bias,
+    calibration, user-group gaps in `.fairness`) come with every model evaluation unless
+    `beyond=None`; categories and user groups need the split's feature tables (a split of a Dataset).
+
+    Under torchrun a model's evaluation is a collective (see `evaluate_split`; `distributed=False`
+    to evaluate on one rank alone).
     """
     ks = _ks(k)
     if isinstance(subject, Recommendations):
         truth = getattr(truth, part) if isinstance(truth, Split) else truth
-        return _metrics(subject, truth, ks, metrics, None, None, 0.0)
+        context = beyond if isinstance(beyond, BeyondContext) else None
+        return _metrics(subject, truth, ks, metrics, None, None, 0.0, context)
     if isinstance(truth, Split):
         if part not in ("valid", "test"):
             raise TowerrecError(f"part must be 'valid' or 'test', got {part!r}")
+        options = beyond if not isinstance(beyond, BeyondContext) else BeyondOptions(k=beyond.ks)
         return evaluate_split(subject, truth, k=ks, metrics=metrics, exclude_seen=exclude_seen,
-                              batch_size=batch_size, parts=(part,))[part]
+                              batch_size=batch_size, parts=(part,), beyond=options, distributed=distributed)[part]
     start = time.perf_counter()
     recs = subject.rank_users(truth.active_users(), ks[-1], exclude_seen=exclude_seen, batch_size=batch_size,
-                              desc=f"evaluate {subject.name}")
+                              desc=f"evaluate {subject.name}", distributed=_distributed(distributed))
+    seconds = time.perf_counter() - start
     warm = np.zeros(truth.n_users, dtype=bool)
     warm[: subject.seen_.shape[0]] = np.diff(subject.seen_.indptr) > 0
-    return _metrics(recs, truth, ks, metrics, subject.item_popularity_, warm, time.perf_counter() - start)
+    context = beyond if isinstance(beyond, BeyondContext) else None
+    if isinstance(beyond, BeyondOptions):
+        seen = sp.vstack([subject.seen_, sp.csr_matrix((max(truth.n_users - subject.seen_.shape[0], 0),
+                                                        subject.n_items), dtype=np.float32)]).tocsr()
+        space = subject.item_space()
+        context = BeyondContext(ItemStats.from_seen(subject.seen_), history=seen,
+                                exclude=seen if exclude_seen else None, ties=subject.ties_,
+                                space=ItemSpace(space, subject.name) if space is not None else None, ks=beyond.k)
+    return _metrics(recs, truth, ks, metrics, subject.item_popularity_, warm, seconds, context)
+
+
+def evaluate_holdout(model, holdout, *, k: Sequence[int] | int = (10, 20), metrics: Sequence[str] = METRICS,
+                     seed: int = 0, batch_size: int = 1024) -> dict[str, EvalResult]:
+    """A streamed log's held-out user sample (`towerrec.data.stream_log.Holdout`), as `evaluate_split`
+    would: valid with the users' training items masked, test with their training and valid items
+    masked, full ranking, ties by a seeded order of the items."""
+    ks = _ks(k)
+    ties = TieOrder.seeded(model.n_items, seed)
+    out = {}
+    for part, truth, exclude in (("valid", holdout.valid, holdout.train_seen),
+                                 ("test", holdout.test, holdout.test_exclusion())):
+        if len(truth) == 0:
+            raise TowerrecError("the stream's held-out sample is empty: no sampled user has 3 interactions "
+                                "(raise holdout_users)")
+        start = time.perf_counter()
+        recs = model.rank_users(truth.active_users(), ks[-1], exclude=exclude, ties=ties, batch_size=batch_size,
+                                desc=f"{model.name} {part}")
+        out[part] = _metrics(recs, truth, ks, metrics, model.item_popularity_, None, time.perf_counter() - start)
+    return out
 
 
 def evaluate_scores(score_fn: ScoreFn, truth: Interactions, *, ties: TieOrder, exclude: sp.csr_matrix | None = None,
                     allowed: np.ndarray | None = None, k: Sequence[int] | int = (10,), metrics: Sequence[str] = METRICS,
                     batch_size: int = 1024, who: str = "the model", desc: str = "valid",
-                    show: bool | None = None) -> EvalResult:
+                    show: bool | None = None, distributed: bool | None = None) -> EvalResult:
     """Evaluate any `score_fn(user_idx [b]) -> [b, n_items]` on the users of `truth` (the training
     loop's validation, where no fitted model exists yet). `exclude` [n_users, n_items] is masked;
-    `allowed` [n_items] bool restricts every list to those items."""
+    `allowed` [n_items] bool restricts every list to those items. Under torchrun a collective, as
+    `evaluate_split`."""
     ks = _ks(k)
     start = time.perf_counter()
     users = truth.active_users()
     top = rank_batches(lambda pos: score_fn(users[pos]), users, ks[-1], ties,
                        exclude=[exclude] if exclude is not None else [], allowed=allowed, batch_size=batch_size,
-                       who=who, desc=desc, show=show)
+                       who=who, desc=desc, show=show, distributed=_distributed(distributed))
     recs = Recommendations.from_top(truth.user_map.ids[users], top, truth.item_map, user_idx=users)
     return _metrics(recs, truth, ks, metrics, None, None, time.perf_counter() - start)

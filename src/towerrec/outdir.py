@@ -37,7 +37,8 @@ EVALUATION: Layout = {"split": {"*.csv": None}, "recs": {"*.csv": None}, "per_us
                       "results.json": None, MARKER: None}
 #: what `towerrec run` writes (`towerrec.experiments.results`, `report`, `manifest`)
 EXPERIMENT: Layout = {"seed-[0-9]*": EVALUATION, "experiment.toml": None, "leaderboard.csv": None,
-                      "leaderboard.md": None, "significance.csv": None, "per_user.parquet": None,
+                      "leaderboard.md": None, "significance.csv": None, "significance_beyond.csv": None,
+                      "per_user.parquet": None,
                       "results.json": None, "report.html": None, "manifest.json": None, MARKER: None}
 #: what `towerrec tune` writes (`towerrec.experiments.tune`); SQLite may leave a journal beside the db
 TUNE: Layout = {"optuna.db": None, "optuna.db-journal": None, "trials.csv": None, "best_config.toml": None,

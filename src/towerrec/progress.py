@@ -82,6 +82,19 @@ class _Formatter(logging.Formatter):
         return f"{record.name}: {record.getMessage()}"
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever `sys.stderr` is at emit time, so a redirected (or test-captured and
+    since closed) stream is never written to after it is replaced."""
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
 def configure_logging(verbosity: int = 0) -> None:
     """Send `towerrec` logs to stderr: verbosity -1 WARNING (`-q`), 0 INFO, 1 DEBUG (`-v`)."""
     level = logging.WARNING if verbosity < 0 else logging.DEBUG if verbosity > 0 else logging.INFO
@@ -89,7 +102,7 @@ def configure_logging(verbosity: int = 0) -> None:
     for handler in list(log.handlers):
         if getattr(handler, "_towerrec_cli", False):
             log.removeHandler(handler)
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler._towerrec_cli = True  # type: ignore[attr-defined]
     handler.setFormatter(_Formatter())
     log.addHandler(handler)

@@ -137,3 +137,21 @@ def test_default_size_and_bad_sizes():
     with pytest.raises(ValueError):
         generate(10, 1, 100)
     assert len(generate(10, 10, 50, with_features=False)["user"]) == 50  # exactly at the limit
+
+
+def test_parquet_is_written_block_by_block_with_the_rows_of_generate(tmp_path, monkeypatch):
+    import pyarrow.parquet as pq
+
+    import sys
+
+    monkeypatch.setattr(sys.modules["towerrec.data.synthetic"], "BLOCK", 1_000)        # several generation blocks
+    log = generate(300, 200, 4_000, seed=5)
+    path = write_synthetic(tmp_path, 300, 200, 4_000, seed=5, parquet=True, row_group_size=512)
+    meta = pq.ParquetFile(path / "interactions.parquet").metadata
+    assert meta.num_row_groups >= 8 and max(meta.row_group(g).num_rows for g in range(meta.num_row_groups)) <= 512
+    table = pq.read_table(path / "interactions.parquet")
+    assert table.column("user_id").to_pylist() == ["u" + str(u) for u in log["user"]]
+    assert table.column("item_id").to_pylist() == ["i" + str(i) for i in log["item"]]
+    assert np.array_equal(table.column("timestamp").to_numpy(), log["time"])
+    pd.testing.assert_frame_equal(pd.read_csv(path / "items.csv"), log["items"].reset_index(drop=True),
+                                  check_dtype=False)

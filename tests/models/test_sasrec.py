@@ -46,6 +46,15 @@ class TestSASRec(SequenceModelTests):
         model = SASRec(**{**TINY, "epochs": 30}, loss=loss, negatives=8, **extra).fit(split.train, options=OPTIONS)
         assert_next_item_first(model, split, cycle, min_hit_rate=0.8, served_k=3, check_similar=False)
 
+    @pytest.mark.parametrize("sampled_above,expected", [(0, "sampled_softmax"), (1_000, "ce")])
+    def test_auto_loss_picks_by_catalogue_size(self, periodic, sampled_above, expected, tmp_path):
+        split, cycle = periodic                     # 12 items
+        model = SASRec(**{**TINY, "epochs": 30}, loss="auto", sampled_above=sampled_above, negatives=8).fit(
+            split.train, options=OPTIONS)
+        assert model.module_.loss_name == expected and model.config.train.loss == "auto"
+        assert_next_item_first(model, split, cycle, min_hit_rate=0.8, served_k=3, check_similar=False)
+        assert_save_load_same_scores(model, tmp_path)
+
     def test_pre_ln_variant_learns_too(self, periodic):
         split, cycle = periodic
         model = SASRec(**TINY, norm_first=True).fit(split.train, options=OPTIONS)

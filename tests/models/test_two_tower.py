@@ -120,7 +120,10 @@ def test_not_fitted_and_misaligned_features(data):
                                        ("hybrid", {"sampling": "users", "users_per_batch": 16, "holdout": 0.3,
                                                    "loss": "full_softmax", "epochs": 15}),
                                        ("content", {"sampling": "users", "users_per_batch": 16, "negatives": 16,
-                                                    "epochs": 15})])
+                                                    "epochs": 15}),
+                                       ("cf", {"embedding_optimizer": "dense"}),
+                                       ("hybrid", {"embedding_optimizer": "rowwise_adagrad",
+                                                   "embedding_learning_rate": 0.1, "text": "none"})])
 def test_learns_the_genres(data, preset, kw):
     """Every preset and loss beats popularity-free chance by far on a block-structured log."""
     inter, users, items, uf, itf = data

@@ -85,6 +85,11 @@ def test_pick_items_and_see_recommendations(browser, server_factory, als_artifac
     assert all(r["score"] and float(r["score"]) == float(r["score"]) for r in recs)
     # two Horror picks: the Horror block should dominate the list
     assert sum("Horror" in r["title"] for r in recs) >= 5
+    # each recommendation says why, naming one of the picks by its title
+    whys = browser.execute_script("return [...document.querySelectorAll('#recs li .why')].map(e => e.textContent)")
+    picked_titles = [r["title"] for r in rows("results") if r["id"] in picked_ids]
+    assert len(whys) == 10 and all(any(t in w for t in picked_titles) for w in whys)
+    assert sum(w.startswith("because you liked") for w in whys) >= 5
     wait.until(lambda d: len(rows("similar")) == 10)
     assert picked_ids[-1] not in {r["id"] for r in rows("similar")}
 

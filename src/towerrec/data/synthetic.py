@@ -224,14 +224,8 @@ def _user_counts(rng: np.random.Generator, n_users: int, n_interactions: int, ca
     return counts
 
 
-def generate(n_users: int, n_items: int, n_interactions: int, *, n_clusters: int = 20, zipf: float = 1.1,
-             seed: int = 0, with_features: bool = True) -> dict:
-    """The raw log as arrays (user [n] int32, item [n] int32, time [n] int64, rating [n] int8) + tables.
-
-    Every user gets at least one interaction and at most half the catalogue. `n_unfilled` counts
-    requested rows that found no unused item for their user (0 in practice: the last redraws are
-    uniform, and a user holds at most half the items).
-    """
+def _setup(n_users: int, n_items: int, n_interactions: int, n_clusters: int, zipf: float, seed: int) -> dict:
+    """The seeded state every block is drawn from (catalogue, home clusters, per-user counts)."""
     if n_users < 1 or n_items < 2 or n_clusters < 1:
         raise ValueError("need n_users >= 1, n_items >= 2 and n_clusters >= 1")
     n_clusters = min(n_clusters, n_items)  # a tiny catalogue cannot fill more clusters than items
@@ -243,25 +237,46 @@ def generate(n_users: int, n_items: int, n_interactions: int, *, n_clusters: int
     cdfs = [cat.cdf(zipf * f) for f in (1.0, 0.5, 0.25, 0.0)]
     home = rng.integers(0, n_clusters, n_users).astype(np.int32)
     counts = _user_counts(rng, n_users, n_interactions, cap=n_items // 2)
-    out = {k: np.empty(int(counts.sum()), dtype=d) for k, d in
-           (("user", np.int32), ("item", np.int32), ("time", np.int64), ("rating", np.int8))}
+    return {"rng": rng, "cat": cat, "cdfs": cdfs, "home": home, "counts": counts, "n_clusters": n_clusters,
+            "params": {"n_users": n_users, "n_items": n_items, "n_interactions": n_interactions,
+                       "n_clusters": n_clusters, "zipf": zipf, "seed": seed}}
+
+
+def _blocks(state: dict, n_users: int, n_items: int):
+    """(user, item, time, rating) arrays of consecutive user blocks of about `BLOCK` events each."""
+    counts = state["counts"]
     cuts = np.searchsorted(np.cumsum(counts), np.arange(BLOCK, counts.sum(), BLOCK), side="right")
-    at = 0
     for lo, hi in zip(np.concatenate([[0], cuts]), np.concatenate([cuts, [n_users]])):
         if hi <= lo:
             continue
         users = np.arange(lo, hi, dtype=np.int32)
-        parts = _block(rng, cat, cdfs, users, counts[lo:hi], home[lo:hi], n_items, n_clusters)
+        yield _block(state["rng"], state["cat"], state["cdfs"], users, counts[lo:hi], state["home"][lo:hi],
+                     n_items, state["n_clusters"])
+
+
+def generate(n_users: int, n_items: int, n_interactions: int, *, n_clusters: int = 20, zipf: float = 1.1,
+             seed: int = 0, with_features: bool = True) -> dict:
+    """The raw log as arrays (user [n] int32, item [n] int32, time [n] int64, rating [n] int8) + tables.
+
+    Every user gets at least one interaction and at most half the catalogue. `n_unfilled` counts
+    requested rows that found no unused item for their user (0 in practice: the last redraws are
+    uniform, and a user holds at most half the items).
+    """
+    state = _setup(n_users, n_items, n_interactions, n_clusters, zipf, seed)
+    counts = state["counts"]
+    out = {k: np.empty(int(counts.sum()), dtype=d) for k, d in
+           (("user", np.int32), ("item", np.int32), ("time", np.int64), ("rating", np.int8))}
+    at = 0
+    for parts in _blocks(state, n_users, n_items):
         for key, part in zip(("user", "item", "time", "rating"), parts):
             out[key][at:at + len(part)] = part
         at += len(parts[0])
     result = {k: v[:at] for k, v in out.items()}
-    result.update(n_unfilled=int(n_interactions - at), item_cluster=cat.cluster, user_cluster=home,
-                  params={"n_users": n_users, "n_items": n_items, "n_interactions": n_interactions,
-                          "n_clusters": n_clusters, "zipf": zipf, "seed": seed})
+    result.update(n_unfilled=int(n_interactions - at), item_cluster=state["cat"].cluster, user_cluster=state["home"],
+                  params=state["params"])
     if with_features:
-        result["items"] = _item_table(rng, cat, n_clusters)
-        result["users"] = _user_table(rng, home)
+        result["items"] = _item_table(state["rng"], state["cat"], state["n_clusters"])
+        result["users"] = _user_table(state["rng"], state["home"])
     return result
 
 
@@ -308,25 +323,45 @@ def synthetic(n_users: int, n_items: int, n_interactions: int, *, n_clusters: in
 def write_synthetic(path: str | Path, n_users: int = DEFAULT_SIZE["n_users"],
                     n_items: int = DEFAULT_SIZE["n_items"], n_interactions: int = DEFAULT_SIZE["n_interactions"],
                     *, n_clusters: int = 20, zipf: float = 1.1, seed: int = 0, with_features: bool = True,
-                    parquet: bool | None = None) -> Path:
+                    parquet: bool | None = None, row_group_size: int = 1 << 20) -> Path:
     """Write a dataset folder (interactions, items.csv, users.csv, PROVENANCE.md); returns `path`.
 
-    Interactions go to Parquet above `PARQUET_ABOVE` rows unless `parquet` says otherwise.
+    Interactions go to Parquet above `PARQUET_ABOVE` rows unless `parquet` says otherwise. Parquet
+    is written one generation block at a time (memory bounded by a block, not by the log: 100M
+    rows fit on a small machine) in row groups of `row_group_size` rows, the unit a streaming
+    reader shards (`towerrec.data.stream`); the rows are those of `generate` with the same arguments.
     """
-    log = generate(n_users, n_items, n_interactions, n_clusters=n_clusters, zipf=zipf, seed=seed,
-                   with_features=with_features)
+    n_rows = None
+    if parquet is None:
+        parquet = n_interactions > PARQUET_ABOVE
     out = Path(path)
     out.mkdir(parents=True, exist_ok=True)
-    users, items = pa.array(_ids("u", n_users), pa.string()), pa.array(_ids("i", n_items), pa.string())
-    table = pa.table({
-        "user_id": pa.DictionaryArray.from_arrays(pa.array(log["user"]), users),
-        "item_id": pa.DictionaryArray.from_arrays(pa.array(log["item"]), items),
-        "rating": log["rating"], "timestamp": log["time"]})
     for stale in ("interactions.csv", "interactions.parquet"):
         (out / stale).unlink(missing_ok=True)
-    if parquet if parquet is not None else len(log["user"]) > PARQUET_ABOVE:
-        pq.write_table(table, out / "interactions.parquet")
+    users, items = pa.array(_ids("u", n_users), pa.string()), pa.array(_ids("i", n_items), pa.string())
+
+    def table_of(user: np.ndarray, item: np.ndarray, time: np.ndarray, rating: np.ndarray) -> pa.Table:
+        return pa.table({"user_id": pa.DictionaryArray.from_arrays(pa.array(user), users),
+                         "item_id": pa.DictionaryArray.from_arrays(pa.array(item), items),
+                         "rating": rating, "timestamp": time})
+
+    if parquet:
+        state = _setup(n_users, n_items, n_interactions, n_clusters, zipf, seed)
+        n_rows = 0
+        schema = table_of(*(np.zeros(0, d) for d in (np.int32, np.int32, np.int64, np.int8))).schema
+        with pq.ParquetWriter(out / "interactions.parquet", schema) as writer:
+            for user, item, time, rating in _blocks(state, n_users, n_items):
+                writer.write_table(table_of(user, item, time, rating), row_group_size=row_group_size)
+                n_rows += len(user)
+        log = {"params": state["params"]}
+        if with_features:
+            log["items"] = _item_table(state["rng"], state["cat"], state["n_clusters"])
+            log["users"] = _user_table(state["rng"], state["home"])
     else:
+        log = generate(n_users, n_items, n_interactions, n_clusters=n_clusters, zipf=zipf, seed=seed,
+                       with_features=with_features)
+        n_rows = len(log["user"])
+        table = table_of(log["user"], log["item"], log["time"], log["rating"])
         table = table.set_column(0, "user_id", table.column(0).cast(pa.string()))
         table = table.set_column(1, "item_id", table.column(1).cast(pa.string()))
         pacsv.write_csv(table, out / "interactions.csv",
@@ -337,6 +372,6 @@ def write_synthetic(path: str | Path, n_users: int = DEFAULT_SIZE["n_users"],
     params = ", ".join(f"{k}={v}" for k, v in log["params"].items())
     (out / "PROVENANCE.md").write_text(
         f"# synthetic\n\nGenerated by towerrec.data.synthetic.write_synthetic({params}).\n"
-        f"{len(log['user']):,} interactions (unique user-item pairs, timestamps in unix seconds); "
+        f"{n_rows:,} interactions (unique user-item pairs, timestamps in unix seconds); "
         f"no license needed.\n")
     return out

@@ -59,7 +59,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"\n{exp.name} | {result.dataset.name} | split {exp.split.method} | seeds "
           f"{', '.join(map(str, exp.seeds))} | test set, mean ± std over seeds\n")
     print(to_text(exp, board, reference))
-    print(f"\nwrote {out}/: report.html, leaderboard.csv/.md, results.json, significance.csv, per_user.parquet, "
+    print(f"\nwrote {out}/: report.html, leaderboard.csv/.md, results.json, significance(_beyond).csv, "
+          f"per_user.parquet, "
           f"manifest.json, seed-*/ (split, recs, per_user), COMPLETE in {result.seconds:.1f} s")
     return 0
 

@@ -8,11 +8,13 @@ error naming the key and its line (`toml_lines.key_lines`: tomllib itself gives 
     seeds = [0, 1, 2]                  # one split + model seed each; mean ± std over seeds
     [data]        source, min_rating, duplicates, kcore, columns = {user, item, rating, time}
     [split]       method, ratios
-    [evaluation]  metrics, k, exclude_seen, primary, curve_k, batch_size
+    [evaluation]  metrics, k, exclude_seen, primary, curve_k, batch_size, beyond, categories, fairness, cost
     [significance] baselines, alpha, reference
     [models.<label>]  model = "<registry name>" (default: the label, when it is one), then config
                       fields of that model: `field`, `nested.field` or a `[models.<label>.nested]`
-                      sub-table, or a glossary name such as `epochs` that one nested config has
+                      sub-table, or a glossary name such as `epochs` that one nested config has;
+                      `rerank = {method, weight, candidates, space}` (or a method name) re-ranks its
+                      lists (`towerrec.rerank`): a model plus a re-ranker is one comparable entry
     [tune.<label>]    <field> = {low, high, log, step, type} or {choices = [...]}, same field names
 
 This one format is read by `towerrec run` and `tune` (`load_experiment`) and by `train --config`
@@ -77,6 +79,16 @@ class EvaluationSpec:
     primary: str = "NDCG@10"       # ranks the leaderboard, picks the reference, is what `tune` maximises
     curve_k: tuple[int, ...] = CURVE_K
     batch_size: int = 1024
+    beyond: bool = True                     # beyond-accuracy figures (towerrec.beyond) at each K of `k`
+    categories: str | None = None           # the item feature holding categories (default: genres, ...)
+    fairness: tuple[str, ...] | None = None  # user attributes for group gaps (default: towerrec.beyond.user_groups)
+    cost: bool = True                       # parameters, size, peak memory, latency (towerrec.cost)
+
+    def beyond_options(self):
+        """The `towerrec.beyond.BeyondOptions` of this table (None when `beyond = false`)."""
+        from towerrec.beyond import BeyondOptions
+
+        return BeyondOptions(k=self.k, categories=self.categories, fairness=self.fairness) if self.beyond else None
 
     @property
     def eval_k(self) -> tuple[int, ...]:
@@ -100,13 +112,19 @@ class ModelSpec:
     model: str
     overrides: dict[str, Any]
     source: str = ""               # names the spec in errors; default "[models.<label>]"
+    rerank: dict[str, Any] | None = None   # towerrec.rerank.RerankConfig fields, when the lists are re-ranked
 
     def build(self, extra: dict[str, Any] | None = None, *, preset: str | None = None):
         """The model; `extra` (canonical paths, e.g. a tuning trial's values) wins over the table."""
         from towerrec.models import build_model
 
-        return build_model(self.model, {**self.overrides, **(extra or {})}, preset=preset,
-                           source=self.source or f"[models.{self.label}]")
+        model = build_model(self.model, {**self.overrides, **(extra or {})}, preset=preset,
+                            source=self.source or f"[models.{self.label}]")
+        if self.rerank is None:
+            return model
+        from towerrec.rerank import RerankConfig, Reranked
+
+        return Reranked(model, RerankConfig(**self.rerank))
 
 
 @dataclass(frozen=True)
@@ -222,7 +240,9 @@ TOP_KEYS = ("name", "seeds", "data", "split", "evaluation", "significance", "mod
 DATA_KEYS = ("source", "min_rating", "duplicates", "kcore", "columns")
 COLUMN_KEYS = ("user", "item", "rating", "time")
 SPLIT_KEYS = ("method", "ratios", "windows", "start")
-EVAL_KEYS = ("metrics", "k", "exclude_seen", "primary", "curve_k", "batch_size")
+EVAL_KEYS = ("metrics", "k", "exclude_seen", "primary", "curve_k", "batch_size", "beyond", "categories", "fairness",
+             "cost")
+RERANK_KEYS = ("method", "weight", "candidates", "space")
 SIGNIFICANCE_KEYS = ("baselines", "alpha", "reference")
 SPACE_KEYS = ("low", "high", "log", "step", "type", "choices")
 
@@ -369,9 +389,16 @@ def _evaluation(c: _Checker, raw: dict) -> EvaluationSpec:
     batch_size = c.get(t, w, "batch_size", int, 1024)
     if batch_size <= 0:
         raise c.error(w + ("batch_size",), f"evaluation.batch_size must be positive, got {batch_size}")
+    fairness = c.get(t, w, "fairness", list)
+    if fairness is not None and any(not isinstance(a, str) or not a for a in fairness):
+        raise c.error(w + ("fairness",), f"evaluation.fairness must be a list of user attribute names, "
+                                         f"got {fairness!r}")
     return EvaluationSpec(metrics=tuple(metrics), k=tuple(sorted(set(k))),
                           exclude_seen=c.get(t, w, "exclude_seen", bool, True), primary=primary,
-                          curve_k=tuple(sorted(set(curve_k))), batch_size=batch_size)
+                          curve_k=tuple(sorted(set(curve_k))), batch_size=batch_size,
+                          beyond=c.get(t, w, "beyond", bool, True), categories=c.get(t, w, "categories", str),
+                          fairness=tuple(fairness) if fairness is not None else None,
+                          cost=c.get(t, w, "cost", bool, True))
 
 
 def _significance(c: _Checker, raw: dict) -> SignificanceSpec:
@@ -420,7 +447,8 @@ def _models(c: _Checker, raw: dict) -> dict[str, ModelSpec]:
             raise c.error(w + ("model",), f"unknown model {name!r} in [models.{label}]"
                                           f"{did_you_mean(name, list(MODELS))}; {known}")
         where = f" for model {name!r} in [models.{label}]"
-        overrides = {k: v for k, v in table.items() if k != "model"}
+        rerank = _rerank(c, w, table)
+        overrides = {k: v for k, v in table.items() if k not in ("model", "rerank")}
         try:
             canonical = resolve_overrides(_default_config(name), overrides, where=where)
         except OverrideError as exc:
@@ -428,12 +456,38 @@ def _models(c: _Checker, raw: dict) -> dict[str, ModelSpec]:
         if safe_name(label) in files:
             raise c.error(w, f"model labels {files[safe_name(label)]!r} and {label!r} give the same file name")
         files[safe_name(label)] = label
-        specs[label] = ModelSpec(label, name, canonical)
+        specs[label] = ModelSpec(label, name, canonical, rerank=rerank)
         try:
             specs[label].build()   # what only the registry knows (presets) is found here, not after loading data
         except TowerrecError as exc:
             raise c.error(w, str(exc)) from None
     return specs
+
+
+def _rerank(c: _Checker, w: tuple[str, ...], table: dict) -> dict[str, Any] | None:
+    """A model table's `rerank`: a method name or {method, weight, candidates, space}, checked."""
+    from towerrec.rerank import RerankConfig
+
+    if "rerank" not in table:
+        return None
+    where = w + ("rerank",)
+    value = table["rerank"]
+    if isinstance(value, str):
+        value = {"method": value}
+    if not isinstance(value, dict):
+        raise c.error(where, f"{_dotted(w, 'rerank')} must be a method name or a table {{method, weight, candidates, "
+                             f"space}}, got {value!r}")
+    c.only(value, where, RERANK_KEYS)
+    method = c.get(value, where, "method", str)
+    if method is None:
+        raise c.error(where, f"{_dotted(w, 'rerank')} needs `method` (mmr, dpp, calibrated or popularity)")
+    config = RerankConfig(method, float(c.get(value, where, "weight", float, 0.5)),
+                          c.get(value, where, "candidates", int, 100), c.get(value, where, "space", str, "auto"))
+    try:
+        config.validate()
+    except TowerrecError as exc:
+        raise c.error(where, str(exc)) from None
+    return dataclasses.asdict(config)
 
 
 def _tune(c: _Checker, raw: dict, models: dict[str, ModelSpec]) -> dict[str, tuple[ParamSpace, ...]]:

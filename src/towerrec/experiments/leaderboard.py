@@ -25,8 +25,21 @@ def seed_table(records: Sequence[ModelSeed]) -> pd.DataFrame:
             continue
         rows.append({"model": r.label, "model_name": r.model, "seed": r.seed, **r.test,
                      **{f"valid_{k}": v for k, v in r.valid.items()},
-                     "users": len(r.per_user), "fit_s": r.fit_seconds, "eval_s": r.eval_seconds})
+                     "users": len(r.per_user), "fit_s": r.fit_seconds, "eval_s": r.eval_seconds,
+                     **cost_columns(r.cost)})
     return pd.DataFrame(rows)
+
+
+#: cost columns of the leaderboard (towerrec.cost field, scale)
+COST = {"params": ("parameters", 1), "size_mb": ("artifact_bytes", 2**-20), "peak_mb": ("peak_train_mb", 1),
+        "p50_ms": ("latency_p50_ms", 1), "p99_ms": ("latency_p99_ms", 1)}
+
+
+def cost_columns(cost: dict | None) -> dict[str, float]:
+    """A run's cost as leaderboard columns (missing figures left out)."""
+    if not cost:
+        return {}
+    return {col: float(cost[key]) * scale for col, (key, scale) in COST.items() if cost.get(key) is not None}
 
 
 def choose_reference(means: pd.Series, names: dict[str, str], exp: Experiment) -> str | None:
@@ -51,10 +64,9 @@ def build_leaderboard(exp: Experiment, records: Sequence[ModelSeed]) -> tuple[pd
     value_cols = [c for c in per_seed.columns if c not in ("model", "model_name", "seed")]
     grouped = per_seed.groupby("model", sort=False)[value_cols]
     mean, std = grouped.mean(), grouped.std(ddof=1)  # std is NaN with one seed: shown as blank
-    board = mean.copy()
     metric_cols = [c for c in value_cols if "@" in c and not c.startswith("valid_")]
-    for col in metric_cols:
-        board[f"{col}_std"] = std[col]
+    # one concat, not a column at a time: with the beyond-accuracy figures there are hundreds
+    board = pd.concat([mean, std[metric_cols].add_suffix("_std")], axis=1)
     board.insert(0, "seeds", per_seed.groupby("model", sort=False)["seed"].nunique())
     board.insert(0, "model_name", [names[m] for m in board.index])
     reference = choose_reference(board[primary], names, exp)
@@ -152,17 +164,107 @@ def footnote(exp: Experiment, reference: str | None, users: int | None) -> str:
     return text
 
 
+def _markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    return lines + ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
+
+
 def to_markdown(exp: Experiment, board: pd.DataFrame, reference: str | None, users: int | None = None) -> str:
     header, rows = markdown_rows(exp, board, reference)
-    lines = [f"# {exp.name}: leaderboard", "",
-             "| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
-    return "\n".join(lines) + "\n\n" + footnote(exp, reference, users) + "\n"
+    lines = [f"# {exp.name}: leaderboard", "", *_markdown_table(header, rows)]
+    text = "\n".join(lines) + "\n\n" + footnote(exp, reference, users) + "\n"
+    b_header, b_rows = beyond_rows(exp, board)
+    if b_rows:
+        text += "\n## Beyond accuracy and cost\n\n" + "\n".join(_markdown_table(b_header, b_rows)) + "\n\n" \
+            + beyond_footnote(exp) + "\n"
+    return text
 
 
 def to_text(exp: Experiment, board: pd.DataFrame, reference: str | None) -> str:
-    """A terminal table: the first columns of the Markdown one, aligned."""
+    """A terminal table: the first columns of the Markdown one, aligned; then beyond accuracy and cost."""
     header, rows = markdown_rows(exp, board, reference, compact=True)
     keep = [i for i, h in enumerate(header) if not h.startswith("p ")]
     header, rows = [header[i] for i in keep], [[row[i] for i in keep] for row in rows]
-    return text_table(header, rows)
+    text = text_table(header, rows)
+    b_header, b_rows = beyond_rows(exp, board, with_std=False)
+    return text + ("\n\n" + text_table(b_header, b_rows) if b_rows else "")
+
+
+# ---- beyond accuracy and cost ------------------------------------------------------------------
+#: the second table's figures at the smallest K, in order (towerrec.beyond; Coverage from evaluation)
+BEYOND_DISPLAY = ("ILD", "EmbILD", "Novelty", "Serendipity", "ARP", "LongTail", "Miscalibration", "Coverage", "Gini")
+#: cost columns with their display names
+COST_DISPLAY = (("params", "params"), ("size_mb", "size MB"), ("peak_mb", "peak fit MB"), ("fit_s", "fit s"),
+                ("p50_ms", "p50 ms"), ("p99_ms", "p99 ms"))
+
+
+def beyond_columns(exp: Experiment, board: pd.DataFrame) -> list[str]:
+    """Beyond-accuracy columns of `board` at the smallest K, then the primary metric's group gaps."""
+    k0 = min(exp.evaluation.k)
+    cols = [f"{m}@{k0}" for m in BEYOND_DISPLAY if f"{m}@{k0}" in board.columns]
+    if len(cols) == 1 and cols[0].startswith("Coverage"):    # beyond = false: coverage is in the first table
+        cols = []
+    return cols + [c for c in board.columns if c.startswith(f"{exp.evaluation.primary} gap (") and
+                   not c.endswith("_std")]
+
+
+def beyond_rows(exp: Experiment, board: pd.DataFrame, with_std: bool = True) -> tuple[list[str], list[list[str]]]:
+    """Header and cells of the beyond-accuracy and cost table (no rows when there is nothing to show)."""
+    cols = beyond_columns(exp, board)
+    costs = [(c, name) for c, name in COST_DISPLAY if c in board.columns and board[c].notna().any()] \
+        if costs_present(board) else []
+    if not cols and not costs:
+        return [], []
+    header = ["#", "model", *cols, *[name for _, name in costs]]
+    rows = []
+    for _, r in board.iterrows():
+        cells = [str(r["rank"]), str(r["model"])]
+        for c in cols:
+            digits = 1 if c.startswith("ARP") else 4
+            cells.append(_cell(r.get(c), r.get(f"{c}_std") if with_std else None, digits))
+        for c, _ in costs:
+            value = r.get(c)
+            cells.append("n/a" if value is None or pd.isna(value) else
+                         f"{value:,.0f}" if c == "params" else f"{value:.1f}" if c in ("peak_mb", "fit_s")
+                         else f"{value:.2f}")
+        rows.append(cells)
+    return header, rows
+
+
+def costs_present(board: pd.DataFrame) -> list[str]:
+    return [c for c in COST if c in board.columns and board[c].notna().any()]
+
+
+def beyond_footnote(exp: Experiment) -> str:
+    k0 = min(exp.evaluation.k)
+    return (f"At K={k0}, mean ± std over seeds (docs/evaluation.md has each formula). ILD: genre (category) "
+            "diversity; EmbILD: diversity in the model's own item space; ARP and Miscalibration: lower is less "
+            "popularity-biased / better calibrated; Gini of exposure: 0 = every item equally recommended; "
+            f"`{exp.evaluation.primary} gap (attr)`: the largest difference of the mean between user groups. "
+            "Cost: learned parameters, artifact size on disk, peak memory the fit added, fit seconds, and the "
+            "p50/p99 latency of one recommend call (mean over seeds; wall-clock figures depend on the machine's "
+            "load). Significance of the per-user figures against the reference: significance_beyond.csv.")
+
+
+def beyond_significance(exp: Experiment, records: Sequence[ModelSeed], reference: str | None) -> pd.DataFrame:
+    """Each per-user beyond-accuracy metric at the smallest K against the reference, like the primary
+    metric (paired t-test and Wilcoxon, Holm within each metric's family); a `metric` column first."""
+    from towerrec.beyond import PER_USER
+
+    if reference is None:
+        return pd.DataFrame()
+    k0 = min(exp.evaluation.k)
+    long = per_user_long(records)
+    labels = list(dict.fromkeys(r.label for r in records if r.per_user is not None))
+    frames = []
+    for name in PER_USER:
+        metric = f"{name}@{k0}"
+        if metric not in long.columns:
+            continue
+        matrix = per_user_matrix(long, metric, labels)
+        if reference not in matrix.columns or matrix[reference].isna().all():
+            continue
+        comp = compare_with_reference(matrix, reference, alpha=exp.significance.alpha)
+        comp.insert(0, "metric", metric)
+        frames.append(comp)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

@@ -178,3 +178,77 @@ def distribution(matrix: pd.DataFrame, metric: str, palette: Mapping[str, str]) 
     ax.set_ylabel(f"per-user {metric}")
     ax.set_title(f"per-user {metric}, each user's value averaged over seeds (line: mean)")
     return to_png(fig)
+
+
+def pareto_front(cost: np.ndarray, quality: np.ndarray) -> np.ndarray:
+    """Indices of the points no other point beats on both axes (lower cost, higher quality), by cost."""
+    order = np.lexsort((-quality, cost))
+    front, best = [], -np.inf
+    for i in order:            # a handful of models: not a hot path
+        if quality[i] > best:
+            front.append(i)
+            best = quality[i]
+    return np.asarray(front, dtype=np.int64)
+
+
+def accuracy_cost(table: pd.DataFrame, metric: str, costs: Sequence[tuple[str, str]],
+                  palette: Mapping[str, str]) -> str | None:
+    """One panel per cost (log x) against `metric`, a point per model and the accuracy-cost frontier
+    (the models no other model beats on both). `table` is indexed by model."""
+    costs = [(c, name) for c, name in costs if c in table.columns and table[c].notna().sum() >= 1]
+    if not costs or metric not in table.columns:
+        return None
+    fig, axes = _figure(3.6 * len(costs) + 0.6, 3.5, len(costs))
+    for ax, (col, name) in zip(axes, costs):
+        frame = table[[col, metric]].dropna()
+        frame = frame[frame[col] > 0]
+        for i, (label, row) in enumerate(frame.iterrows()):
+            ax.scatter(row[col], row[metric], color=palette.get(label, "grey"), s=36, zorder=3)
+            ax.annotate(label, (row[col], row[metric]), fontsize=7, xytext=(4, 3 if i % 2 == 0 else -9),
+                        textcoords="offset points")
+        if len(frame) >= 2:
+            front = pareto_front(frame[col].to_numpy(float), frame[metric].to_numpy(float))
+            ax.step(frame[col].to_numpy(float)[front], frame[metric].to_numpy(float)[front], where="post",
+                    color="black", lw=1, ls="--", alpha=0.6, label="frontier")
+        ax.set_xscale("log")
+        from matplotlib.ticker import NullFormatter
+
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xlabel(f"{name} (log scale)")
+    axes[0].set_ylabel(metric)
+    axes[0].legend(fontsize=7, loc="lower right")
+    fig.suptitle(f"{metric} against cost (higher and further left is better)", fontsize=10)
+    return to_png(fig)
+
+
+def accuracy_diversity(table: pd.DataFrame, metric: str, goals: Sequence[str], curves: Mapping[str, Sequence[str]],
+                       palette: Mapping[str, str]) -> str | None:
+    """`metric` against each beyond-accuracy goal (ILD, novelty, long tail...), one point per model;
+    a re-ranker's entries at several weights (and the model without it) are joined into its trade-off
+    curve, `curves[name]` listing the labels in order of weight. `table` is indexed by model."""
+    goals = [g for g in goals if g in table.columns and table[g].notna().any()]
+    if not goals or metric not in table.columns:
+        return None
+    from matplotlib import colormaps
+
+    fig, axes = _figure(4.2 * len(goals) + 0.6, 3.7, len(goals))
+    in_curve = {label for labels in curves.values() for label in labels}
+    curve_colors = colormaps["Set1"]      # one clearly distinct colour per curve, not per entry
+    for ax, goal in zip(axes, goals):
+        for n, (name, labels) in enumerate(curves.items()):
+            frame = table.loc[[m for m in labels if m in table.index], [goal, metric]].dropna()
+            if len(frame) >= 2:
+                ax.plot(frame[goal], frame[metric], marker="o", ms=3, lw=1.2, label=name,
+                        color=curve_colors(n % curve_colors.N))
+        for i, (label, row) in enumerate(table[[goal, metric]].dropna().iterrows()):
+            if label in in_curve and label not in {labels[0] for labels in curves.values()}:
+                continue      # curve points speak through their line; its start is labelled
+            ax.scatter(row[goal], row[metric], color=palette.get(label, "grey"), s=36, zorder=3)
+            ax.annotate(label, (row[goal], row[metric]), fontsize=7, xytext=(4, 3 if i % 2 == 0 else -9),
+                        textcoords="offset points")
+        ax.set_xlabel(goal)
+        ax.set_title(f"{metric} vs {goal}")
+        if curves:
+            ax.legend(fontsize=7, loc="best")
+    axes[0].set_ylabel(metric)
+    return to_png(fig)

@@ -13,7 +13,13 @@ from pathlib import Path
 import pandas as pd
 
 from towerrec.experiments import plots
-from towerrec.experiments.leaderboard import footnote, markdown_rows
+from towerrec.experiments.leaderboard import (
+    beyond_footnote,
+    beyond_rows,
+    beyond_significance,
+    footnote,
+    markdown_rows,
+)
 from towerrec.experiments.runner import ExperimentResult, per_user_long, per_user_matrix
 from towerrec.experiments.stats import mean_ci
 from towerrec.files import write_text
@@ -139,7 +145,95 @@ def figures(result: ExperimentResult, board: pd.DataFrame, reference: str | None
                                        indexed.loc[labels].get(f"Popularity@{k}", pd.Series(dtype=float)), k, palette)
         if labels and f"Coverage@{k}" in indexed.columns else None,
         "distribution": plots.distribution(per_user_matrix(long, primary, labels), primary, palette) if labels else None,
+        "diversity": plots.accuracy_diversity(indexed.loc[labels], primary, diversity_goals(exp),
+                                              rerank_curves(exp, labels), palette) if labels else None,
+        "cost": plots.accuracy_cost(indexed.loc[labels], primary, COST_AXES, palette) if labels else None,
     }
+
+
+#: the cost axes of the accuracy-cost figure (leaderboard column, label)
+COST_AXES = (("fit_s", "fit seconds"), ("p99_ms", "p99 ms of one recommend call"),
+             ("params", "parameters"), ("size_mb", "artifact MB"))
+
+
+def diversity_goals(exp) -> list[str]:
+    k0 = min(exp.evaluation.k)
+    return [f"ILD@{k0}", f"Novelty@{k0}", f"LongTail@{k0}", f"Miscalibration@{k0}"]
+
+
+def rerank_curves(exp, labels: Sequence[str]) -> dict[str, list[str]]:
+    """{"ease + mmr": [ease, ease-mmr-0.2, ease-mmr-0.5, ...]}: entries with the same model, config and
+    re-ranker (all but its weight), by weight, after the same model without a re-ranker when it ran."""
+    import json
+
+    def key(spec) -> str:
+        return f"{spec.model}|{json.dumps(spec.overrides, sort_keys=True, default=str)}"
+
+    groups: dict[tuple, list[tuple[float, str]]] = {}
+    for label, spec in exp.models.items():
+        if spec.rerank is not None and label in labels:
+            rest = tuple(sorted((k, str(v)) for k, v in spec.rerank.items() if k != "weight"))
+            groups.setdefault((key(spec), rest), []).append((float(spec.rerank["weight"]), label))
+    out = {}
+    for (base_key, rest), members in groups.items():
+        base = next((label for label, spec in exp.models.items()
+                     if spec.rerank is None and key(spec) == base_key and label in labels), None)
+        method = dict(rest)["method"]
+        out[f"{base or base_key.split('|')[0]} + {method}"] = ([base] if base else []) + [m for _, m in sorted(members)]
+    return out
+
+
+def beyond_html(result: ExperimentResult, board: pd.DataFrame, reference: str | None, figs: dict) -> str:
+    """The beyond-accuracy and cost section: table, trade-off figures, significance, user groups."""
+    exp = result.experiment
+    header, rows = beyond_rows(exp, board)
+    if not rows:
+        return '<p class="muted">Beyond-accuracy figures and cost were switched off ([evaluation] beyond, cost).</p>'
+    parts = [_table(header, rows, [bool(x) for x in board.get("reference", [])]),
+             f'<p class="muted">{_e(beyond_footnote(exp))}</p>',
+             "<h3>Accuracy against diversity</h3>",
+             '<p class="muted">One point per model; a re-ranker run at several weights is joined into its trade-off '
+             'curve, starting from the model without it.</p>',
+             _img(figs.get("diversity"), "accuracy against diversity", "no diversity figure to plot"),
+             "<h3>Accuracy against cost</h3>",
+             '<p class="muted">Dashed: the frontier, the models that no other model beats on both accuracy and that '
+             'cost. Wall-clock costs were measured on a shared machine (see results.json for the load average).</p>',
+             _img(figs.get("cost"), "accuracy against cost", "no cost was measured")]
+    comp = beyond_significance(exp, result.records, reference)
+    if not comp.empty:
+        parts.append("<h3>Significance of the per-user figures</h3>")
+        sig_rows = [[r["metric"], r["model"], f"{r['mean_model']:.4f}", f"{r['mean_reference']:.4f}",
+                     f"{r['diff']:+.4f}", f"[{r['ci_low']:+.4f}, {r['ci_high']:+.4f}]", _fmt_p(r["p_ttest_holm"]),
+                     _fmt_p(r["p_wilcoxon_holm"]), "yes" if r["significant"] else "no"]
+                    for _, r in comp.iterrows() if pd.notna(r["diff"])]
+        parts.append(_table(["metric", "model", "mean", f"{reference} mean", "Δ", "95% CI", "p t (Holm)",
+                             "p W (Holm)", "significant"], sig_rows))
+    parts.append(fairness_html(result))
+    return "".join(parts)
+
+
+def fairness_html(result: ExperimentResult) -> str:
+    """Mean primary metric per user group (first seed), one column per model."""
+    exp = result.experiment
+    primary = exp.evaluation.primary
+    first = [r for r in result.records if r.seed == exp.seeds[0] and r.fairness]
+    if not first:
+        return ""
+    labels = [r.label for r in first]
+    rows = []
+    for attr in first[0].fairness:
+        groups = first[0].fairness[attr]["groups"]
+        for g, values in groups.items():
+            cells = [attr, g, f"{values['users']:,}"]
+            for r in first:
+                v = r.fairness.get(attr, {}).get("groups", {}).get(g, {}).get(primary)
+                cells.append("n/a" if v is None else f"{v:.4f}")
+            rows.append(cells)
+        rows.append([attr, "gap (max - min)", ""] + [
+            "n/a" if r.fairness.get(attr, {}).get("gap", {}).get(primary) is None
+            else f"{r.fairness[attr]['gap'][primary]:.4f}" for r in first])
+    return (f"<h3>User groups: {_e(primary)} by user attribute</h3><p class=\"muted\">First seed; numeric "
+            "attributes cut into quartiles.</p>" + _table(["attribute", "group", "users", *labels], rows))
 
 
 def examples_html(result: ExperimentResult, labels: Sequence[str]) -> str:
@@ -224,6 +318,8 @@ The reference model has a black outline.</p>
 {_img(figs['training'], 'training curves', 'No model recorded a per-epoch history (closed-form models have none).')}
 <h2>Coverage and popularity bias</h2>
 {_img(figs['popularity'], 'popularity bias', 'nothing to plot')}
+<h2>Beyond accuracy and cost</h2>
+{beyond_html(result, board, reference, figs)}
 <h2>Per-user {_e(exp.evaluation.primary)}</h2>
 {_img(figs['distribution'], 'per-user distribution', 'nothing to plot')}
 <h2>Significance against the reference</h2>

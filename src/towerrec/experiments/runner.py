@@ -43,6 +43,8 @@ class ModelSeed:
     history: list[dict] | None = None      # per epoch: epoch, loss, valid metric, seconds
     rec_counts: np.ndarray | None = None   # [n_items] appearances in the top-k lists (first seed)
     examples: dict[str, list[int]] = field(default_factory=dict)  # user_id -> top item indices
+    cost: dict | None = None               # towerrec.cost.Cost as a dict
+    fairness: dict = field(default_factory=dict)   # user attribute -> group means and gaps (test)
 
 
 @dataclass
@@ -114,8 +116,12 @@ def _record(run: ModelRun, name: str, split: Split, first: bool, examples: Examp
         return ModelSeed(run.name, name, seed, None, None, None, not_applicable=run.not_applicable)
     # warm / cold users' metrics ride along as "NDCG@10 (warm)" ...: into the leaderboard and its CSV
     groups = {f"{m} ({g})": v for g, values in run.test.groups.items() for m, v in values.items() if "@" in m}
-    record = ModelSeed(run.name, name, seed, run.valid.summary, {**run.test.summary, **groups}, run.test.per_user,
-                       run.fit_seconds, run.eval_seconds, history=run.training_history)
+    # the largest gap between user groups, as "NDCG@10 gap (gender)": into the leaderboard and its CSV
+    gaps = {f"{m} gap ({attr})": v for attr, fair in run.test.fairness.items() for m, v in fair["gap"].items()
+            if v is not None}
+    record = ModelSeed(run.name, name, seed, run.valid.summary, {**run.test.summary, **groups, **gaps},
+                       run.test.per_user, run.fit_seconds, run.eval_seconds, history=run.training_history,
+                       cost=run.cost, fairness=run.test.fairness)
     if first:
         top = run.test.top_items[:, :rec_k]
         record.rec_counts = np.bincount(top[top >= 0], minlength=split.train.n_items)
@@ -137,7 +143,7 @@ def _fit_and_evaluate(exp: Experiment, split: Split, dataset, label: str, *, thr
     run = run_model(label, exp.models[label].build(), split, user_features=dataset.user_features,
                     item_features=dataset.item_features, k=ev.eval_k, metrics=ev.metrics,
                     options=FitOptions(seed=split.seed, threads=threads, progress=progress),
-                    exclude_seen=ev.exclude_seen, batch_size=ev.batch_size)
+                    exclude_seen=ev.exclude_seen, batch_size=ev.batch_size, beyond=ev.beyond_options(), cost=ev.cost)
     return dataclasses.replace(run, model=None)
 
 

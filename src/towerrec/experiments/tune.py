@@ -227,7 +227,7 @@ def _objective(exp: Experiment, label: str, split, features, options):
         trial.set_user_attr("fit_seconds", round(time.perf_counter() - t0, 3))
         trial.set_user_attr("pid", os.getpid())
         result = evaluate(model, split, part="valid", exclude_seen=ev.exclude_seen, k=(k,),
-                          metrics=(metric.rsplit("@", 1)[0],), batch_size=ev.batch_size)
+                          metrics=(metric.rsplit("@", 1)[0],), batch_size=ev.batch_size, beyond=None)
         value = result.summary[metric]
         log.info("trial %d: valid %s %.4f %s", trial.number, metric, value, params)
         return value

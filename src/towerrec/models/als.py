@@ -204,6 +204,39 @@ class ALS(Recommender):
         unit = torch.nn.functional.normalize(self.item_factors_, dim=1)
         return unit[torch.from_numpy(item_idx)] @ unit.T
 
+    # ---- explanations -------------------------------------------------------------------------
+    def history_effects(self, user_idx: int, history: Sequences, item_idx: np.ndarray) -> np.ndarray:
+        """Hu, Koren & Volinsky (2008, sec. 5): the folded-in score is sum_h c_uh y_i^T W_u y_h with
+        W_u = (Y^T C_u Y + lambda_u I)^-1, so item h contributes c_uh y_i^T W_u y_h (exact for the
+        fold-in, which reproduces a training user's factor). A repeated item counts once."""
+        self._check_fitted()
+        row = history.to_csr(self.n_items)
+        conf = self._confidence(row)                                  # c - 1 on the history's items
+        lam = float(self._reg(conf, self.mean_conf_)[0])
+        y, gram = self._explain_gram()
+        hist = history.tokens - 1
+        y_h = y[torch.from_numpy(row.indices.astype(np.int64))]      # the distinct history items
+        c1 = torch.from_numpy(conf.data.astype(np.float64))
+        a = gram + (y_h * c1[:, None]).T @ y_h + lam * torch.eye(y.shape[1], dtype=torch.float64)
+        w_y = torch.linalg.solve(a, y[torch.from_numpy(np.asarray(item_idx, dtype=np.int64))].T)   # W_u y_i [f, m]
+        per_item = ((1.0 + c1)[:, None] * (y_h @ w_y)).numpy()      # [distinct, m]
+        out = np.zeros((len(hist), len(item_idx)))
+        first = np.unique(hist, return_index=True)[1]                # sorted distinct items, as row.indices
+        out[first] = per_item
+        return out
+
+    def _explain_gram(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(Y, Y^T Y) in float64, kept until the item factors change (a request reads them, not n_items x f^2)."""
+        key = (id(self.item_factors_), self.item_factors_._version, tuple(self.item_factors_.shape))
+        cached = self.__dict__.get("_gram_cache")
+        if cached is None or cached[0] != key:
+            y = self.item_factors_.double()
+            cached = self.__dict__["_gram_cache"] = (key, y, y.T @ y)
+        return cached[1], cached[2]
+
+    def explanation_method(self) -> str:
+        return "ALS decomposition: the score is the sum over the history of c_uh y_i^T W_u y_h"
+
     # ---- artifacts ----------------------------------------------------------------------------
     def _state(self) -> dict[str, np.ndarray]:
         state = {"user_factors": self.user_factors_.numpy(), "item_factors": self.item_factors_.numpy(),

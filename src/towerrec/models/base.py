@@ -24,7 +24,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -43,6 +43,10 @@ from towerrec.ranking import TieOrder, check_finite, rank, rank_batches
 from towerrec.recommendations import Recommendations
 from towerrec.splits import Split
 
+if TYPE_CHECKING:
+    from towerrec.data.stream import StreamOptions
+    from towerrec.data.stream_log import StreamLog
+
 __all__ = ["Capabilities", "FitOptions", "Recommendations", "Recommender"]
 
 
@@ -57,6 +61,9 @@ class FitOptions:
     # early stopping ranks the valid users as the reported metric will: training items masked
     # (towerrec's default), or nothing masked (RecBole's sequential protocol, `--no-exclude-seen`)
     exclude_seen: bool = True
+    # under torchrun: seconds before a collective that some rank never joins fails (torch's default
+    # is 30 minutes; tests use seconds, so a hang fails the test instead of stalling it)
+    dist_timeout: float = 1800.0
 
     def torch_device(self) -> torch.device:
         if self.device == "auto":
@@ -125,6 +132,8 @@ class Recommender:
         if options.threads:
             torch.set_num_threads(options.threads)
         start = time.perf_counter()
+        for stale in ("user_counts_", "stream_log_"):   # left by an earlier fit_stream
+            self.__dict__.pop(stale, None)
         self.user_map_ = interactions.user_map
         self.item_map_ = interactions.item_map
         self.seen_ = interactions.to_csr()
@@ -246,6 +255,52 @@ class Recommender:
              item_features: FeatureTable | None, valid: Interactions | None, options: FitOptions) -> None:
         raise NotImplementedError
 
+    def stream_refusal(self) -> str | None:
+        """Why this model cannot train from a streamed log (None: it can; see `fit_stream`)."""
+        return ("it is fitted from the whole interaction matrix in memory; load the log without --stream "
+                "(streaming trains pop and the two-tower models without a history encoder, e.g. preset cf)")
+
+    def fit_stream(self, log: "str | Path | StreamLog", *, options: FitOptions | None = None,
+                   stream: "StreamOptions | None" = None) -> "Recommender":
+        """Fit from a Parquet log read from disk in shards (`towerrec.data.stream`): for logs larger
+        than memory. `log` is a path (a Parquet file or a folder of them) or a prepared `StreamLog`.
+
+        Validation and test use the held-out user sample of the preparatory pass
+        (`towerrec.data.stream_log`), kept in `self.stream_log_`; the fitted model saves, loads and
+        serves like any other. Only models whose training reads one (user, item) row at a time can
+        stream: others raise a one-line TowerrecError (`stream_refusal`)."""
+        from towerrec.data.stream import StreamOptions
+        from towerrec.data.stream_log import StreamLog, scan_log
+
+        reason = self.stream_refusal()
+        if reason:
+            raise TowerrecError(f"{self.name} cannot train from a stream: {reason}")
+        options = options or FitOptions()
+        if options.threads:
+            torch.set_num_threads(options.threads)
+        start = time.perf_counter()
+        if not isinstance(log, StreamLog):
+            log = scan_log(str(log), stream or StreamOptions(), seed=options.seed)
+        self.stream_log_ = log
+        self.__dict__.pop("user_counts_", None)
+        self.user_map_, self.item_map_ = log.user_map, log.item_map
+        counts = log.item_counts.astype(np.float32)
+        self.item_popularity_ = counts / max(counts.sum(), 1.0)
+        self.ties_ = TieOrder.seeded(log.n_items, options.seed)
+        self.seen_ = log.holdout.train_seen          # the sampled users' items, for validation
+        self._fit_stream(log, options=options)
+        from towerrec.distributed import is_main
+
+        if log.options.keep_seen and is_main():   # other ranks never save or serve
+            self.seen_ = log.seen_matrix()
+        else:   # only the sampled users' items are known: who is a known user comes from the counts
+            self.user_counts_ = log.user_counts
+        self.fit_seconds_ = time.perf_counter() - start
+        return self
+
+    def _fit_stream(self, log: "StreamLog", *, options: FitOptions) -> None:
+        raise NotImplementedError
+
     def _check_fitted(self) -> None:
         if not hasattr(self, "seen_"):
             raise NotFittedError(f"{self.name}: call fit() before querying the model")
@@ -256,8 +311,10 @@ class Recommender:
 
     @property
     def n_interactions(self) -> int:
-        """Distinct (user, item) pairs the model was fitted on."""
-        return int(self.seen_.nnz)
+        """Distinct (user, item) pairs the model was fitted on (rows, for a stream fitted without
+        keeping every user's items)."""
+        counts = getattr(self, "user_counts_", None)
+        return int(counts.sum()) if counts is not None else int(self.seen_.nnz)
 
     def seen_items(self, user_idx: int) -> np.ndarray:
         """Item indices of one user's training interactions."""
@@ -311,6 +368,19 @@ class Recommender:
         """Item vectors [n_items, d] (`capabilities.vectors`)."""
         raise NotImplementedError(f"{self.name} has no item vectors")
 
+    def item_space(self) -> torch.Tensor | sp.csr_matrix | None:
+        """The model's own item representation [n_items, d], rows compared by cosine: what "alike"
+        means to this model, for embedding diversity (EmbILD) and "because you liked X" explanations.
+        Default: the item vectors of models that declare them; None for a model without one (popularity)."""
+        self._check_fitted()
+        return self.item_vectors() if self.capabilities.vectors == "ip" else None
+
+    def n_parameters(self) -> int:
+        """The learned numbers: the floating-point arrays of the saved state (EASE's weights, ALS's
+        factors, ...); torch models count their module's parameters instead."""
+        self._check_fitted()
+        return int(sum(a.size for a in map(np.asarray, self._state().values()) if a.dtype.kind == "f"))
+
     def training_history(self) -> list[dict] | None:
         """The fit's per-epoch (or per-iteration) log: epoch, loss, valid metric, seconds; None if none."""
         history = getattr(self, "history_", None)
@@ -326,7 +396,8 @@ class Recommender:
         user_idx = np.asarray(user_idx, dtype=np.int64)
         inside = (user_idx >= 0) & (user_idx < len(self.user_map_))
         out = np.zeros(len(user_idx), dtype=bool)
-        out[inside] = np.diff(self.seen_.indptr)[user_idx[inside]] > 0
+        counts = getattr(self, "user_counts_", None)    # streamed without every user's items
+        out[inside] = (counts if counts is not None else np.diff(self.seen_.indptr))[user_idx[inside]] > 0
         return out
 
     def popularity_scores(self, n: int) -> torch.Tensor:
@@ -337,7 +408,8 @@ class Recommender:
     def rank_users(self, user_idx: np.ndarray, k: int, *, histories: Sequences | None = None,
                    exclude: sp.csr_matrix | None = None, exclude_seen: bool = False,
                    allowed: np.ndarray | None = None, ties: TieOrder | None = None, batch_size: int = 1024,
-                   desc: str | None = None, user_ids: np.ndarray | None = None) -> Recommendations:
+                   desc: str | None = None, user_ids: np.ndarray | None = None,
+                   distributed: bool = False) -> Recommendations:
         """Top-k for user indices of the model's user map, in batches of `batch_size` users.
 
         A user is scored from row u of `histories` (users x their item sequences) when given and
@@ -346,7 +418,8 @@ class Recommender:
         "popularity"; "features" for users without interactions scored from features).
         `exclude` [n_users, n_items] rows are masked (by user index), and so are the user's training
         items when `exclude_seen`; `allowed` [n_items] keeps only those items; ties follow `ties`
-        (default: the model's own seeded order).
+        (default: the model's own seeded order). `distributed`: a collective under torchrun, each
+        rank scoring a contiguous slice of the users (`ranking.rank_batches`).
         """
         self._check_fitted()
         user_idx = np.asarray(user_idx, dtype=np.int64)
@@ -379,7 +452,8 @@ class Recommender:
 
         masks = [m for m in (exclude, self.seen_ if exclude_seen else None) if m is not None]
         top = rank_batches(scores_of, user_idx, k, ties, exclude=masks, allowed=allowed, batch_size=batch_size,
-                           who=f"model {self.name!r}", desc=desc or "rank", show=None if desc else False)
+                           who=f"model {self.name!r}", desc=desc or "rank", show=None if desc else False,
+                           distributed=distributed)
         if user_ids is None:
             names = np.append(self.user_map_.ids, None)
             user_ids = names[np.where((user_idx >= 0) & (user_idx < len(self.user_map_)), user_idx, -1)]
@@ -455,6 +529,51 @@ class Recommender:
         top = rank(scores, min(k, self.n_items), self.ties_, allowed=self._active(None), who=None)
         return Recommendations.from_top(ids, top, self.item_map_)
 
+    # ---- explanations (towerrec.explain) -------------------------------------------------------
+    def explain(self, user_id: str | None = None, item_ids: Sequence[str] | str | None = None, *,
+                history: Sequence[str] | None = None, k: int = 3, n: int = 10):
+        """Why `item_ids` are recommended to `user_id` (or to a new user given `history`): the history
+        items that raise each score most (`because`), the history items nearest in the model's item
+        space (`nearest`), feature attributions where the model has features. One id gives one
+        `towerrec.explain.Explanation`, several a list; none explains the user's top `n`."""
+        from towerrec.explain import explain
+
+        return explain(self, user_id, item_ids, history=history, k=k, n=n)
+
+    def history_of(self, user_idx: int) -> Sequences:
+        """A training user's history as one ordered row (what explanations perturb)."""
+        self._check_fitted()
+        return Sequences.from_lists([self.seen_items(user_idx)])
+
+    def score_history_variants(self, user_idx: int, variants: Sequences, item_idx: np.ndarray) -> torch.Tensor:
+        """Scores [variants.n_users, len(item_idx)] of one user (index; -1: a new user) given each row of
+        `variants` as the history: what explanations and the deletion test perturb. Default: the model
+        scores histories alone; a model that cannot, scores the user as it is (history ignored)."""
+        self._check_fitted()
+        n = variants.n_users
+        if self.capabilities.histories:
+            scores = self.score_histories(variants)
+        elif user_idx >= 0 and bool(self.known_users(np.array([user_idx]))[0]):
+            scores = self.score_users(np.full(n, user_idx))
+        else:
+            scores = self.popularity_scores(n)
+        return scores[:, torch.from_numpy(np.asarray(item_idx, dtype=np.int64))]
+
+    def history_effects(self, user_idx: int, history: Sequences, item_idx: np.ndarray) -> np.ndarray:
+        """[len(history), len(item_idx)]: how much each history entry adds to each item's score.
+        Default: leave one out (the score minus the score without that entry); exact models override."""
+        from towerrec.explain import leave_one_out
+
+        return leave_one_out(self, user_idx, history, item_idx)
+
+    def feature_effects(self, user_idx: int, history: Sequences, item_idx: np.ndarray) -> list[list]:
+        """Per item, `towerrec.explain.FeatureEffect`s of the user's and item's features ([] without features)."""
+        return [[] for _ in range(len(item_idx))]
+
+    def explanation_method(self) -> str:
+        """How `history_effects` is computed, in words (shown with every explanation)."""
+        return "leave one out: the score minus the score without that history item"
+
     # ---- artifacts -------------------------------------------------------------------------
     def _state(self) -> dict[str, np.ndarray]:
         raise NotImplementedError
@@ -465,10 +584,20 @@ class Recommender:
     def _extra(self) -> dict:
         return {}
 
-    def save(self, path: str | Path) -> Path:
-        """Write a folder loadable by `towerrec.load_model` (no pickle anywhere; see towerrec.artifact)."""
+    def save(self, path: str | Path, **catalogue) -> Path:
+        """Write a folder loadable by `towerrec.load_model` (no pickle anywhere; see towerrec.artifact);
+        `catalogue`: titles, item_table, dataset for `save_recommender`. Under torchrun rank 0 writes
+        (every rank holds the same weights) while the others wait."""
         self._check_fitted()
-        return save_recommender(self, path)
+        from towerrec.distributed import barrier, is_main
+
+        if not is_main():
+            barrier()
+            return Path(path)
+        try:
+            return save_recommender(self, path, **catalogue)
+        finally:
+            barrier()
 
     @classmethod
     def load(cls, path: str | Path) -> "Recommender":
@@ -517,6 +646,33 @@ class ItemRowRecommender(Recommender):
 
     def _score_rows(self, seen: sp.csr_matrix) -> torch.Tensor:
         raise NotImplementedError
+
+    def item_weights(self) -> torch.Tensor | sp.csr_matrix:
+        """W [n_items, n_items] with score(u, j) = sum over the user's items h of W[h, j]."""
+        raise NotImplementedError
+
+    def item_space(self) -> torch.Tensor | sp.csr_matrix:
+        """Row h of W: what item h recommends; two items are alike when they recommend alike."""
+        self._check_fitted()
+        return self.item_weights()
+
+    def history_effects(self, user_idx: int, history: Sequences, item_idx: np.ndarray) -> np.ndarray:
+        """Exact: W[h, i]. The score reads a binary row, so a repeated history item counts once (its
+        first entry carries the weight)."""
+        hist = history.tokens - 1
+        w = self.item_weights()
+        item_idx = np.asarray(item_idx, dtype=np.int64)
+        if sp.issparse(w):
+            rows = np.asarray(w[hist][:, item_idx].todense(), dtype=np.float64)
+        else:   # gather the L x m weights only, not L full rows
+            rows = w[torch.from_numpy(hist)[:, None], torch.from_numpy(item_idx)[None, :]].double().numpy()
+        first = np.zeros(len(hist), dtype=bool)
+        first[np.unique(hist, return_index=True)[1]] = True
+        rows[~first] = 0.0
+        return rows
+
+    def explanation_method(self) -> str:
+        return "exact: the score is the sum over the history of the item-item weights W[h, i]"
 
     def _score_users(self, user_idx: np.ndarray) -> torch.Tensor:
         return self._score_rows(self.seen_[user_idx])

@@ -21,18 +21,15 @@ from torch import nn
 from towerrec.data.sequences import Sequences, Windows
 from towerrec.models.sequential import (
     NextItemModule,
-    SequenceTraining,
+    SequenceModelConfig,
     SequentialRecommender,
     init_normal,
 )
-from towerrec.models.update import UpdateConfig
 from towerrec.towers.sequence import TransformerEncoder
 
 
 @dataclass(frozen=True)
-class BERT4RecConfig:
-    embedding_dim: int = 64
-    max_len: int = 50
+class BERT4RecConfig(SequenceModelConfig):
     blocks: int = 2
     heads: int = 2
     inner_dim: int = 256
@@ -40,8 +37,6 @@ class BERT4RecConfig:
     attn_dropout: float = 0.2
     mask_ratio: float = 0.2         # share of a chunk's items hidden per step
     last_mask_prob: float = 0.1     # also hide the newest item: the serving task
-    train: SequenceTraining = SequenceTraining()   # loss, negatives, window_stride and the loop (epochs, ...)
-    update: UpdateConfig = UpdateConfig()          # `update`: passes over new rows + a replay share
 
 
 class BERT4RecModule(NextItemModule):
@@ -75,9 +70,7 @@ class BERT4Rec(SequentialRecommender):
 
     name = "bert4rec"
     Config = BERT4RecConfig
-
-    def _build(self, n_items: int) -> BERT4RecModule:
-        return BERT4RecModule(n_items, self.config)
+    Module = BERT4RecModule
 
     def _training_windows(self, sequences: Sequences) -> Windows:
         return sequences.chunks(self.config.max_len, self.config.train.window_stride)

@@ -50,6 +50,9 @@ class EASE(ItemRowRecommender):
         """[n, n_items] = seen [n, n_items] @ B."""
         return torch.from_numpy(seen.astype(np.float32).toarray()) @ self.weights_
 
+    def item_weights(self) -> torch.Tensor:
+        return self.weights_
+
     def _item_scores(self, item_idx: np.ndarray) -> torch.Tensor:
         """Rows B[q, :]: what the model recommends to someone who has seen only q."""
         return self.weights_[torch.from_numpy(item_idx)]

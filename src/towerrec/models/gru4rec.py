@@ -18,28 +18,18 @@ from torch import nn
 
 from towerrec.models.sequential import (
     NextItemModule,
-    SequenceTraining,
+    SequenceModelConfig,
     SequentialRecommender,
 )
-from towerrec.models.update import UpdateConfig
 from towerrec.towers.sequence import GRUEncoder
 
 
 @dataclass(frozen=True)
-class GRU4RecConfig:
-    embedding_dim: int = 64
+class GRU4RecConfig(SequenceModelConfig):
     hidden_dim: int = 128           # GRU state size
     layers: int = 1
     dropout: float = 0.3            # on the input embeddings (RecBole dropout_prob)
-    max_len: int = 50
     seen_bias: bool = False         # learn one offset for items already in the window (off: vanilla)
-    # item content (towerrec.towers.content): the item tower's feature encoders and/or a frozen
-    # sentence model over the text columns, projected and added to each item's id embedding
-    item_features: bool = False
-    text: str = "none"              # "none" | "pretrained"
-    text_model: str = ""            # "" = the bundled all-MiniLM-L6-v2; any sentence-transformers path/name
-    train: SequenceTraining = SequenceTraining()   # loss, negatives, window_stride and the loop (epochs, ...)
-    update: UpdateConfig = UpdateConfig()          # `update`: passes over new rows + a replay share
 
 
 class GRU4RecModule(NextItemModule):
@@ -67,6 +57,4 @@ class GRU4Rec(SequentialRecommender):
 
     name = "gru4rec"
     Config = GRU4RecConfig
-
-    def _build(self, n_items: int) -> GRU4RecModule:
-        return GRU4RecModule(n_items, self.config)
+    Module = GRU4RecModule

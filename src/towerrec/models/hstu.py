@@ -21,26 +21,21 @@ from torch.nn import functional as F
 
 from towerrec.models.sequential import (
     NextItemModule,
-    SequenceTraining,
+    SequenceModelConfig,
     SequentialRecommender,
     init_normal,
 )
-from towerrec.models.update import UpdateConfig
 from towerrec.towers.sequence import HSTUEncoder
 
 
 @dataclass(frozen=True)
-class HSTUConfig:
-    embedding_dim: int = 64
-    max_len: int = 50
+class HSTUConfig(SequenceModelConfig):
     blocks: int = 2
     heads: int = 2
     dropout: float = 0.2
     time_buckets: int = 32          # log2 buckets of the time gap; 0 disables the time bias
     temperature: float = 0.05       # scores are cosine / temperature
     seen_bias: bool = False         # learn one offset for items already in the window (off: vanilla)
-    train: SequenceTraining = SequenceTraining()   # loss, negatives, window_stride and the loop (epochs, ...)
-    update: UpdateConfig = UpdateConfig()          # `update`: passes over new rows + a replay share
 
 
 class HSTUModule(NextItemModule):
@@ -73,7 +68,5 @@ class HSTU(SequentialRecommender):
 
     name = "hstu"
     Config = HSTUConfig
+    Module = HSTUModule
     uses_time = True
-
-    def _build(self, n_items: int) -> HSTUModule:
-        return HSTUModule(n_items, self.config)

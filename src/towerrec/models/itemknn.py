@@ -58,6 +58,9 @@ class ItemKNN(ItemRowRecommender):
         """[n, n_items] = seen [n, n_items] @ S [n_items, n_items] (sparse x sparse)."""
         return torch.from_numpy((seen.astype(np.float32) @ self.similarity_).toarray())
 
+    def item_weights(self) -> sp.csr_matrix:
+        return self.similarity_
+
     def _item_scores(self, item_idx: np.ndarray) -> torch.Tensor:
         """Rows S[q, :]; items with zero similarity are never listed (rows padded with -1)."""
         scores = torch.from_numpy(self.similarity_[item_idx].toarray())

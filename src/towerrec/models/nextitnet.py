@@ -14,24 +14,19 @@ import torch
 
 from towerrec.models.sequential import (
     NextItemModule,
-    SequenceTraining,
+    SequenceModelConfig,
     SequentialRecommender,
 )
-from towerrec.models.update import UpdateConfig
 from towerrec.towers.sequence import CausalConvEncoder
 
 
 @dataclass(frozen=True)
-class NextItNetConfig:
-    embedding_dim: int = 64
+class NextItNetConfig(SequenceModelConfig):
     kernel: int = 3
     dilations: tuple[int, ...] = (1, 4)
     blocks: int = 5                 # repeats of `dilations`: 10 residual blocks
     dropout: float = 0.0            # on the input embeddings (the paper uses none)
-    max_len: int = 50
     seen_bias: bool = False         # learn one offset for items already in the window (off: vanilla)
-    train: SequenceTraining = SequenceTraining()   # loss, negatives, window_stride and the loop (epochs, ...)
-    update: UpdateConfig = UpdateConfig()          # `update`: passes over new rows + a replay share
 
 
 class NextItNetModule(NextItemModule):
@@ -60,6 +55,4 @@ class NextItNet(SequentialRecommender):
 
     name = "nextitnet"
     Config = NextItNetConfig
-
-    def _build(self, n_items: int) -> NextItNetModule:
-        return NextItNetModule(n_items, self.config)
+    Module = NextItNetModule

@@ -57,6 +57,15 @@ class Popularity(Recommender):
         old = np.concatenate([self.counts_.astype(np.float64), np.zeros(rows.n_items - len(self.counts_))])
         self.counts_ = (old + new).astype(np.float32)
 
+    def stream_refusal(self) -> str | None:
+        """Row counts come from the vocabulary pass of a stream; weights are not read there."""
+        if self.config.weighted:
+            return "weighted=True sums interaction weights, which the streaming pass does not read"
+        return None
+
+    def _fit_stream(self, log, *, options: FitOptions) -> None:
+        self.counts_ = log.item_counts.astype(np.float32)
+
     def _scores(self, n: int) -> torch.Tensor:
         return torch.from_numpy(self.counts_).repeat(n, 1)  # [n, n_items], writable: callers mask in place
 
@@ -65,6 +74,9 @@ class Popularity(Recommender):
 
     def _score_histories(self, histories: Sequences) -> torch.Tensor:
         return self._scores(histories.n_users)
+
+    def explanation_method(self) -> str:
+        return "popularity: the same ranking for everyone; the history does not enter the score"
 
     def _state(self) -> dict[str, np.ndarray]:
         return {"counts": self.counts_}

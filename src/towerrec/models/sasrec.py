@@ -19,18 +19,15 @@ import torch
 
 from towerrec.models.sequential import (
     NextItemModule,
-    SequenceTraining,
+    SequenceModelConfig,
     SequentialRecommender,
     init_normal,
 )
-from towerrec.models.update import UpdateConfig
 from towerrec.towers.sequence import TransformerEncoder
 
 
 @dataclass(frozen=True)
-class SASRecConfig:
-    embedding_dim: int = 64
-    max_len: int = 50               # items of history read; RecBole's MAX_ITEM_LIST_LENGTH
+class SASRecConfig(SequenceModelConfig):
     blocks: int = 2
     heads: int = 2
     inner_dim: int = 256            # feed-forward width (RecBole inner_size)
@@ -39,13 +36,6 @@ class SASRecConfig:
     norm_first: bool = False        # post-LN as RecBole; True = pre-LN as the paper's code
     activation: str = "gelu"
     seen_bias: bool = False         # learn one offset for items already in the window (off: vanilla)
-    # item content (towerrec.towers.content): the item tower's feature encoders and/or a frozen
-    # sentence model over the text columns, projected and added to each item's id embedding
-    item_features: bool = False
-    text: str = "none"              # "none" | "pretrained"
-    text_model: str = ""            # "" = the bundled all-MiniLM-L6-v2; any sentence-transformers path/name
-    train: SequenceTraining = SequenceTraining()   # loss, negatives, window_stride and the loop (epochs, ...)
-    update: UpdateConfig = UpdateConfig()          # `update`: passes over new rows + a replay share
 
 
 class SASRecModule(NextItemModule):
@@ -76,6 +66,4 @@ class SASRec(SequentialRecommender):
 
     name = "sasrec"
     Config = SASRecConfig
-
-    def _build(self, n_items: int) -> SASRecModule:
-        return SASRecModule(n_items, self.config)
+    Module = SASRecModule

@@ -14,10 +14,11 @@ every model that declares `capabilities.sequences`).
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -31,10 +32,12 @@ from towerrec.errors import TowerrecError
 from towerrec.models import losses
 from towerrec.models.base import Capabilities, FitOptions, Recommender
 from towerrec.models.train import TrainConfig, train
+from towerrec.models.update import UpdateConfig
 from towerrec.towers.content import ItemContent, sequence_content
 from towerrec.towers.features import TableSpec
 
-SEQUENCE_LOSSES = ("ce", "sampled_softmax", "bce", "gbce")
+log = logging.getLogger(__name__)
+SEQUENCE_LOSSES = ("auto", "ce", "sampled_softmax", "bce", "gbce")
 
 
 @dataclass(frozen=True)
@@ -51,12 +54,35 @@ class SequenceTraining(TrainConfig):
     negative_sampler: str = "uniform"   # or "popularity" (logQ-corrected for sampled_softmax)
     gbce_t: float = 0.75                # gSASRec calibration (only for loss="gbce")
     window_stride: int | None = None    # None = max_len // 2 (BERT4Rec: max_len): every target sees >= half a window
+    sampled_above: int = 0              # loss "auto": full softmax up to this many items, sampled softmax above
+
+    def resolved_loss(self, n_items: int) -> str:
+        """The loss a fit on `n_items` items uses ("auto" picks by catalogue size)."""
+        if self.loss != "auto":
+            return self.loss
+        return "ce" if n_items <= self.sampled_above else "sampled_softmax"
 
     def validate(self) -> None:
+        super().validate()
         if self.loss not in SEQUENCE_LOSSES:
             raise TowerrecError(f"unknown loss {self.loss!r}; choose one of {', '.join(SEQUENCE_LOSSES)}")
         if self.negative_sampler not in ("uniform", "popularity"):
             raise TowerrecError(f"negative_sampler must be 'uniform' or 'popularity', got {self.negative_sampler!r}")
+
+
+@dataclass(frozen=True)
+class SequenceModelConfig:
+    """What every next-item model reads; each model's config adds its encoder's settings."""
+
+    embedding_dim: int = 64
+    max_len: int = 50               # items of history read; RecBole's MAX_ITEM_LIST_LENGTH
+    # item content (towerrec.towers.content): the item tower's feature encoders and/or a frozen
+    # sentence model over the text columns, projected and added to each item's id embedding
+    item_features: bool = False
+    text: str = "none"              # "none" | "pretrained"
+    text_model: str = ""            # "" = the bundled all-MiniLM-L6-v2; any sentence-transformers path/name
+    train: SequenceTraining = SequenceTraining()   # loss, negatives, window_stride and the loop (epochs, ...)
+    update: UpdateConfig = UpdateConfig()          # `update`: passes over new rows + a replay share
 
 
 class NextItemModule(nn.Module):
@@ -81,9 +107,9 @@ class NextItemModule(nn.Module):
         super().__init__()
         self.n_items = n_items
         training = config.train
-        self.loss_name = training.loss
         self.negatives = training.negatives
         self.gbce_beta = losses.gbce_beta(training.negatives, n_items, training.gbce_t) if training.loss == "gbce" else 1.0
+        self.loss_name = training.resolved_loss(n_items)
         self.item_embedding = nn.Embedding(n_items + 1, config.embedding_dim, padding_idx=0)
         self.seen_logit = nn.Parameter(torch.zeros(())) if getattr(config, "seen_bias", False) else None
         self.content: ItemContent | None = None
@@ -250,11 +276,10 @@ class LengthBatches:
 
 
 class SequentialRecommender(Recommender):
-    """Lifecycle of a next-item model; subclasses set `name`, `Config` and `_build`.
+    """Lifecycle of a next-item model; subclasses set `name`, `Config` and `Module`.
 
-    The config must hold: embedding_dim, max_len and `train: SequenceTraining`; optionally
-    item_features, text, text_model (item content added to the id
-    embeddings, `towerrec.towers.content`; SASRec and GRU4Rec have them).
+    The config is a `SequenceModelConfig` (embedding_dim, max_len, item content, `train`) plus the
+    encoder's own settings.
     """
 
     uses_time: bool = False   # HSTU reads timestamps
@@ -263,8 +288,14 @@ class SequentialRecommender(Recommender):
     def capabilities(self) -> Capabilities:
         return Capabilities(histories=True, sequences=True, similar_items=True)
 
+    Module: ClassVar[type[NextItemModule]] = NextItemModule   # the model's nn.Module: Module(n_items, config)
+
     def _build(self, n_items: int) -> NextItemModule:
-        raise NotImplementedError
+        return self.Module(n_items, self.config)
+
+    def stream_refusal(self) -> str | None:
+        return (f"{self.name} reads each user's whole ordered history, which a stream of rows does not hold; "
+                "load the log into memory (without --stream)")
 
     def _training_windows(self, sequences: Sequences) -> Windows:
         """Next-item windows, every target once, with at least max_len - stride + 1 items of context.
@@ -292,6 +323,9 @@ class SequentialRecommender(Recommender):
         if len(windows) == 0:
             raise TowerrecError(f"{self.name}: no user has two interactions, nothing to learn from")
         self.module_ = self._build(interactions.n_items)
+        if cfg.train.loss == "auto":
+            log.info("%s: loss auto -> %s (%s items, full softmax up to %s)", self.name, self.module_.loss_name,
+                     f"{interactions.n_items:,}", f"{cfg.train.sampled_above:,}")
         self.content_spec_ = self._attach_content(item_features, interactions)
         counts = np.bincount(interactions.item_idx, minlength=interactions.n_items).astype(np.float64)
         prob = np.concatenate([[0.0], counts / counts.sum()])      # by token; padding never drawn
@@ -314,7 +348,7 @@ class SequentialRecommender(Recommender):
     def _attach_content(self, table: FeatureTable | None, interactions: Interactions) -> dict | None:
         """Item features / text into the item vectors when the config asks for them; the spec (JSON)."""
         cfg = self.config
-        features, text = getattr(cfg, "item_features", False), getattr(cfg, "text", "none")
+        features, text = cfg.item_features, cfg.text
         self.content_text_ = None
         if not features and text == "none":
             return None
@@ -322,18 +356,19 @@ class SequentialRecommender(Recommender):
             raise TowerrecError("item_features must be aligned to the interactions' item map (build it with "
                                 "FeatureTable.from_frame(frame, interactions.item_map, ...))")
         content, arrays = sequence_content(table, interactions.n_items, features=features, text=text,
-                                           text_model=getattr(cfg, "text_model", ""), owner=self.name)
-        self.content_text_ = content.text          # how `update` embeds the text of new items
+                                           text_model=cfg.text_model, owner=self.name)
+        self.content_text_ = content.text          # how `update` encodes the text of new items
         self.module_.attach_content(ItemContent(content.table, arrays, cfg.embedding_dim))
         return content.table.to_json()
 
     def _batcher(self, windows: Windows, batches: LengthBatches, prob: np.ndarray, use_times: bool
                  ) -> Callable[[np.ndarray, np.random.Generator], dict[str, torch.Tensor]]:
         cfg = self.config.train
+        loss = self.module_.loss_name
         n_tokens = len(prob)
         popularity = cfg.negative_sampler == "popularity"
         log_q = None
-        if cfg.loss == "sampled_softmax" and popularity:
+        if loss == "sampled_softmax" and popularity:
             log_q = torch.from_numpy(np.log(cfg.negatives * prob + 1e-12).astype(np.float32))
 
         def draw(rng: np.random.Generator, size: int | tuple[int, ...]) -> np.ndarray:
@@ -350,11 +385,11 @@ class SequentialRecommender(Recommender):
             batch = {"inputs": torch.from_numpy(inputs), "targets": torch.from_numpy(targets)}
             if use_times:
                 batch["times"] = torch.from_numpy(windows.times[idx, first:])
-            if cfg.loss == "sampled_softmax":
+            if loss == "sampled_softmax":
                 batch["negatives"] = torch.from_numpy(draw(rng, cfg.negatives))
                 if log_q is not None:
                     batch["log_q"] = log_q
-            elif cfg.loss in ("bce", "gbce"):
+            elif loss in ("bce", "gbce"):
                 shape = (*batch["inputs"].shape, cfg.negatives)
                 batch["negatives"] = torch.from_numpy(draw(rng, shape))
             return batch
@@ -408,6 +443,32 @@ class SequentialRecommender(Recommender):
     def _item_scores(self, item_idx: np.ndarray) -> torch.Tensor:
         """`similar_items`: next-item scores after a history made of the query item alone."""
         return self._score_histories(Sequences.from_lists(list(np.asarray(item_idx, dtype=np.int64)[:, None])))
+
+    def history_of(self, user_idx: int) -> Sequences:
+        self._check_fitted()
+        return self.sequences_.take(np.array([user_idx]))
+
+    def history_effects(self, user_idx: int, history: Sequences, item_idx: np.ndarray) -> np.ndarray:
+        """Leave one position out, over the newest `max_len` positions (older ones are outside the
+        window the model reads: removing one changes nothing)."""
+        from towerrec.explain import leave_one_out
+
+        length = int(history.lengths()[0])
+        return leave_one_out(self, user_idx, history, item_idx,
+                             positions=np.arange(max(0, length - self.config.max_len), length))
+
+    def explanation_method(self) -> str:
+        return "leave one position out: the score minus the score without that item of the sequence"
+
+    def n_parameters(self) -> int:
+        self._check_fitted()
+        return int(sum(p.numel() for p in self.module_.parameters()))
+
+    def item_space(self) -> torch.Tensor:
+        """The (tied) item embeddings that score the next item."""
+        self._check_fitted()
+        with torch.no_grad():
+            return self.module_.item_vectors().detach().cpu()
 
     # ---- artifacts -----------------------------------------------------------------------------
     def _state(self) -> dict[str, np.ndarray]:

@@ -200,16 +200,43 @@ def _jsonable_errors(exc: RequestValidationError) -> list[dict]:
     return out
 
 
-def _items(service: RecommenderService, recs: Recommendations) -> list[dict]:
-    """Row 0 of `recs` as API items (padding left out; scores JSON-safe)."""
+def _items(service: RecommenderService, recs: Recommendations, explanations: list | None = None) -> list[dict]:
+    """Row 0 of `recs` as API items (padding left out; scores JSON-safe), each with its explanation
+    (`schemas.ItemExplanation`) when `explanations` are given (one per listed item, in order)."""
     out = []
-    for idx, score in zip(recs.item_idx[0].tolist(), recs.scores[0].tolist()):
-        if idx < 0:
-            continue
+    listed = [(idx, score) for idx, score in zip(recs.item_idx[0].tolist(), recs.scores[0].tolist()) if idx >= 0]
+    for n, (idx, score) in enumerate(listed):
         item = service.catalogue.describe(idx)
         item["score"] = score if math.isfinite(score) else None
+        if explanations is not None:
+            item["explanation"] = _explanation(service, explanations[n])
         out.append(item)
     return out
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def _explanation(service: RecommenderService, e) -> dict:
+    """An `Explanation` as `schemas.ItemExplanation`: history items with their titles."""
+    titles = service.catalogue.titles
+
+    def reasons(contributions) -> list[dict]:
+        out = []
+        for c in contributions:
+            idx = service.index_of(c.item_id)
+            out.append({"item_id": c.item_id, "title": titles[idx] if titles is not None and idx is not None else None,
+                        "weight": _finite(c.weight)})
+        return out
+
+    because, nearest = reasons(e.because), reasons(e.nearest)
+    name = (because or nearest or [{}])[0]
+    label = name.get("title") or name.get("item_id")
+    sentence = (f"because you liked {label}" if because else
+                f"close to {label} in the model's item space" if nearest else e.method)
+    return {"sentence": sentence, "method": e.method, "because": because, "nearest": nearest,
+            "features": [{"side": f.side, "feature": f.feature, "weight": _finite(f.weight)} for f in e.features]}
 
 
 def create_app(service: RecommenderService | LiveService, *, token: str | None = None,
@@ -322,15 +349,18 @@ def create_app(service: RecommenderService | LiveService, *, token: str | None =
         """Top-k items for a known user, a new user's `history`, or (fallback) by popularity."""
         service = live.service
         filters = {k: (v.model_dump() if isinstance(v, schemas.Range) else v) for k, v in (body.filters or {}).items()}
+        query = ServiceQuery(user_id=body.user_id, history=body.history, k=body.k, exclude_seen=body.exclude_seen,
+                             exclude_items=body.exclude_items, filters=filters or None,
+                             user_features=body.user_features,
+                             rerank=body.rerank.model_dump() if body.rerank is not None else None)
         try:
-            recs = service.recommend(ServiceQuery(user_id=body.user_id, history=body.history, k=body.k,
-                                                  exclude_seen=body.exclude_seen, exclude_items=body.exclude_items,
-                                                  filters=filters or None, user_features=body.user_features))
+            recs = service.recommend(query)
         except UnknownIdError as exc:   # like /items/{item_id}: the item is not in this catalogue
             raise HTTPException(404, f"history: {exc}") from None
+        explanations = service.explain(query, recs) if body.explain else None
         # the hot endpoint answers with orjson directly: `response_model` still documents (and the
         # schemathesis test checks) the shape, without a second validation pass per request
-        payload = {"user_id": body.user_id, "items": _items(service, recs), "fallback": recs.fallback[0],
+        payload = {"user_id": body.user_id, "items": _items(service, recs, explanations), "fallback": recs.fallback[0],
                    "model": service.model.name, "index": service.index.kind if service.index is not None else "model"}
         return Response(orjson.dumps(payload), media_type="application/json")
 

@@ -12,7 +12,7 @@ import math
 import re
 import sys
 from decimal import Decimal
-from typing import Annotated, Any, Union
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import (
     AfterValidator,
@@ -125,6 +125,19 @@ FeatureValue = Annotated[Union[FeatureText, Number, Annotated[list[FeatureText],
                          BeforeValidator(_finite_numbers)]
 
 
+class RerankRequest(BaseModel):
+    """Re-rank the model's top `candidates` (`towerrec.rerank`): 0 keeps the model's order, 1 pursues
+    only the goal (diversity, calibration to the user's genres, less popular items)."""
+
+    model_config = ConfigDict(extra="forbid")
+    method: Literal["mmr", "dpp", "calibrated", "popularity"]
+    weight: Annotated[Union[StrictInt, StrictFloat], Field(ge=0, le=1)] = 0.5
+    candidates: StrictInt = Field(100, ge=1, le=MAX_K, description="how many of the model's top items are re-ranked")
+    space: Literal["auto", "categories", "model"] = Field(
+        "auto", description="item similarity for mmr and dpp: the items' categories (genres), the model's own item "
+                            "space, or auto (categories when the catalogue has them)")
+
+
 class RecommendRequest(BaseModel):
     """Who to recommend for (`user_id`, or `history` for a new user), how many, and what to leave out."""
 
@@ -155,6 +168,13 @@ class RecommendRequest(BaseModel):
         description='item attribute filters, all must hold: {"genres": "Comedy"}, {"year": {"min": 1990}}, '
                     '{"genres": ["Comedy", "Drama"]} (any of)')
 
+    explain: StrictBool = Field(False, description="explain each item: the history items that raise its score "
+                                                   "most ('because you liked X'), the nearest history items in the "
+                                                   "model's item space, and feature attributions where the model "
+                                                   "has features")
+    rerank: RerankRequest | None = Field(None, description="re-rank the list for diversity, calibration or less "
+                                                           "popularity bias")
+
     @model_validator(mode="after")
     def _who(self) -> "RecommendRequest":
         if self.user_id is None and self.history is None:
@@ -162,11 +182,38 @@ class RecommendRequest(BaseModel):
         return self
 
 
+class Reason(BaseModel):
+    """A history item behind a recommendation, with its contribution to the score (or its cosine)."""
+
+    item_id: str
+    title: str | None = None
+    weight: float | None = None
+
+
+class FeatureReason(BaseModel):
+    """A user or item feature and how much the score drops without it."""
+
+    side: str
+    feature: str
+    weight: float | None = None
+
+
+class ItemExplanation(BaseModel):
+    """Why this item (`towerrec.explain`)."""
+
+    sentence: str = Field(description="'because you liked X' in words")
+    method: str = Field(description="how `because` was computed (exact weights, a decomposition, leave one out)")
+    because: list[Reason] = Field(description="history items that raise the score most, largest first")
+    nearest: list[Reason] = Field(description="history items nearest to the item in the model's own item space")
+    features: list[FeatureReason] = Field(default_factory=list)
+
+
 class Item(BaseModel):
     item_id: str
     score: float | None = None
     title: str | None = None
     attributes: dict[str, object] | None = None
+    explanation: ItemExplanation | None = None
 
 
 class RecommendResponse(BaseModel):

@@ -69,6 +69,7 @@ class Query:
     exclude_items: Sequence[str] = ()
     filters: dict | None = None
     user_features: dict | None = None
+    rerank: dict | None = None          # towerrec.rerank.RerankConfig fields
 
 
 class RecommenderService:
@@ -144,7 +145,76 @@ class RecommenderService:
         return self.embeddings.users(users.astype(np.int64))
 
     def recommend(self, q: Query) -> Recommendations:
-        """Top-k for a known user, else from `history`, else popularity; `.fallback` says which."""
+        """Top-k for a known user, else from `history`, else popularity; `.fallback` says which. With
+        `q.rerank`, the top `candidates` re-ranked (`towerrec.rerank`)."""
+        if q.rerank is None:
+            return self._retrieve(q, q.k)
+        reranker = self.reranker(q.rerank)
+        recs = self._retrieve(q, min(max(q.k, reranker.config.candidates), self.model.n_items))
+        idx, scores = reranker.rerank(recs.item_idx, recs.scores, q.k, self._known_row(q))
+        return Recommendations(recs.user_ids, idx, scores, recs.item_map, recs.fallback)
+
+    def reranker(self, fields: dict):
+        """The re-ranker of these settings (built once per distinct setting, bound to this catalogue)."""
+        from towerrec.rerank import RerankConfig, Reranker, categories_from_values
+
+        config = RerankConfig(**fields).validate()
+        cache = self.__dict__.setdefault("_rerankers", {})
+        key = (config, id(self.model), self.model.n_items)      # a reloaded or grown model gets new ones
+        if key not in cache:
+            if len(cache) >= 64:
+                cache.clear()
+            column = next((c for c in self.catalogue.attributes if c.lower() in ("genres", "genre", "categories",
+                                                                                  "category")), None)
+            categories = categories_from_values(self.catalogue.attributes[column]) if column else None
+            counts = np.bincount(self.model.seen_.indices, minlength=self.model.n_items)
+            cache[key] = Reranker(config, item_counts=counts, categories=categories, model_space=self.item_space())
+        return cache[key]
+
+    def item_space(self):
+        """The model's `towerrec.beyond.ItemSpace` (None without one), built once: its norms read every
+        item vector. Rebuilt for another model object or a grown catalogue (an in-place change of the
+        vectors of the same size is not seen: clear `_space` then)."""
+        from towerrec.explain import item_space_of
+
+        key = (id(self.model), self.model.n_items)
+        cached = self.__dict__.get("_space")
+        if cached is None or cached[0] != key:
+            cached = self.__dict__["_space"] = (key, item_space_of(self.model))
+        return cached[1]
+
+    def _known_row(self, q: Query) -> sp.csr_matrix:
+        """[1, n_items] the user's training items and request history (the calibration profile)."""
+        items = [self.item_indices(list(q.history or []))]
+        user_idx = self._user_pos.get(q.user_id, -1) if q.user_id is not None else -1
+        if user_idx >= 0:
+            items.append(self.model.seen_items(user_idx))
+        return _csr_rows([np.unique(np.concatenate(items))], self.model.n_items)
+
+    def explain(self, q: Query, recs: Recommendations, k: int = 3) -> list:
+        """`towerrec.explain.Explanation` of each listed item (padding left out): a known user through
+        the model's own history of them, a new user through the request's `history`."""
+        from towerrec.explain import Explanation, explain_indices
+
+        listed = recs.item_idx[0] >= 0
+        items, scores = recs.item_idx[0][listed], recs.scores[0][listed].astype(np.float64)
+        user_idx = self._user_pos.get(q.user_id, -1) if q.user_id is not None else -1
+        if user_idx >= 0 and bool(self.model.known_users(np.array([user_idx]))[0]):
+            history = self.model.history_of(user_idx)
+        else:
+            user_idx = -1
+            history = Sequences.from_lists([self.item_indices(list(q.history or []))])
+        if recs.fallback[0] == "popularity" or (user_idx < 0 and history.tokens.size == 0):
+            ids = self.model.item_map_.ids
+            method = ("popularity fallback: the most popular items (the model knows nothing about this user)"
+                      if recs.fallback[0] == "popularity" else
+                      "scored from the request's user features: there is no history to explain it by")
+            return [Explanation(q.user_id, str(ids[i]), float(s), method) for i, s in zip(items, scores)]
+        return explain_indices(self.model, user_idx, history, items, k=k, user_id=q.user_id, scores=scores,
+                               space=self.item_space())
+
+    def _retrieve(self, q: Query, k: int) -> Recommendations:
+        """`recommend` without re-ranking, `k` items."""
         model, caps = self.model, self.model.capabilities
         history = list(q.history or [])
         hist_idx = self.item_indices(history)
@@ -165,9 +235,9 @@ class RecommenderService:
         else:
             kind = None
         if kind == "popularity":
-            return self._popularity(uid, q.k, excl, allowed)
+            return self._popularity(uid, k, excl, allowed)
         if self.embeddings is None:
-            return self._by_model(uid, user_idx, history, q, excl, allowed, kind)
+            return self._by_model(uid, user_idx, history, q, excl, allowed, kind, k)
         if kind is None:
             query = (self._user_queries[user_idx:user_idx + 1] if self._user_queries is not None
                      else self.embeddings.users(np.array([user_idx], dtype=np.int64)))
@@ -179,19 +249,19 @@ class RecommenderService:
         else:
             query = self.embeddings.histories(Sequences.from_lists([hist_idx]))
         exclude = _csr_rows([excl], model.n_items) if len(excl) else None
-        idx, scores = self.index.search(query, min(q.k, model.n_items), exclude=exclude, allowed=allowed)
+        idx, scores = self.index.search(query, min(k, model.n_items), exclude=exclude, allowed=allowed)
         return Recommendations(uid, idx, scores, model.item_map_, [kind])
 
     def _by_model(self, uid: np.ndarray, user_idx: int, history: list[str], q: Query, excl: np.ndarray,
-                  allowed: np.ndarray | None, kind: str | None) -> Recommendations:
+                  allowed: np.ndarray | None, kind: str | None, k: int) -> Recommendations:
         """Models without vectors: their own `recommend`, with filters as extra exclusions."""
         if allowed is not None:
             excl = np.union1d(excl, np.flatnonzero(~allowed))
         ids = self.model.item_map_.ids[excl].tolist() if len(excl) else None
         if kind is None:
-            recs = self.model.recommend([q.user_id], k=q.k, exclude_seen=q.exclude_seen, exclude_items=ids)
+            recs = self.model.recommend([q.user_id], k=k, exclude_seen=q.exclude_seen, exclude_items=ids)
             return Recommendations(uid, recs.item_idx, recs.scores, recs.item_map, [None])
-        recs = self.model.recommend(history=history, k=q.k, exclude_seen=q.exclude_seen, exclude_items=ids)
+        recs = self.model.recommend(history=history, k=k, exclude_seen=q.exclude_seen, exclude_items=ids)
         return Recommendations(uid, recs.item_idx, recs.scores, recs.item_map, recs.fallback)
 
     def _popularity(self, uid: np.ndarray, k: int, excl: np.ndarray, allowed: np.ndarray | None) -> Recommendations:
@@ -251,6 +321,10 @@ class RecommenderService:
     def _derive(self, model: Recommender, catalogue: Catalogue, index) -> "RecommenderService":
         return RecommenderService(model, catalogue, index_kind=self.index_kind, faiss_config=self.faiss_config,
                                   artifact=self.artifact, meta=self.meta, _derived=self, _index=index)
+
+    def index_of(self, item_id: str) -> int | None:
+        """The index of one item id, None when unknown."""
+        return self._item_pos.get(item_id)
 
     def item_indices(self, item_ids: Sequence[str]) -> np.ndarray:
         """Indices of `item_ids`; UnknownIdError names the unknown ones (the API turns it into a 4xx)."""

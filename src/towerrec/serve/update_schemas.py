@@ -6,7 +6,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from towerrec.serve.schemas import MAX_ID_LENGTH, FeatureValue, ItemId
+from towerrec.serve.schemas import FeatureValue, ItemId
 
 #: items one `POST /items` may add
 MAX_NEW_ITEMS = 1000

@@ -10,6 +10,7 @@ Two sampling regimes, chosen by `TwoTowerConfig.sampling`:
   instead of once per row, so an epoch costs O(interactions), not O(sum of squared lengths).
 
 Both add `negatives` extra negatives per batch, uniform over trained items or by popularity.
+`StreamBatches` does the same for the (user, item) rows of a streamed log (`towerrec.data.stream`).
 """
 from __future__ import annotations
 
@@ -101,4 +102,25 @@ class UserBatches(_Batches):
         negatives = self.negatives(rng)
         if negatives is not None:
             batch["negatives"] = negatives
+        return batch
+
+
+class StreamBatches:
+    """Streamed batches ({"user_idx", "item_idx"} from `StreamReader`), completed with the extra
+    negatives of `_Batches.negatives`, drawn from the vocabulary pass's item counts."""
+
+    def __init__(self, item_counts: np.ndarray, config: TwoTowerConfig) -> None:
+        self.config = config
+        self.trained = np.flatnonzero(item_counts)
+        self.cdf = np.cumsum(item_counts) / max(int(item_counts.sum()), 1)
+
+    def __call__(self, raw: dict, rng: np.random.Generator) -> dict:
+        c = self.config
+        batch = dict(raw)
+        if c.negatives > 0 and c.loss != "full_softmax":
+            if c.negative_sampler == "popularity":
+                draw = np.minimum(np.searchsorted(self.cdf, rng.random(c.negatives), side="right"), len(self.cdf) - 1)
+            else:
+                draw = self.trained[rng.integers(0, len(self.trained), c.negatives)]
+            batch["negatives"] = torch.from_numpy(draw.astype(np.int64))
         return batch

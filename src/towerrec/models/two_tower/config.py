@@ -82,6 +82,7 @@ class TwoTowerConfig:
     def validate(self) -> None:
         """Settings that only make sense together (checked at fit)."""
         c = self
+        c.train.validate()
         if c.loss not in LOSSES:
             raise TowerrecError(f"loss must be one of {LOSSES}, got {c.loss!r}")
         if c.sampling not in ("pairs", "users"):

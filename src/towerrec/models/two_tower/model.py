@@ -13,11 +13,13 @@ import torch
 from towerrec.data.features import FeatureTable
 from towerrec.data.interactions import Interactions
 from towerrec.data.sequences import Sequences
+from towerrec.data.stream_log import StreamLog
+from towerrec.distributed import world_size
 from towerrec.errors import TowerrecError
 from towerrec.models.base import Capabilities, FitOptions, Recommendations, Recommender
 from towerrec.models.losses import candidate_log_q
-from towerrec.models.train import train
-from towerrec.models.two_tower.batches import PairBatches, UserBatches, histories
+from towerrec.models.train import TrainResult, train
+from towerrec.models.two_tower.batches import PairBatches, StreamBatches, UserBatches, histories
 from towerrec.models.two_tower.config import PRESETS, TwoTowerConfig
 from towerrec.models.two_tower.module import TwoTowerModule
 from towerrec.ranking import check_finite, mask_rows, rank
@@ -75,8 +77,39 @@ class TwoTower(Recommender):
             if table is not None and table.id_map != id_map:
                 raise TowerrecError(f"{side}_features must be aligned to the interactions' {side} map "
                                     f"(build it with FeatureTable.from_frame(frame, interactions.{side}_map, ...))")
-        n_users, n_items = interactions.n_users, interactions.n_items
-        user_counts, item_counts = interactions.user_counts(), interactions.item_counts()
+        self._setup(interactions.user_counts(), interactions.item_counts(), user_features, item_features, options)
+        by_user = c.sampling == "users"
+        batches = (UserBatches if by_user else PairBatches)(interactions, self.seen_, c)
+        result = train(self.module_, n_samples=batches.n_samples, make_batch=batches,
+                       config=dataclasses.replace(c.train, batch_size=c.users_per_batch) if by_user else c.train,
+                       options=options, valid=valid, valid_scorer=self._valid_scorer, exclude_rows=self.seen_,
+                       desc=f"{self.name}[{c.preset}]")
+        self._finish(result)
+
+    def stream_refusal(self) -> str | None:
+        """Streaming reads (user, item) rows in shards; a history encoder needs every user's whole
+        item history at every step, which a stream does not hold."""
+        c = self.config
+        if c.history != "none" or c.sampling != "pairs":
+            return (f"{self.name}[{c.preset}] pools each user's item history (history={c.history!r}), and a stream "
+                    f"holds no per-user histories: use preset cf (or history='none'), or load the log into memory")
+        return None
+
+    def _fit_stream(self, log: StreamLog, *, options: FitOptions) -> None:
+        c = self.config
+        c.validate()
+        self._setup(log.user_counts, log.item_counts, None, None, options)
+        self.stream_summary_ = log.summary()
+        result = train(self.module_, make_batch=StreamBatches(log.item_counts, c), config=c.train, options=options,
+                       valid=log.holdout.valid if len(log.holdout.valid) else None, valid_scorer=self._valid_scorer,
+                       exclude_rows=log.holdout.train_seen, desc=f"{self.name}[{c.preset}] stream", stream=log)
+        self._finish(result)
+
+    def _setup(self, user_counts: np.ndarray, item_counts: np.ndarray, user_features: FeatureTable | None,
+               item_features: FeatureTable | None, options: FitOptions) -> None:
+        """Feature arrays, item content, the module, and the logQ of the in-batch sampled softmax."""
+        c = self.config
+        n_users, n_items = len(user_counts), len(item_counts)
         self.user_spec_ = TableSpec.from_table(user_features, "user_id")
         user_arrays = table_arrays(user_features, self.user_spec_, n_users) if user_features is not None else None
         self.content_, item_arrays = item_content(item_features, n_items, text=c.text, text_model=c.text_model,
@@ -85,15 +118,13 @@ class TwoTower(Recommender):
         self.module_ = self._build(np.where(user_counts > 0, np.arange(1, n_users + 1), 0),
                                    np.where(item_counts > 0, np.arange(1, n_items + 1), 0),
                                    user_arrays, item_arrays, n_user_ids=n_users, n_item_ids=n_items)
+        # one global logQ from the training counts: the candidates of a step are the global batch
+        # (every rank's rows, gathered under DDP) plus every rank's extra negatives
         item_prob = item_counts / max(item_counts.sum(), 1)
-        self.module_.log_q.copy_(torch.from_numpy(candidate_log_q(item_prob, c.train.batch_size, c.negatives,
-                                                                  c.negative_sampler)))
-        by_user = c.sampling == "users"
-        batches = (UserBatches if by_user else PairBatches)(interactions, self.seen_, c)
-        result = train(self.module_, n_samples=batches.n_samples, make_batch=batches,
-                       config=dataclasses.replace(c.train, batch_size=c.users_per_batch) if by_user else c.train,
-                       options=options, valid=valid, valid_scorer=self._valid_scorer, exclude_rows=self.seen_,
-                       desc=f"{self.name}[{c.preset}]")
+        self.module_.log_q.copy_(torch.from_numpy(candidate_log_q(item_prob, c.train.batch_size,
+                                                                  c.negatives * world_size(), c.negative_sampler)))
+
+    def _finish(self, result: TrainResult) -> None:
         self.history_, self.best_epoch_, self.seconds_to_best_ = result.history, result.best_epoch, result.seconds_to_best
         self.module_.cpu().eval()
         self._refresh_embeddings()
@@ -185,6 +216,37 @@ class TwoTower(Recommender):
     def item_vectors(self) -> torch.Tensor:
         self._check_fitted()
         return self.item_embeddings_
+
+    def n_parameters(self) -> int:
+        self._check_fitted()
+        return int(sum(p.numel() for p in self.module_.parameters()))
+
+    def item_space(self) -> torch.Tensor:
+        """The item tower's vectors (for any scorer, an MLP's included)."""
+        self._check_fitted()
+        return self.item_embeddings_
+
+    # ---- explanations (towerrec.explain; the work is in two_tower/explain.py) -------------------
+    def score_history_variants(self, user_idx: int, variants: Sequences, item_idx: np.ndarray) -> torch.Tensor:
+        """The user's id and feature row kept, the history replaced by each row of `variants`."""
+        from towerrec.models.two_tower.explain import history_scores
+
+        return history_scores(self, user_idx, variants, item_idx)
+
+    def history_effects(self, user_idx: int, history: Sequences, item_idx: np.ndarray) -> np.ndarray:
+        from towerrec.models.two_tower.explain import history_effects
+
+        return history_effects(self, user_idx, history, item_idx)
+
+    def feature_effects(self, user_idx: int, history: Sequences, item_idx: np.ndarray) -> list[list]:
+        from towerrec.models.two_tower.explain import feature_effects
+
+        return feature_effects(self, user_idx, history, item_idx)
+
+    def explanation_method(self) -> str:
+        if self.config.history == "none":
+            return "none from the history: the id-only user tower does not read it (see nearest and features)"
+        return "leave one out: the score minus the score without that history item (id and features kept)"
 
     # ---- new users from features, new items from content ---------------------------------------
     def user_feature_columns(self) -> list[dict]:

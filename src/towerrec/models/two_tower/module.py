@@ -7,6 +7,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from towerrec import distributed
 from towerrec.errors import TowerrecError
 from towerrec.models.losses import (
     bce,
@@ -156,12 +157,38 @@ class TwoTowerModule(nn.Module):
         keys = cands * 2 + dropped
         distinct, column, log_count = distinct_candidates(keys)
         items = distinct // 2
+        z = self.item_vectors(items, id_dropped=distinct % 2 == 1)
+        if self.training and distributed.active():
+            return self._cross_rank_softmax(u, keys[:len(pos)], column[:len(pos)], distinct, log_count, z)
         bias = log_count - self.log_q[items] if self.config.logq else log_count
-        logits = self._logits(u, self.item_vectors(items, id_dropped=distinct % 2 == 1), bias)   # [B, U]
+        logits = self._logits(u, z, bias)                               # [B, U]
         twin = keys[:len(pos)] ^ 1                                # the row's item in the other form
         at = torch.searchsorted(distinct, twin).clamp_max(len(distinct) - 1)
         accidental = torch.where(distinct[at] == twin, at, -1)
         return sampled_softmax(logits, column[:len(pos)], log_count, accidental)
+
+    def _cross_rank_softmax(self, u: torch.Tensor, row_keys: torch.Tensor, row_column: torch.Tensor,
+                            distinct: torch.Tensor, log_count: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """The in-batch sampled softmax of this rank's B rows over every rank's distinct candidates
+        (DDP): the candidate vectors [U_r, d] are gathered with their gradients, in rank order.
+
+        Equal to one process on the concatenated global batch (tests/models/test_ddp.py): a key
+        on several ranks is several columns whose counts add up (sum_s exp(s + log k_s) = exp(s +
+        log k)); the row's own column keeps one copy of its positive, and every other column that
+        holds the row's item (on another rank, or with its id dropped) is an accidental hit,
+        masked by item id. logQ comes from the training counts with the global batch size."""
+        keys = distributed.gather_ids(distinct)                    # [C]
+        counts = distributed.gather_ids(log_count)                 # [C]
+        vectors, offset = distributed.gather_with_grad(z)          # [C, d]
+        items = keys // 2
+        bias = counts - self.log_q[items] if self.config.logq else counts
+        logits = self._logits(u, vectors, bias)                    # [B, C]
+        rows = torch.arange(len(u), device=logits.device)
+        target = offset + row_column
+        logits[rows, target] -= counts[target]
+        hit = items[None, :] == (row_keys // 2)[:, None]
+        hit[rows, target] = False
+        return F.cross_entropy(logits.masked_fill_(hit, -torch.inf).float(), target)
 
     def _logits(self, u: torch.Tensor, z: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
         """scorer(u, z) + bias[None, :], [B, M]. Dot and cosine scorers scale the B x d and M x d

@@ -46,6 +46,13 @@ function fillList(list, items, withScore, onPick) {
       s.textContent = Number(item.score).toFixed(3);
       li.append(s);
     }
+    if (item.explanation) {             // "because you liked X", under the item (text only: no HTML)
+      const why = document.createElement("div");
+      why.className = "why";
+      why.textContent = item.explanation.sentence;
+      why.title = item.explanation.method;
+      li.append(why);
+    }
     if (onPick) {
       const b = document.createElement("button");
       b.textContent = "+";
@@ -97,7 +104,7 @@ async function refresh() {
   if (f === null) return;
   const seq = ++recsSeq;
   try {
-    const body = { history: [...picked.keys()], k: 10 };
+    const body = { history: [...picked.keys()], k: 10, explain: true };
     if (f) body.filters = f;
     const data = await api("/recommend", body);
     if (seq !== recsSeq) return;           // a newer request already answered

@@ -1,0 +1,172 @@
+"""Two-tower explanations (`towerrec.explain`): how the user's history and each feature of the user and
+of the item move a score.
+
+- History: the user vector recomputed with each history item left out, the user's id and feature
+  row kept (`history_scores`, what `Recommender.history_effects`' leave-one-out reads).
+- Features: leave one feature out. A feature is blanked the way a missing value is encoded (category
+  code 0, an empty bag, numeric 0 = the training mean after standardising, a zero text vector, id
+  code 0 for "no trained id"), on the user tower or the item tower, and the score drop is its effect.
+
+Everything is batched: one tower pass over all variants of a request (features x items), no loop
+per variant.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from towerrec.data.sequences import Sequences
+from towerrec.models.two_tower.batches import histories
+
+
+def _trained_history(model, user_idx: int, history: Sequences) -> bool:
+    """The history is the user's own training history: their cached user vector is the full one."""
+    if user_idx < 0 or user_idx >= len(model.user_map_):
+        return False
+    seen = model.seen_items(user_idx)
+    return len(seen) == history.tokens.size and np.array_equal(np.sort(history.tokens - 1), seen)
+
+
+def _full_user(model, user_idx: int, history: Sequences) -> torch.Tensor:
+    """The user's vector [1, d] with this history (cached for a training user's own history)."""
+    if _trained_history(model, user_idx, history):
+        return model.user_embeddings_[user_idx:user_idx + 1]
+    return model._user_vectors(np.array([user_idx]), history.to_csr(model.n_items), np.array([0]))
+
+
+@torch.no_grad()
+def history_scores(model, user_idx: int, variants: Sequences, item_idx: np.ndarray) -> torch.Tensor:
+    """Scores [variants.n_users, len(item_idx)] of user `user_idx` (-1: no id, no feature row) with each
+    row of `variants` as the history."""
+    seen = variants.to_csr(model.n_items)
+    n = seen.shape[0]
+    users = model._user_vectors(np.full(n, user_idx), seen, np.arange(n))
+    items = model.item_embeddings_[torch.from_numpy(np.asarray(item_idx, dtype=np.int64))]
+    return model.module_.scorer(users, items)
+
+
+@torch.no_grad()
+def history_effects(model, user_idx: int, history: Sequences, item_idx: np.ndarray) -> np.ndarray:
+    """Leave one history item out, [len(history), m]. With mean pooling every variant comes from one pass
+    over the history (the pooled sum minus the item, `HistoryPooling.mean_leaving_out`, as in training)
+    instead of one pooling per variant: O(L) rather than O(L^2) for a history of L items."""
+    from towerrec.explain import leave_one_out
+
+    m = model.module_
+    hist = history.tokens - 1
+    if model.config.history != "mean" or m.history_tower is None or len(hist) == 0 \
+            or len(np.unique(hist)) != len(hist):        # repeated items: the generic route handles them
+        return leave_one_out(model, user_idx, history, item_idx)
+    n = len(hist)
+    items, inverse = np.unique(hist, return_inverse=True)
+    batch = {"items": torch.from_numpy(items), "inverse": torch.from_numpy(inverse.astype(np.int64)),
+             "offsets": torch.zeros(1, dtype=torch.int64), "row_user": torch.zeros(n, dtype=torch.int64),
+             "left_out": torch.from_numpy(inverse.astype(np.int64))}
+    users = m.user_vectors(torch.full((n,), user_idx, dtype=torch.int64), batch)
+    target = model.item_embeddings_[torch.from_numpy(np.asarray(item_idx, dtype=np.int64))]
+    without = m.scorer(users, target)                                                    # [L, m]
+    full = m.scorer(_full_user(model, user_idx, history), target)
+    return (full - without).double().numpy()
+
+
+def _columns(spec, feats: dict) -> list[tuple[str, int, str]]:
+    """(kind, position within its kind, name) of every feature a side's rows carry."""
+    out = [("cat", j, c["name"]) for j, c in enumerate(spec.of_kind("categorical"))]
+    out += [("num", j, c["name"]) for j, c in enumerate(spec.of_kind("numeric"))]
+    out += [("bag", j, c["name"]) for j, c in enumerate(spec.of_kind("multi"))]
+    if "text" in feats or "tokens" in feats:
+        out.append(("text", 0, "text"))
+    return out
+
+
+def _blank(feats: dict, columns: list[tuple[str, int, str]], which: torch.Tensor) -> dict:
+    """A copy of the batch `feats` with, in row r, the feature `columns[which[r]]` missing (which[r] < 0:
+    nothing blanked)."""
+    out = {"cat": feats["cat"].clone(), "num": feats["num"].clone(), "bags": list(feats["bags"])}
+    for key in ("text", "tokens"):
+        if key in feats:
+            out[key] = feats[key].clone()
+    for f, (kind, j, _) in enumerate(columns):
+        rows = which == f
+        if not bool(rows.any()):
+            continue
+        if kind == "cat":
+            out["cat"][rows, j] = 0
+        elif kind == "num":
+            out["num"][rows, j] = 0.0
+        elif kind == "bag":
+            flat, offsets = out["bags"][j]
+            lens = torch.diff(offsets, append=offsets.new_tensor([len(flat)]))
+            row_of = torch.repeat_interleave(torch.arange(len(offsets)), lens, output_size=len(flat))
+            keep = ~rows[row_of]
+            lens = lens * (~rows)
+            out["bags"][j] = (flat[keep], torch.cumsum(lens, 0) - lens)
+        else:
+            for key in ("text", "tokens"):
+                if key in out:
+                    out[key][rows] = 0
+    return out
+
+
+@torch.no_grad()
+def feature_effects(model, user_idx: int, history: Sequences, item_idx: np.ndarray) -> list[list]:
+    """Per item: `FeatureEffect`s of the user's features (and id) and of the item's features (and id):
+    the score minus the score with that one input missing."""
+    from towerrec.explain import FeatureEffect
+
+    m = model.module_
+    scorer = m.scorer
+    item_idx = np.asarray(item_idx, dtype=np.int64)
+    n_items = len(item_idx)
+    seen = history.to_csr(model.n_items)
+    user = _full_user(model, user_idx, history)                                            # [1, d]
+    base_items = model.item_embeddings_[torch.from_numpy(item_idx)]
+    base = scorer(user, base_items)[0]                                                    # [m]
+    out: list[list] = [[] for _ in range(n_items)]
+
+    # the user tower: each feature of the user's row (and the id) left out in turn
+    known = user_idx >= 0
+    user_inputs = m.user_tower.inputs
+    if known and ("features" in user_inputs or "id" in user_inputs):
+        has_rows = "features" in user_inputs and m.user_rows is not None
+        feats = m.user_rows.take(torch.tensor([user_idx + 1])) if has_rows else None
+        columns = _columns(model.user_spec_, feats) if has_rows else []
+        names = [c[2] for c in columns] + (["user id"] if "id" in user_inputs else [])
+        if names:
+            n = len(names)
+            which = torch.arange(n)
+            rows = torch.full((n,), user_idx, dtype=torch.int64)
+            rows[which == len(columns)] = -1                                  # the id row: no id code
+            batch = None
+            if has_rows:
+                batch = _blank(m.user_rows.take(torch.full((n,), user_idx + 1, dtype=torch.int64)), columns, which)
+            hist = None
+            if model.config.history != "none":
+                hist = histories(seen, np.zeros(n, dtype=np.int64))
+            users = m.user_vectors(rows, hist, batch)
+            drops = base[None, :] - scorer(users, base_items)                 # [n, m]
+            for f, name in enumerate(names):
+                for j in range(n_items):
+                    out[j].append(FeatureEffect("user", name, float(drops[f, j])))
+
+    # the item tower: each feature of each item (and its id) left out in turn
+    item_inputs = m.item_tower.inputs
+    has_rows = "features" in item_inputs and m.item_rows is not None
+    probe = m.item_rows.take(torch.tensor([1])) if has_rows else {}
+    columns = _columns(model.content_.table, probe) if has_rows else []
+    names = [c[2] for c in columns] + (["item id"] if "id" in item_inputs else [])
+    if names:
+        n = len(names)
+        idx = torch.from_numpy(np.repeat(item_idx, n))                       # item j's n variants in a row
+        which = torch.arange(n).repeat(n_items)
+        x: dict = {}
+        if "id" in item_inputs:
+            x["id"] = m.item_code[idx].masked_fill(which == len(columns), 0)
+        if has_rows:
+            x["features"] = _blank(m.item_rows.take(idx + 1), columns, which)
+        z = scorer.prepare(m.item_tower(x))
+        scores = scorer(user, z)[0].view(n_items, n)
+        drops = base[:, None] - scores
+        for j in range(n_items):
+            out[j] += [FeatureEffect("item", name, float(drops[j, f])) for f, name in enumerate(names)]
+    return out
