@@ -4,13 +4,20 @@ A folder written by `Recommender.save` (or `save_recommender`) holds
 
     model.json            format version, model name, config, towerrec version, model extras, a
                           manifest of every tensor (name -> dtype, shape) and the weights' SHA-256;
-                          written last
+                          written last. Its extras hold the tie seed, the model's lineage (its
+                          version and the data it has seen, `towerrec.lineage`) and the retired
+                          item indices, each checked on load
     weights.safetensors   the tensors
     user_ids.json         external user ids, in index order
     item_ids.json         external item ids, in index order
     item_titles.json      optional: a display title per item index
     items.parquet         optional: item attributes (an `item_id` column first) for serving filters
     dataset.json          optional: what the model was trained on (name and counts)
+
+A *model store* is a folder of such artifact folders, one per version (`v000001`, `v000002`, ...),
+plus `LATEST`, a one-line file naming the current one: `publish` writes a complete version folder
+first and then replaces `LATEST` atomically, so a reader (`resolve_artifact`, a server watching
+the store) sees either the old version or the new one, never a half-written folder.
 
 This module is the only one that knows these names. Reading is defensive, because a folder may be
 truncated, edited or hostile: every file must resolve (symlinks included) to a path inside the
@@ -37,6 +44,7 @@ import pandas as pd
 from towerrec.data.idmap import IdMap
 from towerrec.errors import TowerrecError
 from towerrec.files import atomic_path, write_text
+from towerrec.lineage import check_lineage
 
 #: 2 added the tensor manifest and the weights' checksum; format-1 folders (neither) still load
 FORMAT_VERSION = 2
@@ -49,6 +57,7 @@ ITEM_IDS_FILE = "item_ids.json"
 TITLES_FILE = "item_titles.json"
 ITEM_TABLE_FILE = "items.parquet"
 DATASET_FILE = "dataset.json"
+LATEST_FILE = "LATEST"
 
 #: keys of model.json; "tensors" (the manifest) and "weights_sha256" are required from format 2 on
 META_KEYS = ("format", "model", "config", "towerrec", "extra", "tensors", "weights_sha256")
@@ -295,6 +304,11 @@ def save_recommender(model: Any, path: str | Path, *, titles: list[str] | None =
     if getattr(model, "user_counts_", None) is not None:   # streamed: who is known comes from the counts
         tensors["user_counts"] = model.user_counts_.astype(np.int64)
     extra = {**model._extra(), "tie_seed": model.ties_.seed}
+    if getattr(model, "lineage_", None):
+        extra["lineage"] = model.lineage_            # the version and the data seen (towerrec.lineage)
+    retired = getattr(model, "retired_", None)
+    if retired is not None and retired.any():
+        extra["retired"] = np.flatnonzero(retired).tolist()
     return write_artifact(path, model=model.name, config=dataclasses.asdict(model.config), tensors=tensors,
                           user_map=model.user_map_, item_map=model.item_map_, extra=extra,
                           titles=titles, item_table=item_table, dataset=dataset)
@@ -330,6 +344,8 @@ def load_recommender(cls: type, path: str | Path) -> Any:
     if "user_counts" in tensors:
         model.user_counts_ = tensors.pop("user_counts")
     model.ties_ = TieOrder.seeded(len(art.item_map), tie_seed)
+    model.lineage_ = check_lineage(extra.get("lineage", []), str(where))
+    model.retired_ = _retired_mask(extra.get("retired", []), len(art.item_map), where)
     state = {k[len("model."):]: v for k, v in tensors.items()}
     try:
         model._load_state(state, extra)
@@ -341,9 +357,69 @@ def load_recommender(cls: type, path: str | Path) -> Any:
     return model
 
 
+def _retired_mask(value: object, n_items: int, where: Path) -> np.ndarray:
+    """extra.retired (item indices) as a bool mask [n_items], checked."""
+    if not isinstance(value, list) or not all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < n_items
+                                              for i in value):
+        raise TowerrecError(f"{where}: extra.retired must be a list of item indices below {n_items}")
+    mask = np.zeros(n_items, dtype=bool)
+    mask[np.asarray(value, dtype=np.int64)] = True
+    return mask
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return (text.splitlines()[0] if text else repr(exc))[:300]
+
+
+# ---- model stores: versions and LATEST -------------------------------------------------------------
+def is_store(folder: str | Path) -> bool:
+    """True when `folder` is a model store (has a LATEST file)."""
+    return (Path(folder) / LATEST_FILE).is_file()
+
+
+def resolve_artifact(folder: str | Path) -> Path:
+    """The artifact folder to load: a store's LATEST version, or `folder` itself."""
+    folder = Path(folder)
+    if not is_store(folder):
+        return folder
+    name = artifact_file(folder, LATEST_FILE).read_text(encoding="utf-8").strip()
+    if not name or "/" in name or name in (".", ".."):
+        raise TowerrecError(f"{folder / LATEST_FILE}: expected the name of a version folder, got {name!r:.80}")
+    target = artifact_file(folder, name)
+    if not is_artifact(target):
+        raise TowerrecError(f"{folder / LATEST_FILE}: names {name!r}, which is not a complete model folder")
+    return target
+
+
+def artifact_stamp(folder: str | Path) -> str:
+    """Changes whenever what `resolve_artifact(folder)` loads changes (a store's LATEST, or the
+    folder's model.json, written last by every save); '' when there is nothing to load yet."""
+    folder = Path(folder)
+    try:
+        if is_store(folder):
+            return "store:" + (folder / LATEST_FILE).read_text(encoding="utf-8").strip()
+        st = (folder / MODEL_FILE).stat()
+        return f"folder:{st.st_mtime_ns}:{st.st_size}"
+    except OSError:
+        return ""
+
+
+def publish(model: Any, store: str | Path, **save_kwargs: Any) -> Path:
+    """Save `model` as the next version of the store (created if needed) and make it LATEST.
+
+    The folder is named after the model's version (`v000003`; a suffix if that name is taken) and
+    written completely before LATEST is replaced (atomically), so a watching server never loads a
+    partial model. `save_kwargs` go to `save_recommender` (titles, item_table, dataset)."""
+    store = Path(store)
+    store.mkdir(parents=True, exist_ok=True)
+    base = f"v{max(int(getattr(model, 'version', 0)), 0):06d}"
+    name, n = base, 1
+    while (store / name).exists():
+        name, n = f"{base}-{n}", n + 1
+    path = save_recommender(model, store / name, **save_kwargs)
+    write_text(store / LATEST_FILE, name + "\n")
+    return path
 
 
 # ---- titles ------------------------------------------------------------------------------------------

@@ -19,6 +19,8 @@ from towerrec.errors import TowerrecError
 log = logging.getLogger("towerrec.cli")
 #: `towerrec.splits.SPLITS`, spelt out: importing the splits module (pandas, pyarrow) would slow every `--help`
 SPLITS = ("random", "user-temporal", "temporal", "loo", "cold-item", "cold-user")
+#: `evaluate` also takes the rolling evaluation (`towerrec.rolling`): windows, not one split
+ROLLING = "rolling"
 
 DEFAULT_MODELS = ("pop", "itemknn", "ease", "als")     # `evaluate` without --models or --config
 
@@ -185,13 +187,39 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         names = list(DEFAULT_MODELS)
     specs = select_models(config, names, option="--models")
     models = [(spec.label, spec.build()) for spec in specs]      # every name checked before the data is read
+    rolling = _rolling_args(args)
     _prepare_out(args)
     _config_note(config)
     dataset = _load(args)
+    if rolling is not None:
+        from towerrec.experiments.rolling import evaluate_rolling
+        from towerrec.outdir import mark_complete
+
+        evaluate_rolling(dataset, models, windows=rolling[0], start=rolling[1], seed=args.seed, ks=ks, out=args.out,
+                         command=["towerrec", *args.argv], batch_size=args.batch_size)
+        if args.out:
+            mark_complete(args.out, command=["towerrec", *args.argv])
+            print(f"\nwrote {args.out}/rolling.json, rolling.csv, rolling.png, COMPLETE")
+        return 0
     _evaluate(dataset, models, split_method=args.split, ks=ks, seed=args.seed, ratios=ratios,
               exclude_seen=not args.no_exclude_seen, out=args.out, batch_size=args.batch_size,
               command=["towerrec", *args.argv])
     return 0
+
+
+def _rolling_args(args: argparse.Namespace) -> tuple[int, float] | None:
+    """(windows, start) for `--split rolling`, None otherwise; the two options only go with it."""
+    if args.split != ROLLING:
+        if args.windows is not None or args.start is not None:
+            raise TowerrecError("--windows and --start go with --split rolling")
+        return None
+    windows = 5 if args.windows is None else args.windows
+    start = 0.5 if args.start is None else args.start
+    if windows < 1:
+        raise TowerrecError(f"--windows must be a positive integer, got {windows}")
+    if not 0 < start < 1:
+        raise TowerrecError(f"--start must be a quantile in (0, 1), got {start}")
+    return windows, start
 
 
 def cmd_quickstart(args: argparse.Namespace) -> int:
@@ -311,11 +339,12 @@ def _train_stream(args: argparse.Namespace, model, name: str) -> int:
 
 
 def cmd_recommend(args: argparse.Namespace) -> int:
-    from towerrec.artifact import read_titles
+    from towerrec.artifact import read_titles, resolve_artifact
     from towerrec.models import load_model
 
-    model = load_model(args.artifact)
-    titles = read_titles(args.artifact, model.n_items)
+    path = resolve_artifact(args.artifact)          # a model store: its LATEST version
+    model = load_model(str(path))
+    titles = read_titles(path, model.n_items)
     if args.users:
         if args.explain:
             raise TowerrecError("--explain works with --user or --history, not with --users")
@@ -418,8 +447,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated names: each a [models.<label>] label of --config, else a registry "
                         "model name at its defaults (default: every table of --config; without --config "
                         "pop,itemknn,ease,als)")
-    p.add_argument("--split", default="random", choices=SPLITS)
+    p.add_argument("--split", default="random", choices=(*SPLITS, ROLLING),
+                   help="one split, or 'rolling': time windows, refit against incremental update per window")
     p.add_argument("--ratios", default="0.8,0.1,0.1", help="train,valid,test ratios")
+    p.add_argument("--windows", type=int, default=None, help="--split rolling: test windows (default 5)")
+    p.add_argument("--start", type=float, default=None,
+                   help="--split rolling: time quantile where the windows begin; the first fit sees the rows "
+                        "before it (default 0.5)")
     p.add_argument("--k", default="10,20", help="list lengths, e.g. 10,20")
     _add_config_args(p, "its [models.<label>] tables (model = \"<name>\" plus config fields) are used")
     p.add_argument("--no-exclude-seen", action="store_true",
@@ -470,9 +504,11 @@ def build_parser() -> argparse.ArgumentParser:
     # commands that live with their feature (each module's import is light: heavy deps load lazily)
     from towerrec.experiments.commands import register as register_experiments
     from towerrec.serve.commands import register as register_serve
+    from towerrec.update_command import register as register_update
 
     register_serve(sub)
     register_experiments(sub)
+    register_update(sub)
     return parser
 
 

@@ -14,6 +14,20 @@ excluded, and refetches twice as many for rows still short. Rows still short, an
 keep few items, are answered exactly on the allowed subset. A row always gets k items when k
 items are allowed and not excluded.
 
+**A catalogue that changes** (`towerrec serve`'s `POST /items` and `DELETE /items/{id}`). Both
+index kinds grow by `with_items(all_vectors, ties)`, a *new* index (copy-on-write: the old one keeps
+answering until the server swaps them): exact search stacks the vectors; FAISS clones its index and
+adds the new vectors, whose labels continue the item indices (HNSW, IVF and the fast-scan PQ under
+its refinement layer all take `add`). Retired items need no structure at all for correctness: the
+server passes them as excluded in `allowed`, which every path already honours (exact masking,
+HNSW/IVF `IDSelector`s inside the search, PQ over-fetch). What FAISS 1.15 can physically remove
+was tested (`tests/serve/test_index.py::test_faiss_removal_support`): `IndexIVFFlat.remove_ids`
+removes and every other label stays put, so IVF drops retired vectors (`without(ids)`); HNSW has
+no removal, and `IndexRefineFlat` over `IndexPQFastScan` refuses it (a bare `IndexPQFastScan` or
+`IndexFlat` removes but renumbers every later label, which would break the item index mapping).
+So on HNSW and PQ a retired vector stays as a tombstone, filtered at search time; rebuild (reload
+an artifact) when tombstones pile up. Choose `--faiss ivf` for catalogues with heavy churn.
+
 >>> index = build_index(item_embeddings, metric="ip", kind="auto")   # faiss from 50K items up
 >>> idx, scores = index.search(user_embeddings, k=10, exclude=seen_rows)
 >>> recall_at_k(index, ExactIndex(item_embeddings), user_embeddings, k=10)
@@ -117,6 +131,14 @@ class ExactIndex:
     def describe(self) -> dict:
         return {"kind": self.kind, "metric": self.metric, "n_items": self.n_items, "dim": self.dim}
 
+    def with_items(self, items: np.ndarray | torch.Tensor, ties: TieOrder) -> "ExactIndex":
+        """A new index over `items` (the old vectors first, then the added ones)."""
+        return ExactIndex(items, self.metric, ties)
+
+    def without(self, item_idx: np.ndarray) -> "ExactIndex":
+        """Retired items are excluded at search time (`allowed`): nothing to remove."""
+        return self
+
     def search(self, queries: np.ndarray, k: int, *, exclude: sp.csr_matrix | None = None,
                allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         queries = _check(queries, self.dim, k, self.n_items, exclude, allowed)
@@ -216,6 +238,7 @@ class FaissIndex:
         start = time.perf_counter()
         self._index = _index if _index is not None else self._build(faiss, vectors)
         self.build_seconds = time.perf_counter() - start
+        self.removed = 0        # vectors physically removed (IVF); elsewhere retired items are tombstones
 
     def _build(self, faiss, vectors: np.ndarray) -> object:
         cfg, (n, d) = self.config, vectors.shape
@@ -243,6 +266,34 @@ class FaissIndex:
         index.add(vectors)
         return index
 
+    def with_items(self, items: np.ndarray | torch.Tensor, ties: TieOrder) -> "FaissIndex":
+        """A new index over `items` (the first `n_items` rows are this index's vectors): a clone of
+        the FAISS structure with the new vectors added; this one is left as it is."""
+        import faiss
+
+        out = FaissIndex(items, self.metric, self.config, ties=ties, _index=faiss.clone_index(self._index))
+        new = out.exact._items.numpy()[self.n_items:]          # normalised for cosine, as at build
+        if len(new):
+            out._index.add(np.ascontiguousarray(new))
+        out.removed = self.removed
+        return out
+
+    def without(self, item_idx: np.ndarray) -> "FaissIndex":
+        """IVF: a clone without the vectors of `item_idx` (labels of the others unchanged). HNSW
+        and PQ cannot remove (see the module docstring): the same index, the items stay as
+        tombstones that the caller's `allowed` filters out."""
+        if self.config.structure != "ivf" or not len(item_idx):
+            return self
+        import faiss
+
+        clone = faiss.clone_index(self._index)
+        ids = np.ascontiguousarray(item_idx, dtype=np.int64)
+        removed = clone.remove_ids(faiss.IDSelectorArray(len(ids), faiss.swig_ptr(ids)))
+        out = FaissIndex(self.exact._items.numpy(), "ip", self.config, ties=self.exact.ties, _index=clone)
+        out.metric, out.exact = self.metric, self.exact               # the exact twin is unchanged
+        out.removed = self.removed + int(removed)
+        return out
+
     def _pq_m(self, d: int) -> int:
         if self.config.pq_m:
             if d % self.config.pq_m:
@@ -267,7 +318,8 @@ class FaissIndex:
         else:
             params = {"ivf_lists": int(self._index.nlist), "ivf_probe": cfg.ivf_probe}
         return {"kind": self.kind, "structure": cfg.structure, "metric": self.metric, "n_items": self.n_items,
-                "dim": self.dim, "build_seconds": round(self.build_seconds, 3), **params}
+                "dim": self.dim, "build_seconds": round(self.build_seconds, 3),
+                "removal": "remove_ids" if cfg.structure == "ivf" else "tombstones", **params}
 
     def _raw(self, queries: np.ndarray, fetch: int) -> tuple[np.ndarray, np.ndarray]:
         import faiss

@@ -43,9 +43,12 @@ EXPERIMENT: Layout = {"seed-[0-9]*": EVALUATION, "experiment.toml": None, "leade
 #: what `towerrec tune` writes (`towerrec.experiments.tune`); SQLite may leave a journal beside the db
 TUNE: Layout = {"optuna.db": None, "optuna.db-journal": None, "trials.csv": None, "best_config.toml": None,
                 "manifest.json": None, MARKER: None}
-LAYOUTS: dict[str, Layout] = {"evaluate": EVALUATION, "run": EXPERIMENT, "tune": TUNE}
+#: what a rolling evaluation writes (`towerrec.experiments.rolling`, from `evaluate` or `run`)
+ROLLING: Layout = {"rolling.json": None, "rolling.csv": None, "rolling.png": None, "report.html": None,
+                   "manifest.json": None, MARKER: None}
+LAYOUTS: dict[str, Layout] = {"evaluate": EVALUATION, "run": EXPERIMENT, "tune": TUNE, "rolling": ROLLING}
 #: any mix of the above (an older towerrec let `evaluate` and `run` share a folder)
-ANY: Layout = {**EVALUATION, **EXPERIMENT, **TUNE}
+ANY: Layout = {**EVALUATION, **EXPERIMENT, **TUNE, **ROLLING}
 
 
 def _foreign(folder: Path, layout: Layout, root: Path) -> str | None:

@@ -24,6 +24,7 @@ one vectorised step per list position (k steps), never one Python iteration per 
 """
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -143,7 +144,8 @@ class Reranker:
 def _relevance(scores: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """Per-row min-max normalised scores over the valid candidates (all 1 when they are equal)."""
     s = np.where(valid, scores, np.nan)
-    with np.errstate(all="ignore"):
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)   # a row without valid candidates: all NaN, rel 0
         lo, hi = np.nanmin(s, axis=1, keepdims=True), np.nanmax(s, axis=1, keepdims=True)
         span = hi - lo
         rel = np.where(span > 0, (s - lo) / np.where(span > 0, span, 1.0), 1.0)

@@ -189,11 +189,18 @@ def cold_user_split(inter: Interactions, fraction: float = 0.1, seed: int = 0) -
 
 
 def split(data: Dataset | Interactions, method: str = "random", *, seed: int = 0,
-          ratios: tuple[float, ...] = (0.8, 0.1, 0.1)) -> Split:
+          ratios: tuple[float, ...] = (0.8, 0.1, 0.1), windows: int = 5, start: float = 0.5) -> Split:
     """Split a dataset (or a log) by `method` (one of `SPLITS`); a Dataset's feature tables ride along.
+
+    `method="rolling"` gives a `towerrec.rolling.RollingSplit` instead: `windows` time windows from
+    the time quantile `start` on, for `towerrec.rolling.run_rolling` (refit against update).
 
     >>> split = tr.split(tr.load_dataset("ml-100k"), "random", seed=0)     # doctest: +SKIP
     """
+    if method == "rolling":
+        from towerrec.rolling import rolling_split
+
+        return rolling_split(data, windows=windows, start=start, seed=seed)   # type: ignore[return-value]
     if isinstance(data, Dataset):
         out = make_split(data.interactions, method, seed=seed, ratios=ratios)
         return dataclasses.replace(out, item_features=data.item_features, user_features=data.user_features)
@@ -217,4 +224,7 @@ def make_split(inter: Interactions, method: str = "random", *, seed: int = 0,
         return cold_item_split(inter, 1 - ratios[0], seed)
     if method == "cold-user":
         return cold_user_split(inter, 1 - ratios[0], seed)
+    if method == "rolling":
+        raise TowerrecError("'rolling' is not a train/valid/test split: use towerrec.rolling.rolling_split "
+                            "(tr.split(data, 'rolling')) and run_rolling, or `towerrec evaluate --split rolling`")
     raise TowerrecError(f"unknown split {method!r}; choose one of {', '.join(SPLITS)}")

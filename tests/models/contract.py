@@ -21,6 +21,12 @@ Override, when the model needs it:
   user's own block they have not seen; `test_pop.py` overrides it with the most popular item).
 * `history_reproduces_users = True` when scoring a training user's own train items as a `history`
   must give that user's scores (item-based models, ALS's fold-in); `history_atol` its tolerance.
+* `update_model(model, frame, options)`: how to update (default `model.update(frame, options=...)`);
+  override it to pass item content.
+* `untouched_top1_share`: the share of untouched users that must keep their top-1 through an
+  update (1.0; torch models, which fine-tune shared weights, 0.9).
+* `update_equals_refit = True` when `update` must give exactly the scores of a refit on all rows
+  (popularity, EASE, ItemKNN); `update_sensible = False` for a model without taste blocks (pop).
 
 What is checked: fit returns self; queries before fit raise `NotFittedError`; the config survives
 `dataclasses.asdict` and the JSON round trip of `save`; the model is in `MODELS`; exact top-1 on
@@ -28,7 +34,10 @@ the block ("checkerboard") data; `exclude_seen` on and off; batch equals one-by-
 agrees with `recommend`; unknown users get the popularity fallback; k above the catalogue pads
 with -1; save/load gives identical scores; the same seed gives the same scores; `history` works
 when `capabilities.histories` and falls back to popularity otherwise; `similar_items` when
-declared, NotImplementedError otherwise; declared vectors reproduce the scores; a single id is one id.
+declared, NotImplementedError otherwise; declared vectors reproduce the scores; a single id is one id;
+`update` admits new users and items (maps grow, old indices never move, lineage and version),
+leaves untouched users sensible, survives save/load exactly, takes a DataFrame like Interactions;
+`retire_items` keeps retired items out of every list, also after save/load.
 
 The data: users are split into `n_blocks` taste blocks, each with its own `items_per_block`
 items; every user has seen all items of their block except one, and nothing else. Any sensible
@@ -90,12 +99,136 @@ def block_data(n_blocks: int = 4, items_per_block: int = 6, users_per_block: int
     return BlockData(train, user_block, item_block, missing, seen)
 
 
-class RecommenderContract:
-    """Subclass me and define `make_model()`; see the module docstring."""
+# ---- continual learning ------------------------------------------------------------------------
+def update_frame(data: BlockData) -> pd.DataFrame:
+    """New rows for the block data: a new user of block 0 (all but one of its items), a changed user
+    of block 1 who gets its missing item, and a new item of block 1 taken by that user and by a new
+    user of block 1. Blocks 2 and 3 are untouched."""
+    users = sorted(data.user_block)
+    block0 = sorted(i for i, b in data.item_block.items() if b == 0)
+    block1 = sorted(i for i, b in data.item_block.items() if b == 1)
+    changed = next(u for u in users if data.user_block[u] == 1)
+    rows = [("unew0", i) for i in block0[:-1]]
+    rows += [(changed, data.missing[changed]), (changed, "inew")]
+    rows += [("unew1", i) for i in [*block1[:3], "inew"]]
+    return pd.DataFrame(rows, columns=["user_id", "item_id"])
+
+
+class UpdateContract:
+    """Mixed into `RecommenderContract`: the `update` / `retire_items` part of the contract."""
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def updated(cls, data: BlockData) -> tuple[Recommender, Recommender]:
+        """(fitted, fitted then updated with `update_frame`): two fits, so the shared one stays intact."""
+        suite = cls()
+        before = suite.fit_model(suite.make_model(), data.train, suite.fit_options(0))
+        after = suite.fit_model(suite.make_model(), data.train, suite.fit_options(0))
+        return before, suite.update_model(after, update_frame(data), suite.fit_options(0))
+
+    def update_model(self, model: Recommender, frame: pd.DataFrame, options: FitOptions) -> Recommender:
+        """How to update (default `model.update(frame, options=options)`); override to pass content."""
+        return model.update(frame, options=options)
+
+    def test_update_admits_new_ids(self, data: BlockData, updated) -> None:
+        before, after = updated
+        n_users, n_items = len(before.user_map_), before.n_items
+        assert after.user_map_.to_list() == [*before.user_map_.to_list(), "unew0", "unew1"]
+        assert after.item_map_.to_list() == [*before.item_map_.to_list(), "inew"]   # nothing moved
+        assert after.seen_.shape == (n_users + 2, n_items + 1) and len(after.ties_) == n_items + 1
+        np.testing.assert_array_equal(after.ties_.keys[:n_items], before.ties_.keys)   # prefix-stable
+        assert after.version == before.version + 1 == 2
+        last = after.lineage_[-1]
+        assert (last["kind"], last["rows"], last["new_users"], last["new_items"], last["changed_users"]) == \
+            ("update", len(update_frame(data)), 2, 1, 1)
+        assert after.known_users(after.user_map_.index(["unew0", "unew1"])).all()
+        recs = after.recommend(["unew0", "unew1"], k=3)
+        assert recs.fallback == [None, None]
+        assert after.item_popularity_[after.item_map_.index(["inew"])[0]] > 0
+
+    def test_update_excludes_the_new_rows(self, data: BlockData, updated) -> None:
+        _, after = updated
+        frame = update_frame(data)
+        for user, rows in frame.groupby("user_id"):
+            listed = set(after.recommend(user, k=after.n_items).item_ids[0]) - {None}
+            assert not listed & set(rows["item_id"]), f"{user}: an item of the update was recommended"
+
+    def test_untouched_users_stay_sensible(self, data: BlockData, updated) -> None:
+        before, after = updated
+        untouched = [u for u in sorted(data.user_block) if data.user_block[u] in (2, 3)]
+        a, b = before.recommend(untouched, k=1), after.recommend(untouched, k=1)
+        if not self.update_sensible:
+            return
+        expected = self.expected_top1(data, after)
+        kept = np.mean([expected[u] == got for u, got in zip(untouched, b.item_ids[:, 0])])
+        assert kept >= self.untouched_top1_share, f"only {kept:.0%} of the untouched users kept their top-1"
+        block1 = [u for u in sorted(data.user_block) if data.user_block[u] == 1]
+        own = after.score(block1, ["inew"] * len(block1)).mean()
+        other = after.score(untouched, ["inew"] * len(untouched)).mean()
+        assert own > other, f"the new item of block 1 scores {own:.4g} in its block, {other:.4g} elsewhere"
+        assert np.mean(a.item_ids[:, 0] == b.item_ids[:, 0]) >= self.untouched_top1_share
+
+    def test_update_survives_save_load(self, data: BlockData, updated, tmp_path) -> None:
+        _, after = updated
+        after.save(tmp_path / "updated")
+        loaded = load_model(str(tmp_path / "updated"))
+        assert loaded.user_map_ == after.user_map_ and loaded.item_map_ == after.item_map_
+        assert loaded.lineage_ == after.lineage_ and loaded.version == 2
+        idx = np.arange(len(after.user_map_))
+        assert torch.equal(loaded.score_users(idx), after.score_users(idx))
+        users = ["unew0", "unew1", *sorted(data.user_block)[:4]]
+        np.testing.assert_array_equal(loaded.recommend(users, k=5).item_idx, after.recommend(users, k=5).item_idx)
+        again = self.update_model(loaded, pd.DataFrame({"user_id": ["unew0"], "item_id": ["inew"]}), self.fit_options(0))
+        assert again.version == 3 and again.seen_[again.user_map_.index(["unew0"])[0]].nnz == \
+            after.seen_[after.user_map_.index(["unew0"])[0]].nnz + 1
+
+    def test_update_takes_interactions_like_a_frame(self, data: BlockData, updated) -> None:
+        _, by_frame = updated
+        frame = update_frame(data)
+        by_inter = self.update_model(self.fit_model(self.make_model(), data.train, self.fit_options(0)),
+                                     Interactions.from_frame(frame), self.fit_options(0))
+        assert by_inter.user_map_ == by_frame.user_map_ and by_inter.item_map_ == by_frame.item_map_
+        assert (by_inter.seen_ != by_frame.seen_).nnz == 0
+        idx = np.arange(len(by_frame.user_map_))
+        torch.testing.assert_close(by_inter.score_users(idx), by_frame.score_users(idx))
+
+    def test_update_equals_refit(self, data: BlockData, updated) -> None:
+        if not self.update_equals_refit:
+            return
+        _, after = updated
+        frame = pd.concat([data.train.to_frame(), update_frame(data)], ignore_index=True)
+        everything = Interactions.from_frame(frame, user_map=after.user_map_, item_map=after.item_map_)
+        refit = self.fit_model(self.make_model(), everything, self.fit_options(0))
+        idx = np.arange(len(after.user_map_))
+        torch.testing.assert_close(after.score_users(idx), refit.score_users(idx), rtol=1e-5, atol=1e-5)
+
+    def test_retired_items_are_never_listed(self, data: BlockData, tmp_path) -> None:
+        model = self.fit_model(self.make_model(), data.train, self.fit_options(0))
+        users = sorted(data.user_block)
+        top = model.recommend(users, k=1).item_ids[:, 0]
+        retired = sorted(set(top))[:2]
+        model.retire_items(retired)
+        assert model.version == 2 and model.lineage_[-1]["kind"] == "retire_items"
+        model.save(tmp_path / "retired")
+        for m in (model, load_model(str(tmp_path / "retired"))):
+            listed = set(m.recommend(users, k=m.n_items).item_ids.ravel())
+            listed |= set(m.recommend(["nobody"], k=m.n_items).item_ids.ravel())
+            listed |= set(m.recommend(history=sorted(data.seen[users[0]])[:2], k=m.n_items).item_ids.ravel())
+            if m.capabilities.similar_items:
+                listed |= set(m.similar_items(sorted(data.item_block)[:3], k=m.n_items).item_ids.ravel())
+            assert not listed & set(retired)
+
+
+class RecommenderContract(UpdateContract):
+    """Subclass me and define `make_model()`; see the module docstring (the `update` part of the
+    contract is inherited from `UpdateContract`, above)."""
 
     block_shape: tuple[int, int, int] = (4, 6, 10)
     history_reproduces_users: bool = False
     history_atol: float = 1e-4
+    update_equals_refit: bool = False
+    update_sensible: bool = True
+    untouched_top1_share: float = 1.0
 
     # ---- hooks ---------------------------------------------------------------------------------
     def make_model(self) -> Recommender:

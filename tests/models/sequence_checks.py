@@ -81,6 +81,7 @@ def assert_save_load_same_scores(model: Recommender, tmp_path) -> None:
 
 class SequenceModelTests(RecommenderContract):
     """The contract + the periodic next-item check for one sequence model (see the module docstring)."""
+    untouched_top1_share = 0.9   # an update fine-tunes shared weights: a borderline user may move
 
     model_class: ClassVar[type[Recommender]]
     contract_config: ClassVar[dict[str, Any]] = {}

@@ -14,6 +14,7 @@ from towerrec.models.ease import EASE, ease_weights
 
 class TestEASEContract(RecommenderContract):
     history_reproduces_users = True
+    update_equals_refit = True   # incremental X^T X, then the same closed-form solve
     history_atol = 1e-6
 
     def make_model(self) -> EASE:

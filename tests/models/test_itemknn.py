@@ -13,6 +13,7 @@ from towerrec.models.itemknn import ItemKNN, ItemKNNConfig, item_similarity
 
 class TestItemKNNContract(RecommenderContract):
     history_reproduces_users = True
+    update_equals_refit = True   # incremental co-occurrence counts, then the same top-k
     history_atol = 1e-6
 
     def make_model(self) -> ItemKNN:

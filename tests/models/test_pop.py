@@ -11,6 +11,8 @@ from towerrec.models.pop import Popularity
 
 class TestPopularityContract(RecommenderContract):
     history_reproduces_users = True
+    update_equals_refit = True
+    update_sensible = False      # one list for everyone: no taste blocks to keep
 
     def make_model(self) -> Popularity:
         return Popularity()

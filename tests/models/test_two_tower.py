@@ -324,6 +324,7 @@ TINY = dict(epochs=40, patience=40, batch_size=64, embedding_dim=16, id_dim=16, 
 
 
 class _TwoTowerContract(RecommenderContract):
+    untouched_top1_share = 0.9   # an update fine-tunes shared weights: a borderline user may move
     preset = "hybrid"
 
     def make_model(self) -> TwoTower:
@@ -340,6 +341,11 @@ class _TwoTowerContract(RecommenderContract):
         items = pd.DataFrame({"item_id": train.item_map.ids, "block": [f"b{blocks[i]}" for i in train.item_map.ids]})
         table = FeatureTable.from_frame(items, train.item_map, id_col="item_id", kinds={"block": "categorical"})
         return model.fit(train, item_features=table, options=options)
+
+    def update_model(self, model, frame, options):
+        """The new item "inew" belongs to block 1: its content says so."""
+        items = pd.DataFrame({"item_id": ["inew"], "block": ["b1"]})
+        return model.update(frame, items=items, options=options)
 
     def test_history(self, data: BlockData, fitted) -> None:
         # the contract's check, without its exact-reproduction part (history and id differ here)
@@ -364,3 +370,71 @@ class TestContentContract(_TwoTowerContract):
 
 class TestHybridContract(_TwoTowerContract):
     preset = "hybrid"
+
+
+# ---- update -----------------------------------------------------------------------------------------
+def _genre_split(inter, users, items):
+    """The log without the rows of 3 held-out items of genre 0 (the "new" items) and of 6 users."""
+    held_items = [f"i{i}" for i in (0, 1, 2)]
+    held_users = [f"u{u}" for u in range(0, 30, 5)]
+    frame = inter.to_frame()
+    old = frame[~frame.item_id.isin(held_items) & ~frame.user_id.isin(held_users)]
+    new = frame.drop(old.index)
+    return old, new, held_items, held_users
+
+
+def test_update_makes_a_new_item_recommendable_at_once(data):
+    """A brand-new item with content (genre 0) ranks high for genre-0 users right after one update,
+    and low for the others; before the update it was not in the catalogue at all."""
+    inter, users, items, _, _ = data
+    old, new, held_items, held_users = _genre_split(inter, users, items)
+    base = Interactions.from_frame(old)
+    uf = FeatureTable.from_frame(users, base.user_map, id_col="user_id")
+    itf = FeatureTable.from_frame(items, base.item_map, id_col="item_id", kinds={"title": "text"})
+    model = _fit("hybrid", base, uf, itf)
+    assert "i0" not in model.item_map_
+    model.update(new, items=items, users=users, options=OPTIONS)
+    assert set(held_items) <= set(model.item_map_.ids) and set(held_users) <= set(model.user_map_.ids)
+    genre0 = [f"u{u}" for u in range(N_USERS) if u % N_GENRES == 0 and f"u{u}" not in held_users][:8]
+    others = [f"u{u}" for u in range(N_USERS) if u % N_GENRES == 2][:8]
+    def mean_rank(who):
+        recs = model.recommend(who, k=model.n_items, exclude_seen=False)
+        return np.mean([list(row).index(i) for row in recs.item_ids for i in held_items])
+    assert mean_rank(genre0) < 25 < mean_rank(others)
+    assert model.lineage_[-1]["new_items"] == 3 and model.version == 2
+
+
+def test_update_without_training_embeds_new_items_like_add_items(data):
+    """passes=0: growth only. A catalogue item given only in `items` gets exactly the vector
+    `add_items` gives it, and nobody's old vectors move."""
+    inter, users, items, uf, itf = data
+    model = _fit("hybrid", inter, uf, itf, **{"update.passes": 0})
+    twin = model.snapshot()
+    fresh = items.iloc[:2].assign(item_id=["fresh-a", "fresh-b"])
+    before_users = model.user_embeddings_.clone()
+    model.update(None, items=fresh, options=OPTIONS)
+    twin.add_items(fresh)
+    assert model.item_map_ == twin.item_map_
+    torch.testing.assert_close(model.item_embeddings_, twin.item_embeddings_)
+    torch.testing.assert_close(model.user_embeddings_, before_users)
+
+
+def test_fine_tune_sample_holds_the_replay_share(data):
+    from towerrec.data.delta import admit
+    from towerrec.models.two_tower.update import fine_tune_sample
+    from towerrec.models.update import UpdateConfig
+
+    inter, *_ = data
+    delta = admit(inter.user_map, inter.item_map, pd.DataFrame({"user_id": ["u1"] * 4, "item_id": list("wxyz")}))
+    n = UpdateConfig(replay=0.75).n_replay(len(delta.rows), inter.to_csr().nnz)
+    sample = fine_tune_sample(delta, inter.to_csr(), n, seed=0)
+    assert n == 12 and len(sample) == 16
+    old = set(zip(inter.user_idx.tolist(), inter.item_idx.tolist()))
+    assert all(pair in old for pair in zip(sample.user_idx[4:].tolist(), sample.item_idx[4:].tolist()))
+
+
+def test_update_settings_are_checked(data):
+    inter, _, _, uf, itf = data
+    with pytest.raises(TowerrecError, match="replay"):
+        _fit("cf", inter, uf, itf, **{"update.replay": 1.0}).update(pd.DataFrame({"user_id": ["z"], "item_id": ["i1"]}))
+    assert TwoTower(replay=0.3).config.update.replay == 0.3              # a plain name reaches update.*

@@ -24,15 +24,20 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from towerrec.serve.app import create_app  # noqa: E402
+from towerrec.serve.live import LiveService  # noqa: E402
 from towerrec.serve.service import RecommenderService  # noqa: E402
 
 #: per operation and mode; raise it for a deeper local run: TOWERREC_SCHEMATHESIS_EXAMPLES=300 pytest ...
 EXAMPLES = int(os.environ.get("TOWERREC_SCHEMATHESIS_EXAMPLES", "8"))
 OPERATIONS = ["GET /health", "GET /info", "POST /recommend", "GET /items", "GET /items/{item_id}",
-              "GET /items/{item_id}/similar"]
+              "GET /items/{item_id}/similar", "POST /admin/reload", "POST /items", "DELETE /items/{item_id}"]
 # operations without parameters or a body have no invalid requests to generate
 CASES = [(label, mode) for label in OPERATIONS for mode in schemathesis.GenerationMode
-         if not (mode == schemathesis.GenerationMode.NEGATIVE and label in ("GET /health", "GET /info"))]
+         if not (mode == schemathesis.GenerationMode.NEGATIVE and label in ("GET /health", "GET /info",
+                                                                           "POST /admin/reload"))]
+#: the routes that change the model are fuzzed too: they need a token
+TOKEN = "fuzz-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 @pytest.fixture(scope="module", params=["als", "ease", "two_tower_users"])
@@ -40,12 +45,14 @@ def app(request, als_artifact, ease_artifact, two_tower_users_artifact):
     """ALS is served through the retrieval index, EASE through its own `recommend`, the two-tower
     model through the index with user features (the fuzzed `user_features` reach its encoder)."""
     artifact = {"als": als_artifact, "ease": ease_artifact, "two_tower_users": two_tower_users_artifact}[request.param]
-    return create_app(RecommenderService.from_artifact(artifact))
+    live = LiveService(RecommenderService.from_artifact(artifact), source=artifact,
+                       load=RecommenderService.from_artifact)
+    return create_app(live, token=TOKEN)
 
 
 @pytest.fixture(scope="module")
 def api_schema(app):
-    return schemathesis.openapi.from_asgi("/openapi.json", app)
+    return schemathesis.openapi.from_asgi("/openapi.json", app, headers=AUTH)
 
 
 def test_every_operation_is_covered(api_schema):
@@ -84,7 +91,7 @@ def test_no_server_errors(api_schema, label, mode):
     @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True,
               database=None)
     def run(case):
-        response = case.call()
+        response = case.call(headers=AUTH)
         calls.append(response.status_code)
         assert response.status_code < 500, response.text
         if response.status_code == 413:    # refused by size before it is read (a huge generated list):
@@ -130,7 +137,7 @@ URLS = st.one_of(NOT_A_QUERY_INTEGER.map(lambda v: "/items?limit=" + quote(v)),
 
 
 def test_out_of_range_numbers_and_mistyped_integers(app):
-    client = TestClient(app)
+    client = TestClient(app, headers=AUTH)
     statuses = []
 
     @given(request=st.one_of(BODIES.map(lambda b: ("POST", b)), URLS.map(lambda u: ("GET", u))))
@@ -156,5 +163,6 @@ def test_out_of_range_numbers_and_mistyped_integers(app):
                                   '{"user_id": "u1", "k": 5.0}'])
 def test_the_issues_examples(app, body):
     """The cases from the bug report, always sent whatever Hypothesis draws."""
-    response = TestClient(app).post("/recommend", content=body.encode(), headers={"content-type": "application/json"})
+    response = TestClient(app, headers=AUTH).post("/recommend", content=body.encode(),
+                                                  headers={"content-type": "application/json"})
     assert response.status_code == 422, response.text

@@ -160,6 +160,26 @@ class FeatureTable:
             joined = joined.str.cat(p.astype(str), sep=". ")
         return joined.str.strip(". ").to_numpy(dtype=object)
 
+    def aligned(self, id_map: IdMap) -> "FeatureTable":
+        """The rows of `id_map`'s ids (each must be in this table's map), same vocabularies and
+        statistics: a model fitted on part of a log gets the features of just its ids."""
+        pos = self.id_map.index(id_map.ids)
+        columns = {}
+        for name, c in self.columns.items():
+            new = FeatureColumn(c.name, c.kind, vocab=c.vocab, mean=c.mean, std=c.std)
+            if c.kind == "categorical":
+                new.codes = c.codes[pos]
+            elif c.kind == "numeric":
+                new.values = c.values[pos]
+            elif c.kind == "text":
+                new.texts = c.texts[pos]
+            else:                                   # multi: gather the CSR rows
+                lens = c.offsets[pos + 1] - c.offsets[pos]
+                new.offsets = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
+                new.codes = c.codes[np.repeat(c.offsets[pos] - new.offsets[:-1], lens) + np.arange(new.offsets[-1])]
+            columns[name] = new
+        return FeatureTable(id_map=id_map, columns=columns, source=self.source)
+
     def labels(self, name: str) -> list[str]:
         """Human-readable value of a categorical or multi column per row."""
         c = self.columns[name]

@@ -46,6 +46,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     require("matplotlib", "towerrec run (its report.html)")
     out = prepare_out(args.out or Path("results") / exp.name, overwrite=args.overwrite)
     command = ["towerrec", *getattr(args, "argv", sys.argv[1:])]
+    if exp.split.method == "rolling":
+        return _run_rolling(exp, out, args, command)
     jobs = args.jobs or default_jobs(len(exp.seeds) * len(exp.models))
     result = run_experiment(exp, out, data_dir=args.data_dir, command=command, jobs=jobs)
     board, comparisons, reference = build_leaderboard(exp, result.records)
@@ -63,11 +65,28 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_rolling(exp, out: Path, args: argparse.Namespace, command: list[str]) -> int:
+    """`towerrec run` of an experiment with [split] method = "rolling" (`towerrec.experiments.rolling`)."""
+    from towerrec.experiments.rolling import rolling_text, run_rolling_experiment
+    from towerrec.outdir import mark_complete
+
+    result = run_rolling_experiment(exp, out, data_dir=args.data_dir, command=command)
+    mark_complete(out, command=command)
+    print(f"\n{exp.name} | split rolling, {exp.split.windows} windows from quantile {exp.split.start:g} | seeds "
+          f"{', '.join(map(str, exp.seeds))} | refit vs update\n")
+    print(rolling_text(result))
+    print(f"\nwrote {out}/: report.html, rolling.json, rolling.csv, rolling.png, COMPLETE in {result.seconds:.1f} s")
+    return 0
+
+
 def cmd_tune(args: argparse.Namespace) -> int:
     from towerrec.experiments.config import load_experiment
     from towerrec.experiments.tune import tune
 
     exp = load_experiment(args.experiment)
+    if exp.split.method == "rolling":
+        raise TowerrecError(f"{args.experiment}: tune needs a split with a validation part; method = \"rolling\" "
+                            "has none (tune on another split, then run the rolling evaluation)")
     require("optuna", "towerrec tune")
     out = Path(args.out or Path("results") / f"{exp.name}-tune-{args.model}")
     command = ["towerrec", *getattr(args, "argv", sys.argv[1:])]

@@ -67,6 +67,8 @@ class DataSpec:
 class SplitSpec:
     method: str = "random"
     ratios: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    windows: int = 5               # method "rolling" (towerrec.rolling): test windows ...
+    start: float = 0.5             # ... from this time quantile on
 
 
 @dataclass(frozen=True)
@@ -237,7 +239,7 @@ def _dotted(where: tuple[str, ...], key: str) -> str:
 TOP_KEYS = ("name", "seeds", "data", "split", "evaluation", "significance", "models", "tune")
 DATA_KEYS = ("source", "min_rating", "duplicates", "kcore", "columns")
 COLUMN_KEYS = ("user", "item", "rating", "time")
-SPLIT_KEYS = ("method", "ratios")
+SPLIT_KEYS = ("method", "ratios", "windows", "start")
 EVAL_KEYS = ("metrics", "k", "exclude_seen", "primary", "curve_k", "batch_size", "beyond", "categories", "fairness",
              "cost")
 RERANK_KEYS = ("method", "weight", "candidates", "space")
@@ -347,13 +349,21 @@ def _split(c: _Checker, raw: dict) -> SplitSpec:
     t = c.table(raw, (), "split")
     c.only(t, w, SPLIT_KEYS)
     method = c.get(t, w, "method", str, "random")
-    if method not in SPLITS:
-        raise c.error(w + ("method",), f"split.method must be one of {list(SPLITS)}, got {method!r}")
+    if method not in (*SPLITS, "rolling"):
+        raise c.error(w + ("method",), f"split.method must be one of {[*SPLITS, 'rolling']}, got {method!r}")
+    windows, start = c.get(t, w, "windows", int, 5), float(c.get(t, w, "start", float, 0.5))
+    if method != "rolling" and ("windows" in t or "start" in t):
+        raise c.error(w + ("windows" if "windows" in t else "start",),
+                      "split.windows and split.start go with method = \"rolling\"")
+    if windows < 1:
+        raise c.error(w + ("windows",), f"split.windows must be a positive integer, got {windows}")
+    if not 0 < start < 1:
+        raise c.error(w + ("start",), f"split.start must be a time quantile in (0, 1), got {start}")
     ratios = c.get(t, w, "ratios", list, [0.8, 0.1, 0.1])
     if len(ratios) != 3 or any(not _is(r, float) or r < 0 for r in ratios) or abs(sum(ratios) - 1) > 1e-6:
         raise c.error(w + ("ratios",), f"split.ratios must be three non-negative numbers summing to 1, "
                                        f"got {ratios!r}")
-    return SplitSpec(method, tuple(float(r) for r in ratios))  # type: ignore[arg-type]
+    return SplitSpec(method, tuple(float(r) for r in ratios), windows, start)  # type: ignore[arg-type]
 
 
 def _evaluation(c: _Checker, raw: dict) -> EvaluationSpec:

@@ -93,10 +93,12 @@ def build_model(name: str, overrides: Mapping[str, Any] | None = None, *, preset
 
 
 def load_model(path: str) -> Recommender:
-    """Load any saved towerrec model; the class is chosen by the name stored in model.json."""
-    from towerrec.artifact import read_meta
+    """Load any saved towerrec model (a model store: its LATEST version); the class is chosen by the
+    name stored in model.json."""
+    from towerrec.artifact import read_meta, resolve_artifact
     from towerrec.errors import TowerrecError
 
+    path = str(resolve_artifact(path))
     name = read_meta(path)["model"]
     classes = {f.name: f for f in MODELS.values() if isinstance(f, type)}
     if name not in classes:

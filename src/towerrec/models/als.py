@@ -126,6 +126,47 @@ class ALS(Recommender):
             log.debug("als iteration %d: loss %.2f", len(self.loss_history_), self.loss_history_[-1])
         self.user_factors_ = users.cpu()   # [n_users, factors]
         self.item_factors_ = items.cpu()   # [n_items, factors]
+        if cfg.use_weights:                # `update` needs the summed weights, which `seen_` (binary) lacks
+            self.weighted_ = interactions.to_csr(binary=False)
+
+    # ---- continual learning --------------------------------------------------------------------
+    def _update(self, delta, *, old_seen, items, users, options: FitOptions) -> None:
+        """Exact fold-in: the least-squares solve of every touched row, the others held fixed.
+
+        New users and items start at zero; then the touched users are solved for the items, the
+        touched items (new, or with new rows) for the users, and the touched users once more, so
+        that each touched user's factor is the exact solve for the final item factors (as after
+        fit). Untouched rows keep their factors: a user who rated a changed item is not re-solved
+        (cost: the touched rows' entries and f x f solves, not the whole matrix)."""
+        cfg = self.config
+        matrix = self.seen_
+        if cfg.use_weights:
+            old = getattr(self, "weighted_", None)
+            if old is None:
+                raise TowerrecError("ALS(use_weights=True) loaded from an artifact keeps no weights: refit it")
+            n_u, n_i = matrix.shape
+            old = sp.csr_matrix((old.data, old.indices, np.concatenate(
+                [old.indptr, np.full(n_u - old.shape[0], old.indptr[-1])])), shape=(n_u, n_i))
+            matrix = self.weighted_ = (old + delta.rows.to_csr(binary=False)).tocsr()
+        conf_u = self._confidence(matrix)
+        conf_i = conf_u.T.tocsr()
+        reg_u = self._reg(conf_u, self.mean_conf_)
+        reg_i = self._reg(conf_i, _mean_total(conf_i))
+        grow = torch.zeros
+        users = torch.cat([self.user_factors_, grow(len(delta.new_users), cfg.embedding_dim)])
+        items = torch.cat([self.item_factors_, grow(len(delta.new_items), cfg.embedding_dim)])
+        touched_u = torch.from_numpy(np.sort(delta.touched_users))
+        touched_i = torch.from_numpy(np.sort(delta.touched_items))
+        cpu = torch.device("cpu")
+        blocks_u = _Blocks(conf_u[touched_u.numpy()], reg_u[touched_u], cfg.embedding_dim, cpu)
+        blocks_i = _Blocks(conf_i[touched_i.numpy()], reg_i[touched_i], cfg.embedding_dim, cpu)
+        if len(touched_u):
+            users[touched_u] = blocks_u.solve(items)
+        if len(touched_i):
+            items[touched_i] = blocks_i.solve(users)
+        if len(touched_u):
+            users[touched_u] = blocks_u.solve(items)
+        self.user_factors_, self.item_factors_ = users, items
 
     def training_history(self) -> list[dict] | None:
         losses = getattr(self, "loss_history_", None)
@@ -198,13 +239,22 @@ class ALS(Recommender):
 
     # ---- artifacts ----------------------------------------------------------------------------
     def _state(self) -> dict[str, np.ndarray]:
-        return {"user_factors": self.user_factors_.numpy(), "item_factors": self.item_factors_.numpy(),
-                "mean_conf": np.array([self.mean_conf_], dtype=np.float64)}
+        state = {"user_factors": self.user_factors_.numpy(), "item_factors": self.item_factors_.numpy(),
+                 "mean_conf": np.array([self.mean_conf_], dtype=np.float64)}
+        weighted = getattr(self, "weighted_", None)
+        if weighted is not None:
+            state.update({"weighted.indptr": weighted.indptr.astype(np.int64),
+                          "weighted.indices": weighted.indices.astype(np.int64),
+                          "weighted.data": weighted.data.astype(np.float32)})
+        return state
 
     def _load_state(self, tensors: dict[str, np.ndarray], extra: dict) -> None:
         self.user_factors_ = torch.from_numpy(tensors["user_factors"])
         self.item_factors_ = torch.from_numpy(tensors["item_factors"])
         self.mean_conf_ = float(tensors["mean_conf"][0])
+        if "weighted.data" in tensors:
+            self.weighted_ = sp.csr_matrix((tensors["weighted.data"], tensors["weighted.indices"],
+                                            tensors["weighted.indptr"]), shape=self.seen_.shape)
 
 
 def _mean_total(conf: sp.csr_matrix) -> float:

@@ -14,7 +14,8 @@ evaluation and the experiment runner use, and nothing else:
 - `rank_users(user_idx, k, ...)`: the batched top-k every list comes from.
 
 Subclasses implement `_fit`, `_score_users`, optionally `_score_histories` / `_item_scores` /
-the vector methods, and `_state`/`_load_state` for artifacts.
+the vector methods, `_state`/`_load_state` for artifacts, and `_update` for `update` (continual
+learning: new rows, new ids; see `towerrec.data.delta` for how ids are admitted).
 """
 from __future__ import annotations
 
@@ -30,8 +31,10 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 
+from towerrec import lineage
 from towerrec.artifact import load_recommender, save_recommender
 from towerrec.config import apply_overrides, config_diff
+from towerrec.data.delta import Delta, admit
 from towerrec.data.features import FeatureTable
 from towerrec.data.interactions import Interactions
 from towerrec.data.sequences import Sequences
@@ -137,10 +140,116 @@ class Recommender:
         counts = interactions.item_counts().astype(np.float32)
         self.item_popularity_ = counts / max(counts.sum(), 1.0)
         self.ties_ = TieOrder.seeded(interactions.n_items, options.seed)
+        self.retired_ = np.zeros(interactions.n_items, dtype=bool)
         self._fit(interactions, user_features=user_features, item_features=item_features,
                   valid=valid, options=options)
         self.fit_seconds_ = time.perf_counter() - start
+        self.lineage_ = [lineage.entry("fit", 1, users=interactions.n_users, items=interactions.n_items,
+                                       seconds=self.fit_seconds_, rows=interactions)]
         return self
+
+    # ---- continual learning ----------------------------------------------------------------
+    def update(self, new_interactions: Interactions | pd.DataFrame | None, *, items: pd.DataFrame | None = None,
+               users: pd.DataFrame | None = None, options: FitOptions | None = None) -> "Recommender":
+        """Learn from new rows without a refit; returns self.
+
+        `new_interactions`: Interactions over any id maps, or a DataFrame read like a log file.
+        New user and item ids are admitted (appended to the maps; existing indices never move, see
+        `towerrec.data.delta`), the training matrix, popularity and tie order grow, and the model
+        folds the rows in its own way: ALS solves the touched users and items exactly, EASE and
+        ItemKNN update their item-item statistics and re-solve, torch models fine-tune on the new
+        rows plus a replay sample of the old log (`config.update`). `items` (an `item_id` column and
+        the fit-time feature/text columns) gives content for new items, which content models embed
+        from it, and also admits catalogue items without rows there; `users` gives features of new
+        users. The model's lineage gets an entry (its version + 1 and the data seen).
+        """
+        self._check_fitted()
+        options = options or FitOptions(seed=self.ties_.seed or 0, progress=False)
+        if options.threads:
+            torch.set_num_threads(options.threads)
+        start = time.perf_counter()
+        extra = []
+        if items is not None and self.capabilities.add_items:
+            extra = self._content_ids(items)
+        old_rows = lineage.rows_seen(self._lineage()) or self.n_interactions
+        delta = admit(self.user_map_, self.item_map_, new_interactions, extra_items=extra)
+        old_seen = self._grow(delta, old_rows)
+        self._update(delta, old_seen=old_seen, items=items, users=users, options=options)
+        self.update_seconds_ = time.perf_counter() - start
+        counts = {k: v for k, v in delta.summary().items() if k != "rows"}
+        self._record("update", rows=delta.rows, seconds=self.update_seconds_, **counts)
+        return self
+
+    def _update(self, delta: Delta, *, old_seen: sp.csr_matrix, items: pd.DataFrame | None,
+                users: pd.DataFrame | None, options: FitOptions) -> None:
+        """Fold `delta` into the model. The base state (maps, `seen_`, popularity, ties) has already
+        grown; `old_seen` is the training matrix before, padded to the new shape."""
+        raise NotImplementedError(f"{self.name} cannot be updated; refit it")
+
+    def _content_ids(self, items: pd.DataFrame) -> list[str]:
+        """Item ids of a content frame (its `item_id` column), as strings."""
+        if "item_id" not in items.columns:
+            raise TowerrecError(f"items: needs an item_id column; found {list(items.columns)}")
+        return items["item_id"].astype(str).tolist()
+
+    def _grow(self, delta: Delta, old_rows: int) -> sp.csr_matrix:
+        """Grow the state every model has to the delta's maps; returns the old `seen_`, padded."""
+        n_users, n_items = len(delta.user_map), len(delta.item_map)
+        old = self.seen_
+        indptr = np.concatenate([old.indptr, np.full(n_users - old.shape[0], old.indptr[-1])]).astype(np.int64)
+        padded = sp.csr_matrix((old.data, old.indices, indptr), shape=(n_users, n_items))
+        seen = (padded + delta.rows.to_csr()).tocsr()
+        seen.data[:] = 1
+        self.seen_ = seen.astype(np.float32)
+        counts = np.round(self.item_popularity_.astype(np.float64) * old_rows)
+        counts = np.concatenate([counts, np.zeros(n_items - len(counts))]) + delta.rows.item_counts()
+        self.item_popularity_ = (counts / max(counts.sum(), 1.0)).astype(np.float32)
+        self.ties_ = self.ties_.extended(n_items)
+        self.retired_ = np.concatenate([self._retired(), np.zeros(n_items - len(self._retired()), dtype=bool)])
+        self.user_map_, self.item_map_ = delta.user_map, delta.item_map
+        return padded
+
+    def retire_items(self, item_ids: Sequence[str] | str) -> "Recommender":
+        """Take items out of the catalogue: never recommended or listed as similar again (their index,
+        embeddings and history entries stay, so nothing else moves). Returns self."""
+        self._check_fitted()
+        idx = self.item_map_.index(_as_list(item_ids))
+        retired = self._retired().copy()
+        retired[idx] = True
+        self.retired_ = retired
+        self._record("retire_items", retired=len(idx))
+        return self
+
+    def snapshot(self) -> "Recommender":
+        """A copy that `add_items` / `retire_items` can change while this one keeps serving: both
+        replace attributes rather than change arrays in place, so a shallow copy suffices here;
+        models whose `add_items` changes a module override this."""
+        import copy
+
+        return copy.copy(self)
+
+    def _retired(self) -> np.ndarray:
+        retired = getattr(self, "retired_", None)
+        return retired if retired is not None else np.zeros(self.n_items, dtype=bool)
+
+    def _active(self, allowed: np.ndarray | None) -> np.ndarray | None:
+        """`allowed` [n_items] with retired items removed (None: everything allowed)."""
+        retired = self._retired()
+        if not retired.any():
+            return allowed
+        return ~retired if allowed is None else np.asarray(allowed, dtype=bool) & ~retired
+
+    def _lineage(self) -> list[dict]:
+        return list(getattr(self, "lineage_", None) or [])
+
+    @property
+    def version(self) -> int:
+        """1 after fit, + 1 per update, add_items or retire_items (0: fitted before lineage existed)."""
+        return lineage.version(self._lineage())
+
+    def _record(self, kind: str, *, seconds: float = 0.0, rows: Interactions | None = None, **counts: int) -> None:
+        self.lineage_ = [*self._lineage(), lineage.entry(kind, self.version + 1, users=len(self.user_map_),
+                                                         items=self.n_items, seconds=seconds, rows=rows, **counts)]
 
     def _fit(self, interactions: Interactions, *, user_features: FeatureTable | None,
              item_features: FeatureTable | None, valid: Interactions | None, options: FitOptions) -> None:
@@ -315,6 +424,7 @@ class Recommender:
         self._check_fitted()
         user_idx = np.asarray(user_idx, dtype=np.int64)
         ties = ties or self.ties_
+        allowed = self._active(allowed)
         n = len(user_idx)
         if k <= 0:
             raise TowerrecError(f"k must be positive, got {k}")
@@ -371,7 +481,7 @@ class Recommender:
         self._check_fitted()
         if k <= 0:
             raise TowerrecError(f"k must be positive, got {k}")
-        allowed = self._allowed(exclude_items)
+        allowed = self._active(self._allowed(exclude_items))
         if history is not None:
             label = "<history>" if user_ids is None else str(user_ids)
             return self._recommend_history(_as_list(history), label, k, exclude_seen, allowed)
@@ -416,7 +526,7 @@ class Recommender:
         if bool(torch.isnan(scores).any() | torch.isposinf(scores).any()):   # -inf: "never similar"
             check_finite(scores, f"model {self.name!r} (item similarities)")
         scores[torch.arange(len(q)), torch.from_numpy(q)] = -torch.inf
-        top = rank(scores, min(k, self.n_items), self.ties_, who=None)
+        top = rank(scores, min(k, self.n_items), self.ties_, allowed=self._active(None), who=None)
         return Recommendations.from_top(ids, top, self.item_map_)
 
     # ---- explanations (towerrec.explain) -------------------------------------------------------
@@ -497,11 +607,42 @@ class Recommender:
 
 class ItemRowRecommender(Recommender):
     """A model whose scores depend on the user's item row alone (EASE, ItemKNN): training users and
-    new users given a history go through the same `_score_rows(seen [n, n_items] CSR) -> [n, n_items]`."""
+    new users given a history go through the same `_score_rows(seen [n, n_items] CSR) -> [n, n_items]`.
+
+    Both are functions of the item-item co-occurrence counts G = X^T X of the binary training
+    matrix X (`gram_`). `update` changes G incrementally, from the touched users' rows only
+    (G += X_new[t]^T X_new[t] - X_old[t]^T X_old[t]), then re-solves (`_solve`): the result equals
+    a refit on all rows. G is kept in memory after fit and after an update, never in the artifact
+    (a loaded model recomputes it from `seen_`, which is X, at its first update)."""
 
     @property
     def capabilities(self) -> Capabilities:
         return Capabilities(histories=True, similar_items=True)
+
+    def _solve(self, gram: sp.csr_matrix) -> None:
+        """Set the model's solution from co-occurrence counts [n_items, n_items]."""
+        raise NotImplementedError
+
+    def _fit(self, interactions: Interactions, *, user_features: FeatureTable | None,
+             item_features: FeatureTable | None, valid: Interactions | None, options: FitOptions) -> None:
+        self.gram_ = cooccurrence(interactions.to_csr())
+        self._solve(self.gram_)
+
+    def _update(self, delta: Delta, *, old_seen: sp.csr_matrix, items: pd.DataFrame | None,
+                users: pd.DataFrame | None, options: FitOptions) -> None:
+        n_items = self.n_items
+        gram = getattr(self, "gram_", None)
+        if gram is None:                                       # loaded from an artifact
+            gram = cooccurrence(old_seen)
+        else:
+            gram = sp.csr_matrix((gram.data, gram.indices, np.concatenate(
+                [gram.indptr, np.full(n_items - gram.shape[0], gram.indptr[-1])])), shape=(n_items, n_items))
+        touched = delta.changed_users                          # new users had no old row
+        new_rows = self.seen_[delta.touched_users]
+        old_rows = old_seen[touched]
+        self.gram_ = (gram + cooccurrence(new_rows) - cooccurrence(old_rows)).tocsr()
+        self.gram_.eliminate_zeros()
+        self._solve(self.gram_)
 
     def _score_rows(self, seen: sp.csr_matrix) -> torch.Tensor:
         raise NotImplementedError
@@ -538,6 +679,15 @@ class ItemRowRecommender(Recommender):
 
     def _score_histories(self, histories: Sequences) -> torch.Tensor:
         return self._score_rows(histories.to_csr(self.n_items))
+
+
+def cooccurrence(seen: sp.csr_matrix) -> sp.csr_matrix:
+    """X^T X [n_items, n_items] float32 of a binary user x item matrix: users sharing each pair of
+    items (exact integers up to 2^24), sorted indices."""
+    x = seen.astype(np.float32)
+    gram = (x.T @ x).tocsr()
+    gram.sort_indices()
+    return gram
 
 
 def _as_list(ids: Sequence[str] | str | int) -> list:

@@ -17,10 +17,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from towerrec.data.features import FeatureTable
-from towerrec.data.interactions import Interactions
 from towerrec.errors import TowerrecError
-from towerrec.models.base import FitOptions, ItemRowRecommender
+from towerrec.models.base import ItemRowRecommender
 
 
 @dataclass(frozen=True)
@@ -44,9 +42,9 @@ class EASE(ItemRowRecommender):
     name = "ease"
     Config = EASEConfig
 
-    def _fit(self, interactions: Interactions, *, user_features: FeatureTable | None,
-             item_features: FeatureTable | None, valid: Interactions | None, options: FitOptions) -> None:
-        self.weights_ = ease_weights(interactions.to_csr(), self.config.l2).float()  # B [n_items, n_items]
+    def _solve(self, gram: sp.csr_matrix) -> None:
+        """B from G = X^T X: fit, and `update` after its incremental change of G (a full re-solve)."""
+        self.weights_ = weights_from_gram(gram, self.config.l2).float()  # B [n_items, n_items]
 
     def _score_rows(self, seen: sp.csr_matrix) -> torch.Tensor:
         """[n, n_items] = seen [n, n_items] @ B."""
@@ -68,10 +66,15 @@ class EASE(ItemRowRecommender):
 
 def ease_weights(seen: sp.csr_matrix, l2: float) -> torch.Tensor:
     """B [n_items, n_items] (float64) from a user x item matrix, by Cholesky in float64."""
+    x = seen.astype(np.float64)
+    return weights_from_gram(x.T @ x, l2)
+
+
+def weights_from_gram(gram_matrix: sp.spmatrix, l2: float) -> torch.Tensor:
+    """B [n_items, n_items] (float64) from G = X^T X, by Cholesky in float64."""
     if l2 <= 0:
         raise TowerrecError(f"EASE needs l2 > 0 (the Gram matrix is singular otherwise), got {l2}")
-    x = seen.astype(np.float64)
-    gram = torch.from_numpy((x.T @ x).toarray())
+    gram = torch.from_numpy(gram_matrix.astype(np.float64).toarray())
     gram.diagonal().add_(l2)
     p = torch.cholesky_inverse(torch.linalg.cholesky(gram))
     b = p / (-p.diagonal())[None, :]

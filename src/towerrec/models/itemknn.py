@@ -19,9 +19,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from towerrec.data.features import FeatureTable
-from towerrec.data.interactions import Interactions
-from towerrec.models.base import FitOptions, ItemRowRecommender
+from towerrec.models.base import ItemRowRecommender, cooccurrence
 
 # Similarity is computed for this many (source x target) pairs at a time: 2^24 float32 = 64 MiB.
 _BLOCK_ELEMENTS = 1 << 24
@@ -51,9 +49,9 @@ class ItemKNN(ItemRowRecommender):
     name = "itemknn"
     Config = ItemKNNConfig
 
-    def _fit(self, interactions: Interactions, *, user_features: FeatureTable | None,
-             item_features: FeatureTable | None, valid: Interactions | None, options: FitOptions) -> None:
-        self.similarity_ = item_similarity(interactions.to_csr(), self.config)
+    def _solve(self, gram: sp.csr_matrix) -> None:
+        """S from the co-occurrence counts: fit, and `update` after its incremental change of them."""
+        self.similarity_ = similarity_from_gram(gram, self.config)
 
     # ---- scoring ------------------------------------------------------------------------------
     def _score_rows(self, seen: sp.csr_matrix) -> torch.Tensor:
@@ -82,25 +80,30 @@ class ItemKNN(ItemRowRecommender):
 
 
 def item_similarity(seen: sp.csr_matrix, config: ItemKNNConfig) -> sp.csr_matrix:
-    """Sparse S [n_items, n_items] (row = source item i, column = target item j), top-k per column.
+    """Sparse S [n_items, n_items] (row = source item i, column = target item j), top-k per column,
+    from a binary user x item matrix."""
+    return similarity_from_gram(cooccurrence(seen), config)
+
+
+def similarity_from_gram(gram: sp.csr_matrix, config: ItemKNNConfig) -> sp.csr_matrix:
+    """S from the co-occurrence counts G = X^T X [n_items, n_items] (symmetric; its diagonal holds
+    the users per item).
 
     Works on blocks of target columns, so peak memory is ~n_items x block floats, never a dense
     n_items x n_items matrix unless the catalogue is small enough for one block.
     """
-    n_items = seen.shape[1]
+    n_items = gram.shape[1]
     k = min(config.neighbours, n_items - 1)
     if k <= 0:
         return sp.csr_matrix((n_items, n_items), dtype=np.float32)
-    x = seen.astype(np.float32)
-    xt = x.T.tocsr()          # [n_items, n_users]
-    xc = x.tocsc()            # column blocks are cheap to slice
-    counts = torch.from_numpy(np.diff(xc.indptr).astype(np.float64))  # users per item
+    gram = gram.tocsr()
+    counts = torch.from_numpy(gram.diagonal().astype(np.float64))  # users per item
     source_norm = counts.pow(config.alpha)[:, None]
     block = max(1, _BLOCK_ELEMENTS // max(n_items, 1))
     rows, cols, vals = [], [], []
     for start in range(0, n_items, block):
         stop = min(start + block, n_items)
-        co = torch.from_numpy((xt @ xc[:, start:stop]).toarray()).double()  # [n_items, b]
+        co = torch.from_numpy(gram[start:stop].toarray().T).double()   # [n_items, b]: G is symmetric
         denom = source_norm * counts[start:stop].pow(1.0 - config.alpha)[None, :] + config.shrink
         sim = torch.where(co > 0, co / denom.clamp_min(1e-12), torch.zeros((), dtype=torch.float64))
         b = stop - start

@@ -49,6 +49,14 @@ class Popularity(Recommender):
             counts = interactions.item_counts()
         self.counts_ = counts.astype(np.float32)  # [n_items]
 
+    def _update(self, delta, *, old_seen, items, users, options: FitOptions) -> None:
+        """New rows add to the counts (new items start at 0): exactly what a refit on all rows counts."""
+        rows = delta.rows
+        new = np.bincount(rows.item_idx, weights=rows.weight if self.config.weighted else None,
+                          minlength=rows.n_items)
+        old = np.concatenate([self.counts_.astype(np.float64), np.zeros(rows.n_items - len(self.counts_))])
+        self.counts_ = (old + new).astype(np.float32)
+
     def stream_refusal(self) -> str | None:
         """Row counts come from the vocabulary pass of a stream; weights are not read there."""
         if self.config.weighted:

@@ -32,7 +32,8 @@ from towerrec.errors import TowerrecError
 from towerrec.models import losses
 from towerrec.models.base import Capabilities, FitOptions, Recommender
 from towerrec.models.train import TrainConfig, train
-from towerrec.towers.content import ItemContent, content_arrays
+from towerrec.models.update import UpdateConfig
+from towerrec.towers.content import ItemContent, sequence_content
 from towerrec.towers.features import TableSpec
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,7 @@ class SequenceModelConfig:
     text: str = "none"              # "none" | "pretrained"
     text_model: str = ""            # "" = the bundled all-MiniLM-L6-v2; any sentence-transformers path/name
     train: SequenceTraining = SequenceTraining()   # loss, negatives, window_stride and the loop (epochs, ...)
+    update: UpdateConfig = UpdateConfig()          # `update`: passes over new rows + a replay share
 
 
 class NextItemModule(nn.Module):
@@ -347,15 +349,17 @@ class SequentialRecommender(Recommender):
         """Item features / text into the item vectors when the config asks for them; the spec (JSON)."""
         cfg = self.config
         features, text = cfg.item_features, cfg.text
+        self.content_text_ = None
         if not features and text == "none":
             return None
         if table is not None and table.id_map != interactions.item_map:
             raise TowerrecError("item_features must be aligned to the interactions' item map (build it with "
                                 "FeatureTable.from_frame(frame, interactions.item_map, ...))")
-        spec, arrays = content_arrays(table, interactions.n_items, features=features, text=text,
-                                      text_model=cfg.text_model, owner=self.name)
-        self.module_.attach_content(ItemContent(spec, arrays, cfg.embedding_dim))
-        return spec.to_json()
+        content, arrays = sequence_content(table, interactions.n_items, features=features, text=text,
+                                           text_model=cfg.text_model, owner=self.name)
+        self.content_text_ = content.text          # how `update` encodes the text of new items
+        self.module_.attach_content(ItemContent(content.table, arrays, cfg.embedding_dim))
+        return content.table.to_json()
 
     def _batcher(self, windows: Windows, batches: LengthBatches, prob: np.ndarray, use_times: bool
                  ) -> Callable[[np.ndarray, np.random.Generator], dict[str, torch.Tensor]]:
@@ -391,6 +395,15 @@ class SequentialRecommender(Recommender):
             return batch
 
         return make_batch
+
+    # ---- continual learning --------------------------------------------------------------------
+    def _update(self, delta, *, old_seen, items, users, options: FitOptions) -> None:
+        """Append the new rows to the sequences, grow the item table, fine-tune on the windows with
+        new targets plus replay windows (`towerrec.models.sequential_update`)."""
+        from towerrec.models import sequential_update
+
+        result = sequential_update.update(self, delta, items, options)
+        self.update_history_ = result.history if result is not None else []
 
     # ---- scoring -------------------------------------------------------------------------------
     def _device(self) -> torch.device:
@@ -467,11 +480,12 @@ class SequentialRecommender(Recommender):
         return state
 
     def _extra(self) -> dict:
-        return {"content_spec": getattr(self, "content_spec_", None)}
+        return {"content_spec": getattr(self, "content_spec_", None), "content_text": getattr(self, "content_text_", None)}
 
     def _load_state(self, tensors: dict[str, np.ndarray], extra: dict) -> None:
         self.module_ = self._build(len(self.item_map_))
         self.content_spec_ = extra.get("content_spec")
+        self.content_text_ = extra.get("content_text")
         if self.content_spec_:
             prefix = "module.content.rows."
             arrays = {k[len(prefix):]: np.array(v) for k, v in tensors.items() if k.startswith(prefix)}

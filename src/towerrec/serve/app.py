@@ -38,9 +38,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from towerrec.errors import TowerrecError, UnknownIdError
 from towerrec.models.base import Recommendations
 from towerrec.serve import schemas
+from towerrec.serve.live import LiveService
 from towerrec.serve.schemas import MAX_ID_LENGTH, MAX_K, NUMBER_SCHEMA, QUERY_INT
 from towerrec.serve.service import Query as ServiceQuery
 from towerrec.serve.service import RecommenderService, set_threads
+from towerrec.serve.update_routes import add_update_routes
 
 log = logging.getLogger("towerrec.serve")
 #: bodies above this many bytes get 413 before they are parsed (a full 1000-item history is ~10 KiB)
@@ -237,15 +239,19 @@ def _explanation(service: RecommenderService, e) -> dict:
             "features": [{"side": f.side, "feature": f.feature, "weight": _finite(f.weight)} for f in e.features]}
 
 
-def create_app(service: RecommenderService, *, token: str | None = None,
+def create_app(service: RecommenderService | LiveService, *, token: str | None = None,
                max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
-    """The FastAPI app for one loaded model. `token`: require `Authorization: Bearer <token>`."""
+    """The FastAPI app for one loaded model. `token`: require `Authorization: Bearer <token>`.
+
+    Every route reads the current service once, at its start, from a `LiveService`
+    (`towerrec.serve.live`): a reload or a catalogue change swaps it between requests, never inside one."""
     from towerrec import __version__
 
+    live = service if isinstance(service, LiveService) else LiveService(service)
     app = FastAPI(title="towerrec", version=__version__, docs_url=None, redoc_url=None, openapi_url=None,
-                  description=f"Recommendations from a saved towerrec model ({service.model.name}).")
-    app.state.service = service
-    index_kind = service.index.kind if service.index is not None else "model"
+                  description=f"Recommendations from a saved towerrec model ({live.service.model.name}).")
+    app.state.service, app.state.live = live.service, live
+    del service                       # routes read `live.service`, never the service this app started with
     secret = check_token(token).encode() if token is not None else None
 
     def authorized(request: Request) -> bool:
@@ -324,12 +330,16 @@ def create_app(service: RecommenderService, *, token: str | None = None,
     @app.get("/health", response_model=schemas.Health)
     def health() -> dict:
         """Liveness: the model is loaded (no token needed)."""
+        service = live.service
         return {"status": "ok", "model": service.model.name, "items": service.model.n_items}
 
     @app.get("/info", response_model=schemas.Info, dependencies=protected, responses=errors)
     def info() -> dict:
-        """Model, data, catalogue, versions, index kind and ANN recall@10 against exact search."""
-        return service.info()
+        """Model, data, catalogue, versions (model version and lineage), index kind and ANN recall@10."""
+        service = live.service
+        out = service.info()
+        out["version"] = {**out["version"], **live.info()}
+        return out
 
     @app.post("/recommend", response_model=schemas.RecommendResponse, dependencies=protected, responses=errors)
     # async on purpose: one request is ~0.3 ms of numpy. In FastAPI's thread pool, 8 concurrent
@@ -337,6 +347,7 @@ def create_app(service: RecommenderService, *, token: str | None = None,
     # worker managed ~300 req/s; on the event loop it serves ~1,000 (benchmarks/serve.py).
     async def recommend(body: schemas.RecommendRequest) -> Response:
         """Top-k items for a known user, a new user's `history`, or (fallback) by popularity."""
+        service = live.service
         filters = {k: (v.model_dump() if isinstance(v, schemas.Range) else v) for k, v in (body.filters or {}).items()}
         query = ServiceQuery(user_id=body.user_id, history=body.history, k=body.k, exclude_seen=body.exclude_seen,
                              exclude_items=body.exclude_items, filters=filters or None,
@@ -350,20 +361,25 @@ def create_app(service: RecommenderService, *, token: str | None = None,
         # the hot endpoint answers with orjson directly: `response_model` still documents (and the
         # schemathesis test checks) the shape, without a second validation pass per request
         payload = {"user_id": body.user_id, "items": _items(service, recs, explanations), "fallback": recs.fallback[0],
-                   "model": service.model.name, "index": index_kind}
+                   "model": service.model.name, "index": service.index.kind if service.index is not None else "model"}
         return Response(orjson.dumps(payload), media_type="application/json")
 
     @app.get("/items", response_model=schemas.ItemsResponse, dependencies=protected, responses=errors)
     def items(q: str = Query("", max_length=200, description="text to find in titles (case-insensitive)"),
               limit: Annotated[int, Query(ge=1, le=MAX_K), QUERY_INT] = 20) -> dict:
         """Search the catalogue by title; most popular matches first (empty q: the most popular items)."""
-        hits = service.catalogue.search(q, limit)
+        service = live.service
+        hits = service.catalogue.search(q, limit + service.model.n_items - int(service.active.sum())
+                                        if service.active is not None else limit)
+        hits = [i for i in hits if not service.is_retired(int(i))][:limit]
         return {"query": q, "items": [service.catalogue.describe(int(i)) for i in hits]}
 
-    def _item_index(item_id: str) -> int:
+    def _item_index(service: RecommenderService, item_id: str) -> int:
         idx = service.model.item_map_.get_index([item_id])
         if idx[0] < 0:
             raise HTTPException(404, f"unknown item: {item_id}")
+        if service.is_retired(int(idx[0])):
+            raise HTTPException(404, f"item {item_id} was retired from the catalogue")
         return int(idx[0])
 
     item_path = Path(..., min_length=1, max_length=MAX_ID_LENGTH,
@@ -375,7 +391,8 @@ def create_app(service: RecommenderService, *, token: str | None = None,
              responses=errors)
     def similar(item_id: str = item_path, k: Annotated[int, Query(ge=1, le=MAX_K), QUERY_INT] = 10) -> dict:
         """Items most like `item_id` (the item itself left out)."""
-        _item_index(item_id)
+        service = live.service
+        _item_index(service, item_id)
         try:
             recs = service.similar(item_id, k)
         except NotImplementedError as exc:
@@ -385,12 +402,14 @@ def create_app(service: RecommenderService, *, token: str | None = None,
     @app.get("/items/{item_id:path}", response_model=schemas.Item, dependencies=protected, responses=errors)
     def item(item_id: str = item_path) -> dict:
         """One catalogue item: title and attributes."""
-        return service.catalogue.describe(_item_index(item_id))
+        service = live.service
+        return service.catalogue.describe(_item_index(service, item_id))
 
     default_openapi = app.openapi
 
     def openapi() -> dict:
         if app.openapi_schema is None:
+            service = live.service
             spec = default_openapi()
             body = spec["components"]["schemas"]["RecommendRequest"]["properties"]
             body["filters"] = filters_schema(service.catalogue, body["filters"].get("description", ""))
@@ -400,6 +419,7 @@ def create_app(service: RecommenderService, *, token: str | None = None,
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+    add_update_routes(app, live, has_token=secret is not None, authorized=authorized, errors=errors)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     app.add_middleware(SecurityHeaders)
     return app
@@ -444,10 +464,15 @@ def app_from_env() -> FastAPI:
     # before loading: on a busy machine, multi-threaded OpenMP regions in a FAISS build can wait
     # on each other ~50x longer than one thread takes (PQ on 4000 items: 10 s vs 0.2 s)
     set_threads(int(config.get("threads", 1)))
-    service = RecommenderService.from_artifact(config["artifact"], index_kind=config["index"],
-                                               items_file=config.get("items"),
-                                               faiss_config=FaissConfig(**config.get("faiss", {})))
-    return create_app(service, token=os.environ.get("TOWERREC_TOKEN") or None,
+
+    def load(path) -> RecommenderService:
+        return RecommenderService.from_artifact(path, index_kind=config["index"], items_file=config.get("items"),
+                                                faiss_config=FaissConfig(**config.get("faiss", {})))
+
+    live = LiveService(load(config["artifact"]), source=config["artifact"], load=load,
+                       workers=int(config.get("workers", 1)))
+    live.watch(float(config.get("watch") or 0))
+    return create_app(live, token=os.environ.get("TOWERREC_TOKEN") or None,
                       max_body_bytes=config.get("max_body_bytes", MAX_BODY_BYTES))
 
 

@@ -62,8 +62,9 @@ def typed_item_table(frame: pd.DataFrame) -> pd.DataFrame:
             if not (converted.notna().sum() == col.notna().sum() and col.notna().any()):
                 continue
             col = converted
-        if pd.api.types.is_float_dtype(col) and col.dropna().eq(col.dropna().round()).all():
-            col = col.astype("Int64")
+        whole = col.dropna()
+        if pd.api.types.is_float_dtype(col) and whole.eq(whole.round()).all() and whole.abs().lt(2**53).all():
+            col = col.astype("Int64")      # (beyond 2**53 a float is no exact integer: it stays a float)
         frame[c] = col
     return frame
 
@@ -110,6 +111,26 @@ class Catalogue:
 
     def __len__(self) -> int:
         return len(self.item_map)
+
+    def extended(self, item_map: IdMap, popularity: np.ndarray, frame: pd.DataFrame) -> "Catalogue":
+        """A new catalogue over `item_map` (this one's items first): the new items' titles and
+        attributes come from `frame` (an `item_id` column; missing values stay missing)."""
+        n_old = len(self)
+        new_ids = item_map.to_list()[n_old:]
+        rows = typed_item_table(frame).drop_duplicates("item_id").set_index("item_id").reindex(pd.Index(new_ids))
+        titles = None
+        if self.titles is not None:
+            col = next((c for c in rows.columns if c.lower() in TITLE_COLUMNS), None)
+            found = rows[col] if col is not None else pd.Series([None] * len(new_ids), index=rows.index)
+            titles = self.titles + [str(t) if isinstance(t, str) and t else i for t, i in zip(found, new_ids)]
+        table = None
+        if self.attributes:
+            old = pd.DataFrame({c: v.to_numpy() for c, v in self.attributes.items()})
+            old.insert(0, "item_id", self.item_map.to_list())
+            new = rows.reindex(columns=list(self.attributes)).reset_index().rename(columns={"index": "item_id"})
+            new["item_id"] = new_ids
+            table = pd.concat([old, new], ignore_index=True)
+        return Catalogue(item_map, popularity, titles, table)
 
     @property
     def attribute_names(self) -> list[str]:

@@ -13,7 +13,11 @@ import sys
 def register(sub: argparse._SubParsersAction) -> None:
     """Add `towerrec serve ARTIFACT` and `towerrec index-stats ARTIFACT`."""
     p = sub.add_parser("serve", help="serve a saved model over HTTP (REST API, OpenAPI docs, demo page)")
-    p.add_argument("artifact", help="model folder written by `towerrec train`")
+    p.add_argument("artifact", help="model folder written by `towerrec train`, or a model store (`towerrec update "
+                                    "--publish`): its LATEST version is served")
+    p.add_argument("--watch", type=float, default=None, metavar="SECONDS",
+                   help="poll the artifact (a store's LATEST, or the folder's model.json) this often and swap to a "
+                        "new version atomically when it changes (each worker polls for itself)")
     p.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback only)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--workers", type=int, default=1, help="worker processes (each loads the model)")
@@ -124,6 +128,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     if args.workers < 1:
         raise TowerrecError(f"--workers must be >= 1, got {args.workers}")
+    if args.watch is not None and not 0 < args.watch <= 3600:
+        raise TowerrecError(f"--watch must be in (0, 3600] seconds, got {args.watch}")
     if args.request_timeout is not None and not 0 < args.request_timeout <= 3600:
         raise TowerrecError(f"--request-timeout must be in (0, 3600] seconds, got {args.request_timeout}")
     token = read_token(args)
@@ -133,7 +139,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     threads = args.threads or 1
     config = {"artifact": args.artifact, "index": args.index, "items": args.items, "faiss": _faiss_options(args),
               "max_body_bytes": args.max_body_bytes or MAX_BODY_BYTES, "threads": threads,
-              "request_timeout": args.request_timeout or REQUEST_TIMEOUT}
+              "request_timeout": args.request_timeout or REQUEST_TIMEOUT, "watch": args.watch,
+              "workers": args.workers}
     # workers are separate processes: they read the config (and the token) from the environment
     os.environ["TOWERREC_SERVE_CONFIG"] = json.dumps(config)
     if token:

@@ -290,8 +290,27 @@ class IndexInfo(BaseModel):
     ef_search: int | None = None
     ivf_lists: int | None = None
     ivf_probe: int | None = None
+    removal: str | None = Field(None, description='FAISS: how retired items leave the index, "remove_ids" (IVF) '
+                                                   'or "tombstones" (filtered at search time)')
     recall_at_10_vs_exact: float | None = Field(None, description="ANN recall@10 against exact search, "
                                                                    "measured at start-up (1.0 for exact)")
+
+
+class VersionInfo(BaseModel):
+    """Which model version is served and where it came from (its lineage: `towerrec.lineage`), and
+    how the server keeps up (`towerrec.serve.live`)."""
+
+    model_version: int = Field(description="1 after fit, + 1 per update, added or retired items")
+    artifact_version: str | None = Field(None, description="the version folder of a model store, if served from one")
+    loaded_at: str | None = None
+    supports_add_items: bool
+    retired_items: int
+    lineage: list[dict[str, JsonValue]] = Field(description="the last entries of the model's lineage")
+    source: str | None = None
+    reloads: int = 0
+    watching: bool = False
+    last_reload_error: str | None = None
+    workers: int = 1
 
 
 class Info(BaseModel):
@@ -307,6 +326,7 @@ class Info(BaseModel):
     supports_history: bool
     index: IndexInfo
     uptime_seconds: float
+    version: VersionInfo | None = None
 
 
 ERROR_RESPONSES: dict[int | str, dict] = {

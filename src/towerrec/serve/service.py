@@ -18,7 +18,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from towerrec.artifact import read_dataset_info, read_meta
+from towerrec.artifact import read_dataset_info, read_meta, resolve_artifact
 from towerrec.data.sequences import Sequences
 from towerrec.errors import TowerrecError, UnknownIdError
 from towerrec.index import ExactIndex, FaissConfig, FaissIndex, build_index, recall_at_k
@@ -77,18 +77,28 @@ class RecommenderService:
 
     def __init__(self, model: Recommender, catalogue: Catalogue, *, index_kind: str = "auto",
                  faiss_config: FaissConfig | None = None, artifact: str | None = None,
-                 meta: dict | None = None, recall_queries: int = RECALL_QUERIES) -> None:
+                 meta: dict | None = None, recall_queries: int = RECALL_QUERIES,
+                 _derived: "RecommenderService | None" = None, _index: ExactIndex | FaissIndex | None = None) -> None:
         # meta: {"towerrec": version that saved the model, "dataset": checked dataset info or None}
+        # _derived/_index: `with_items` / `without_items` build a service from another one and a
+        # ready index (copy-on-write), reusing what the change does not touch
         self.model = model
         self.catalogue = catalogue
         self.artifact = artifact
         self.meta = meta or {}
+        self.index_kind, self.faiss_config = index_kind, faiss_config
         self.embeddings = embeddings_of(model)
         self.index: ExactIndex | FaissIndex | None = None
         self.exact: ExactIndex | None = None
         self.recall_at_10: float | None = None
         self._user_queries: np.ndarray | None = None
-        if self.embeddings is not None:
+        retired = model._retired()
+        self.active: np.ndarray | None = ~retired if retired.any() else None   # retired items never listed
+        if _derived is not None:
+            self._user_queries, self.recall_at_10 = _derived._user_queries, _derived.recall_at_10
+            self.index = _index
+            self.exact = _index.exact if isinstance(_index, FaissIndex) else _index
+        elif self.embeddings is not None:
             n_users = len(model.user_map_)
             if n_users * self.embeddings.items.shape[1] <= USER_CACHE_FLOATS:
                 # one row lookup per request instead of a pass through the user tower's last steps
@@ -111,12 +121,18 @@ class RecommenderService:
     @classmethod
     def from_artifact(cls, path: str | Path, *, index_kind: str = "auto", items_file: str | None = None,
                       faiss_config: FaissConfig | None = None) -> "RecommenderService":
-        """Load the model, catalogue and dataset info of an artifact folder (every file checked)."""
+        """Load the model, catalogue and dataset info of an artifact folder (every file checked); a
+        model store (`towerrec.artifact.publish`) loads its LATEST version."""
+        from datetime import datetime, timezone
+
         from towerrec.models import load_model
 
+        given, path = Path(path), resolve_artifact(path)
         model = load_model(str(path))
         catalogue = Catalogue.from_artifact(path, model.item_map_, model.item_popularity_, items_file)
-        meta = {"towerrec": read_meta(path).get("towerrec"), "dataset": read_dataset_info(path)}
+        meta = {"towerrec": read_meta(path).get("towerrec"), "dataset": read_dataset_info(path),
+                "artifact_version": path.name if path != given else None,
+                "loaded_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         return cls(model, catalogue, index_kind=index_kind, faiss_config=faiss_config, artifact=str(path), meta=meta)
 
     # ---- queries -----------------------------------------------------------------------------
@@ -204,7 +220,7 @@ class RecommenderService:
         hist_idx = self.item_indices(history)
         # unknown excluded items cannot be recommended anyway
         excl = np.fromiter((self._item_pos[i] for i in q.exclude_items if i in self._item_pos), dtype=np.int64)
-        allowed = self.catalogue.mask(q.filters)
+        allowed = self.allowed(q.filters)
         user_idx = self._user_pos.get(q.user_id, -1) if q.user_id is not None else -1
         uid = np.array([q.user_id if q.user_id is not None else "<history>"], dtype=object)
         if q.exclude_seen:
@@ -267,8 +283,44 @@ class RecommenderService:
             return self.model.similar_items([item_id], k=k)
         query = self.embeddings.items[idx]
         exclude = _csr_rows([idx], self.model.n_items)
-        top, scores = self.index.search(query, min(k, self.model.n_items), exclude=exclude)
+        top, scores = self.index.search(query, min(k, self.model.n_items), exclude=exclude, allowed=self.active)
         return Recommendations(np.array([item_id], dtype=object), top, scores, self.model.item_map_, [None])
+
+    def allowed(self, filters: dict | None) -> np.ndarray | None:
+        """bool [n_items]: items passing `filters` and not retired (None: all of them)."""
+        mask = self.catalogue.mask(filters)
+        if self.active is None:
+            return mask
+        return self.active if mask is None else mask & self.active
+
+    def is_retired(self, item_idx: int) -> bool:
+        return self.active is not None and not bool(self.active[item_idx])
+
+    # ---- a catalogue that changes (copy-on-write: the result is a new service) ---------------
+    def with_items(self, frame: "pd.DataFrame") -> "RecommenderService":  # noqa: F821
+        """A new service whose model and index also hold the items of `frame` (an `item_id` column
+        plus the item features/text the model was fitted with), embedded from their content; this
+        one is left as it is. Models that cannot embed items raise NotImplementedError."""
+        if not self.model.capabilities.add_items:
+            raise NotImplementedError(f"{self.model.name} cannot embed new items from their features: "
+                                      "publish an updated artifact instead (towerrec update)")
+        model = self.model.snapshot().add_items(frame)
+        catalogue = self.catalogue.extended(model.item_map_, model.item_popularity_, frame)
+        index = None
+        if self.index is not None:
+            index = self.index.with_items(embeddings_of(model).items, model.ties_)
+        return self._derive(model, catalogue, index)
+
+    def without_items(self, item_ids: Sequence[str]) -> "RecommenderService":
+        """A new service in which `item_ids` are retired (never listed again); this one is left as it is."""
+        idx = self.item_indices(list(item_ids))
+        model = self.model.snapshot().retire_items(list(item_ids))
+        index = self.index.without(idx) if self.index is not None else None
+        return self._derive(model, self.catalogue, index)
+
+    def _derive(self, model: Recommender, catalogue: Catalogue, index) -> "RecommenderService":
+        return RecommenderService(model, catalogue, index_kind=self.index_kind, faiss_config=self.faiss_config,
+                                  artifact=self.artifact, meta=self.meta, _derived=self, _index=index)
 
     def index_of(self, item_id: str) -> int | None:
         """The index of one item id, None when unknown."""
@@ -308,7 +360,16 @@ class RecommenderService:
             "supports_history": model.capabilities.histories,
             "index": {**index, "recall_at_10_vs_exact": self.recall_at_10},
             "uptime_seconds": round(time.time() - self.started, 1),
+            "version": self.version_info(),
         }
+
+    def version_info(self) -> dict:
+        """The model's version and lineage (`towerrec.lineage`), what the catalogue lost and gained here."""
+        lineage = self.model.lineage_ if getattr(self.model, "lineage_", None) else []
+        return {"model_version": self.model.version, "artifact_version": self.meta.get("artifact_version"),
+                "loaded_at": self.meta.get("loaded_at"), "supports_add_items": self.model.capabilities.add_items,
+                "retired_items": int((~self.active).sum()) if self.active is not None else 0,
+                "lineage": lineage[-5:]}
 
 
 def set_threads(n: int) -> None:

@@ -118,14 +118,14 @@ def new_item_arrays(frame: pd.DataFrame, spec: ContentSpec, ids: np.ndarray) -> 
     return arrays
 
 
-def content_arrays(table: FeatureTable | None, n_items: int, *, features: bool, text: str, text_model: str = "",
-                   owner: str = "model") -> tuple[TableSpec, dict[str, np.ndarray]]:
-    """`item_content` for the sequence models, which must get the content they ask for."""
+def sequence_content(table: FeatureTable | None, n_items: int, *, features: bool, text: str, text_model: str = "",
+                     owner: str = "model") -> tuple[ContentSpec, dict[str, np.ndarray]]:
+    """`item_content` for the sequence models, which must get the content they ask for (the whole
+    spec: `update` encodes the text of new items with it)."""
     if text == "cnn":
         raise TowerrecError(f"{owner}: text must be 'none' or 'pretrained' for a sequence model, got 'cnn'")
-    spec, arrays = item_content(table, n_items, features=features, text=text, text_model=text_model, strict=True,
-                                owner=owner)
-    return spec.table, arrays
+    return item_content(table, n_items, features=features, text=text, text_model=text_model, strict=True,
+                        owner=owner)
 
 
 class ItemContent(nn.Module):

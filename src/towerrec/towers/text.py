@@ -59,6 +59,10 @@ def text_hash(model: str, texts: Sequence[str]) -> str:
 
 
 _LOADED: dict[str, object] = {}
+#: (model, text) -> embedding, in this process: a refit or an update over a catalogue that shares
+#: most texts with an earlier one embeds only the new texts (the disk cache keys whole lists)
+_MEMO: dict[tuple[str, str], np.ndarray] = {}
+_MEMO_MAX = 500_000
 
 
 def _sentence_transformer_encode(model: str, batch_size: int) -> Callable[[list[str]], np.ndarray]:
@@ -88,14 +92,30 @@ def embed_texts(texts: Sequence[str], model: str = "", *, encode_fn: Callable[[l
     path = cache_dir() / "text" / model_key(model) / f"{text_hash(model, texts)}.npy"
     if cache and path.exists():
         return np.load(path, allow_pickle=False)
-    fn = encode_fn or _sentence_transformer_encode(model, batch_size)
-    emb = np.asarray(fn(texts), dtype=np.float32).reshape(len(texts), -1)
+    if encode_fn is None:
+        emb = _memo_encode(texts, model, _sentence_transformer_encode(model, batch_size))
+    else:
+        emb = np.asarray(encode_fn(texts), dtype=np.float32).reshape(len(texts), -1)
     if cache:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
         np.save(tmp, emb, allow_pickle=False)
         os.replace(tmp, path)  # atomic: concurrent processes never read half a file
     return emb
+
+
+def _memo_encode(texts: list[str], model: str, fn: Callable[[list[str]], np.ndarray]) -> np.ndarray:
+    """`fn(texts)`, computing only the texts this process has not embedded with `model` yet."""
+    key = model_key(model)
+    missing = list(dict.fromkeys(t for t in texts if (key, t) not in _MEMO))
+    if missing:
+        new = np.asarray(fn(missing), dtype=np.float32).reshape(len(missing), -1)
+        if len(_MEMO) + len(missing) > _MEMO_MAX:
+            _MEMO.clear()
+        _MEMO.update({(key, t): row for t, row in zip(missing, new)})
+        found = dict(zip(missing, new))
+        return np.stack([found[t] if t in found else _MEMO[(key, t)] for t in texts]) if texts else new
+    return np.stack([_MEMO[(key, t)] for t in texts]) if texts else np.zeros((0, 0), np.float32)
 
 
 class PretrainedTextEncoder(nn.Module):

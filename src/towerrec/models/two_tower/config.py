@@ -9,6 +9,7 @@ from towerrec.config import apply_overrides
 from towerrec.errors import TowerrecError
 from towerrec.models.losses import LOSSES
 from towerrec.models.train import TrainConfig
+from towerrec.models.update import UpdateConfig
 from towerrec.towers.inputs import EncoderSizes
 
 
@@ -84,6 +85,8 @@ class TwoTowerConfig:
     # the shared loop: epochs, batch_size (pairs per step), learning_rate, weight_decay, patience,
     # steps_per_epoch (> 0: batches per "epoch", to validate more often on big logs)
     train: TrainConfig = TrainConfig(epochs=30, batch_size=1024, learning_rate=3e-3, weight_decay=1e-4, patience=3)
+    # `update`: passes over the new rows + a replay share of the old log (towerrec.models.update)
+    update: UpdateConfig = UpdateConfig()
 
     def sizes(self) -> EncoderSizes:
         return EncoderSizes(id_dim=self.id_dim, feature_dim=self.feature_dim, text_dim=self.text_dim,

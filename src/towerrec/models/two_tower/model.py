@@ -141,6 +141,17 @@ class TwoTower(Recommender):
         if self.module_.graph is not None:   # a fitted model keeps the propagated table, not the graph
             self.module_.graph.adjacency = None
 
+    def _update(self, delta, *, old_seen, items, users, options: FitOptions) -> None:
+        """Grow the towers for new ids (new ids start from their content; `two_tower/update.py`),
+        fine-tune on the new rows plus a replay sample of the old log, re-embed everything."""
+        from towerrec.models.two_tower import update
+
+        self.config.update.validate()
+        update.grow(self, delta, items, users)
+        result = update.fine_tune(self, delta, old_seen, options)
+        self.update_history_ = result.history if result is not None else []
+        self._refresh_embeddings()
+
     def _build(self, user_code: np.ndarray, item_code: np.ndarray, user_arrays: dict | None, item_arrays: dict | None,
                *, n_user_ids: int, n_item_ids: int, graph_adjacency: torch.Tensor | None = None) -> TwoTowerModule:
         return TwoTowerModule(self.config, n_user_ids=n_user_ids, n_item_ids=n_item_ids, user_code=user_code,
@@ -294,6 +305,14 @@ class TwoTower(Recommender):
         top = rank(scores, min(k, self.n_items), self.ties_, who=None)
         return Recommendations.from_top(ids, top, self.item_map_, fallback=["features"] * len(ids))
 
+    def snapshot(self) -> "TwoTower":
+        """A copy whose module is its own (`add_items` extends the module's buffers)."""
+        import copy
+
+        out = copy.copy(self)
+        out.module_ = copy.deepcopy(self.module_)
+        return out
+
     def add_items(self, frame: pd.DataFrame) -> "TwoTower":
         """Embed new catalogue items from their features and text, without retraining.
 
@@ -323,6 +342,8 @@ class TwoTower(Recommender):
             new = m.scorer.prepare(m.item_vectors(torch.arange(n_old, n_old + len(ids))))
         self.item_embeddings_ = torch.cat([self.item_embeddings_, new])
         self.ties_ = self.ties_.extended(self.n_items)
+        self.retired_ = np.concatenate([self._retired(), np.zeros(len(ids), dtype=bool)])
+        self._record("add_items", new_items=len(ids))
         return self
 
     # ---- artifacts --------------------------------------------------------------------------
