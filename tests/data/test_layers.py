@@ -8,7 +8,7 @@ from pathlib import Path
 import towerrec.data
 
 # bottom to top
-LAYERS = ["validate", "idmap", "columns", "tables", "stream", "interactions", "stream_log", "sequences", "features", "load", "dataset",
+LAYERS = ["validate", "idmap", "columns", "tables", "stream", "interactions", "delta", "stream_log", "sequences", "features", "load", "dataset",
           "synthetic", "converters", "registry"]
 
 

@@ -90,6 +90,26 @@ class GraphPropagation(nn.Module):
             self._cache = out
         return out
 
+    def grow(self, n_users: int, n_items: int, adjacency: torch.Tensor) -> None:
+        """Room for new users and items (an `update`): old rows keep their place on their side, new
+        ego rows start at zero (propagation gives them their neighbours' mix), `adjacency` is the
+        grown graph (`normalized_adjacency` of the new [n_users, n_items] matrix)."""
+        if n_users < self.n_users or n_items < self.n_items:
+            raise ValueError("a graph only grows")
+
+        def regrow(old: torch.Tensor) -> torch.Tensor:
+            out = old.new_zeros(n_users + n_items, self.dim)
+            out[:self.n_users] = old[:self.n_users]
+            out[n_users:n_users + self.n_items] = old[self.n_users:]
+            return out
+
+        with torch.no_grad():
+            self.ego = nn.Parameter(regrow(self.ego.detach()))
+            self.final = regrow(self.final)
+        self.n_users, self.n_items = n_users, n_items
+        self.adjacency = adjacency.to(self.ego.device)
+        self._cache = None
+
     @contextmanager
     def shared(self) -> Iterator[None]:
         """Inside this block every reader gets one propagation (one per training step)."""
@@ -108,12 +128,17 @@ class GraphIdEncoder(nn.Module):
         if side not in ("user", "item"):
             raise ValueError(f"side must be 'user' or 'item', got {side!r}")
         self._graph = [graph]            # a reference, not a submodule: the model owns the graph once
-        self.offset = 0 if side == "user" else graph.n_users
+        self.side = side
         self.dim = graph.dim
 
     @property
     def graph(self) -> GraphPropagation:
         return self._graph[0]
+
+    @property
+    def offset(self) -> int:
+        """Row of code 1 in the graph's table (items follow the users; read live: the graph grows)."""
+        return 0 if self.side == "user" else self.graph.n_users
 
     def _rows(self, codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         known = codes > 0

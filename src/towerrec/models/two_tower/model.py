@@ -17,7 +17,6 @@ from towerrec.data.stream_log import StreamLog
 from towerrec.distributed import world_size
 from towerrec.errors import TowerrecError
 from towerrec.models.base import Capabilities, FitOptions, Recommendations, Recommender
-from towerrec.models.losses import candidate_log_q, negative_probabilities
 from towerrec.models.train import TrainResult, train
 from towerrec.models.two_tower.batches import PairBatches, StreamBatches, UserBatches, histories
 from towerrec.models.two_tower.config import PRESETS, TwoTowerConfig
@@ -127,12 +126,7 @@ class TwoTower(Recommender):
                                    np.where(item_counts > 0, np.arange(1, n_items + 1), 0),
                                    user_arrays, item_arrays, n_user_ids=n_users, n_item_ids=n_items,
                                    graph_adjacency=adjacency)
-        # one global logQ from the training counts: the candidates of a row are the global batch
-        # (every rank's rows, gathered under DDP), the cross-batch memory's, and every rank's extra negatives
-        item_prob = item_counts / max(item_counts.sum(), 1)
-        self.module_.log_q.copy_(torch.from_numpy(candidate_log_q(
-            item_prob, c.train.batch_size + c.negative_memory, c.negatives * world_size(), c.negative_sampler,
-            negative_probabilities(item_counts, c.negative_sampler, c.popularity_alpha))))
+        self.module_.set_log_q(item_counts)
 
     def _finish(self, result: TrainResult) -> None:
         self.history_, self.best_epoch_, self.seconds_to_best_ = result.history, result.best_epoch, result.seconds_to_best
@@ -151,6 +145,8 @@ class TwoTower(Recommender):
         result = update.fine_tune(self, delta, old_seen, options)
         self.update_history_ = result.history if result is not None else []
         self._refresh_embeddings()
+        if self.module_.graph is not None:   # as after fit: the propagated table stays, the graph goes
+            self.module_.graph.adjacency = None
 
     def _build(self, user_code: np.ndarray, item_code: np.ndarray, user_arrays: dict | None, item_arrays: dict | None,
                *, n_user_ids: int, n_item_ids: int, graph_adjacency: torch.Tensor | None = None) -> TwoTowerModule:

@@ -14,9 +14,11 @@ from towerrec.errors import TowerrecError
 from towerrec.models.losses import (
     bce,
     bpr,
+    candidate_log_q,
     ccl,
     distinct_candidates,
     full_softmax,
+    negative_probabilities,
     sampled_softmax,
 )
 from towerrec.models.two_tower.config import TwoTowerConfig
@@ -95,6 +97,17 @@ class TwoTowerModule(nn.Module):
     def _mlp(self, in_dim: int, hidden: tuple[int, ...], out_dim: int | None = None) -> MLP:
         c = self.config
         return MLP(in_dim, hidden, out_dim or c.embedding_dim, activation=c.activation, dropout=c.dropout, norm=c.norm)
+
+    def set_log_q(self, item_counts: np.ndarray) -> None:
+        """One global logQ from training counts: the candidates of a row are the global batch
+        (every rank's rows, gathered under DDP), the cross-batch memory's and every rank's extra
+        negatives (uniform, or by count ** popularity_alpha)."""
+        c = self.config
+        item_prob = item_counts / max(item_counts.sum(), 1)
+        log_q = candidate_log_q(item_prob, c.train.batch_size + c.negative_memory, c.negatives * distributed.world_size(),
+                                c.negative_sampler, negative_probabilities(item_counts, c.negative_sampler,
+                                                                           c.popularity_alpha))
+        self.log_q = torch.from_numpy(log_q).to(self.log_q.device)
 
     def shared_graph(self):
         """One LightGCN propagation for everything computed inside (a training step, a scoring pass)."""

@@ -26,12 +26,12 @@ from towerrec.data.idmap import IdMap
 from towerrec.data.interactions import Interactions
 from towerrec.errors import TowerrecError
 from towerrec.models.base import FitOptions
-from towerrec.models.losses import candidate_log_q
 from towerrec.models.train import TrainResult, train
 from towerrec.models.two_tower.batches import PairBatches, UserBatches
 from towerrec.models.update import replay_pairs
 from towerrec.towers.content import new_item_arrays
 from towerrec.towers.features import IdEmbedding, encode_frame, encode_new_rows, table_arrays
+from towerrec.towers.graph import normalized_adjacency
 
 
 def grow_ids(encoder: IdEmbedding, n_ids: int) -> None:
@@ -91,8 +91,10 @@ def grow(model, delta: Delta, items: pd.DataFrame | None, users: pd.DataFrame | 
     m.item_code = torch.from_numpy(np.where(item_counts > 0, np.arange(1, n_items + 1), 0)).to(m.item_code.device)
     m.trained_items = torch.from_numpy(np.flatnonzero(item_counts > 0)).to(m.item_code.device)
     for tower, n in ((m.item_tower, n_items), (m.history_tower, n_items), (m.user_tower, n_users)):
-        if tower is not None and "id" in tower.inputs:
+        if tower is not None and "id" in tower.inputs and isinstance(tower.inputs["id"], IdEmbedding):
             grow_ids(tower.inputs["id"], n)
+    if m.graph is not None:   # LightGCN: the ego table grows, the propagation runs on the grown graph
+        m.graph.grow(n_users, n_items, normalized_adjacency(model.seen_))
     m.log_q = torch.zeros(n_items)
 
 
@@ -115,10 +117,8 @@ def fine_tune(model, delta: Delta, old_seen: sp.csr_matrix, options: FitOptions)
     seed = options.seed + 7919 * (model.version + 1)      # another draw per update
     batch = c.train.batch_size
     sample = fine_tune_sample(delta, old_seen, u.n_replay(len(delta.rows), int(old_seen.nnz), batch), seed)
-    counts = sample.item_counts()
     m = model.module_
-    m.log_q = torch.from_numpy(candidate_log_q(counts / max(counts.sum(), 1), c.train.batch_size, c.negatives,
-                                               c.negative_sampler))
+    m.set_log_q(sample.item_counts())
     by_user = c.sampling == "users"
     batches = (UserBatches if by_user else PairBatches)(sample, model.seen_, c)
     batch_size = c.users_per_batch if by_user else c.train.batch_size
