@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.csv as pacsv
 import pytest
+from loading import error_of, write
 
 from towerrec.cli import main
 from towerrec.data.dataset import Dataset
@@ -20,15 +21,6 @@ from towerrec.data.registry import load_dataset
 from towerrec.errors import DataError
 
 
-def write(path: Path, text: str) -> Path:
-    path.write_text(text)
-    return path
-
-
-def error_of(source, options: LoadOptions = LoadOptions()) -> str:
-    with pytest.raises(DataError) as info:
-        load_interactions(source, options)
-    return str(info.value)
 
 
 def cli_error(capsys, path: Path, *extra: str) -> str:

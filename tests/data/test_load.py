@@ -9,6 +9,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from loading import error_of, write
 
 from towerrec.data.registry import load_dataset
 from towerrec.data.features import FeatureTable
@@ -17,15 +18,6 @@ from towerrec.data.load import LoadOptions, load_interactions
 from towerrec.errors import DataError
 
 
-def write(path: Path, text: str) -> Path:
-    path.write_text(text)
-    return path
-
-
-def error_of(source, options: LoadOptions = LoadOptions()) -> str:
-    with pytest.raises(DataError) as info:
-        load_interactions(source, options)
-    return str(info.value)
 
 
 # ---- files and columns ------------------------------------------------------------------------

@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from sockets import seconds_until_closed
 
 uvicorn = pytest.importorskip("uvicorn")
 from towerrec.serve.protocol import H11RequestDeadline, HttpToolsRequestDeadline  # noqa: E402
@@ -56,18 +57,7 @@ def _connect(port: int) -> socket.socket:
 
 
 def _seconds_until_closed(sock: socket.socket) -> float:
-    start = time.monotonic()
-    sock.settimeout(DEADLINE + SLACK + 2)
-    try:
-        while sock.recv(4096):
-            pass
-    except TimeoutError:
-        return float("inf")
-    except ConnectionResetError:
-        pass
-    finally:
-        sock.close()
-    return time.monotonic() - start
+    return seconds_until_closed(sock, DEADLINE + SLACK + 2)
 
 
 @pytest.mark.parametrize("sent", [b"", b"GET / HTTP/1.1\r\nHost: x\r\n"])

@@ -9,6 +9,7 @@ import time
 
 import httpx
 import pytest
+from sockets import seconds_until_closed
 
 from towerrec.cli import main
 
@@ -77,19 +78,7 @@ def _connect(server) -> socket.socket:
 
 
 def _seconds_until_closed(sock: socket.socket, limit: float = DEADLINE + SLACK + 3) -> float:
-    """Seconds until the server closes `sock` (recv returns b"" or the connection resets)."""
-    start = time.monotonic()
-    sock.settimeout(limit)
-    try:
-        while sock.recv(4096):
-            pass
-    except TimeoutError:
-        return float("inf")
-    except ConnectionResetError:
-        pass
-    finally:
-        sock.close()
-    return time.monotonic() - start
+    return seconds_until_closed(sock, limit)
 
 
 def _closed(sock: socket.socket) -> bool:

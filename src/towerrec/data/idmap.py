@@ -64,3 +64,18 @@ class IdMap:
         new = np.asarray(list(new_ids), dtype=object)
         new = pd.unique(new[self.get_index(new) < 0])
         return IdMap(np.concatenate([self.ids, new]), name=self.name)
+
+
+class HasIdMaps:
+    """`n_users` / `n_items` of anything holding a `user_map` and an `item_map`."""
+
+    user_map: IdMap
+    item_map: IdMap
+
+    @property
+    def n_users(self) -> int:
+        return len(self.user_map)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_map)

@@ -14,7 +14,7 @@ import pyarrow.compute as pc
 import scipy.sparse as sp
 
 from towerrec.data.columns import Columns, detect_columns
-from towerrec.data.idmap import IdMap
+from towerrec.data.idmap import HasIdMaps, IdMap
 from towerrec.data.tables import table_from_frame
 from towerrec.data.validate import (
     Where,
@@ -28,7 +28,7 @@ from towerrec.data.validate import (
 
 
 @dataclass(frozen=True, eq=False)
-class Interactions:
+class Interactions(HasIdMaps):
     """Interaction log over a fixed catalogue.
 
     Arrays all have shape [n]. `time` holds unix seconds (`time_kind="timestamp"`), a per-user
@@ -57,14 +57,6 @@ class Interactions:
     # ---- sizes ---------------------------------------------------------------------------
     def __len__(self) -> int:
         return int(self.user_idx.shape[0])
-
-    @property
-    def n_users(self) -> int:
-        return len(self.user_map)
-
-    @property
-    def n_items(self) -> int:
-        return len(self.item_map)
 
     def user_counts(self) -> np.ndarray:
         """Interactions per user index, shape [n_users]."""

@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 import scipy.sparse as sp
 
 from towerrec.data.columns import detect_columns
-from towerrec.data.idmap import IdMap
+from towerrec.data.idmap import HasIdMaps, IdMap
 from towerrec.data.interactions import Interactions
 from towerrec.data.stream import (
     Fragment,
@@ -67,7 +67,7 @@ class Holdout:
 
 
 @dataclass
-class StreamLog:
+class StreamLog(HasIdMaps):
     """A Parquet log prepared for streaming: fragments, columns, vocabularies, counts, held-out sample."""
 
     source: str
@@ -83,14 +83,6 @@ class StreamLog:
     options: StreamOptions
     seed: int
     scan_seconds: float
-
-    @property
-    def n_users(self) -> int:
-        return len(self.user_map)
-
-    @property
-    def n_items(self) -> int:
-        return len(self.item_map)
 
     @property
     def n_train_rows(self) -> int:
