@@ -192,13 +192,13 @@ def split(data: Dataset | Interactions, method: str = "random", *, seed: int = 0
           ratios: tuple[float, ...] = (0.8, 0.1, 0.1), windows: int = 5, start: float = 0.5) -> Split:
     """Split a dataset (or a log) by `method` (one of `SPLITS`); a Dataset's feature tables ride along.
 
-    `method="rolling"` gives a `towerrec.rolling.RollingSplit` instead: `windows` time windows from
+    `method="rolling"` gives a `towerrec.rolling_windows.RollingSplit` instead: `windows` time windows from
     the time quantile `start` on, for `towerrec.rolling.run_rolling` (refit against update).
 
     >>> split = tr.split(tr.load_dataset("ml-100k"), "random", seed=0)     # doctest: +SKIP
     """
     if method == "rolling":
-        from towerrec.rolling import rolling_split
+        from towerrec.rolling_windows import rolling_split
 
         return rolling_split(data, windows=windows, start=start, seed=seed)   # type: ignore[return-value]
     if isinstance(data, Dataset):

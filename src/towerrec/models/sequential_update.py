@@ -23,6 +23,7 @@ from towerrec.data.delta import Delta
 from towerrec.data.sequences import Sequences, Windows
 from towerrec.errors import TowerrecError
 from towerrec.models.base import FitOptions
+from towerrec.models.sequence_batches import LengthBatches
 from towerrec.models.train import TrainResult, train
 from towerrec.towers.content import ContentSpec, new_item_arrays
 from towerrec.towers.features import TableSpec
@@ -141,7 +142,6 @@ def concat(a: Windows, b: Windows | None) -> Windows:
 
 def fine_tune(model, windows: Windows, options: FitOptions, seed: int) -> TrainResult | None:
     """A few passes over `windows` through the shared loop, from the current weights."""
-    from towerrec.models.sequential import LengthBatches
 
     cfg = model.config
     if cfg.update.passes == 0 or len(windows) == 0:
