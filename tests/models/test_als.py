@@ -77,3 +77,23 @@ def test_empty_history_folds_in_to_a_zero_factor() -> None:
 def test_unknown_confidence_is_an_error() -> None:
     with pytest.raises(TowerrecError, match="confidence"):
         ALS(confidence="sqrt")
+
+
+def test_more_update_passes_move_the_touched_rows_closer_to_their_joint_optimum() -> None:
+    """After an update the touched users are the exact solve for the final items (any number of
+    passes), and more alternations over the touched rows never raise the loss of the whole problem."""
+    full = _random_inter(n_users=60, seed=1)
+    old = full.subset(full.user_idx < 40)
+    new = full.subset(full.user_idx >= 40)
+    losses = []
+    for passes in (1, 4):
+        model = ALS(factors=6, regularization=0.5, alpha=3.0, iterations=6, update_passes=passes)
+        model.fit(old, options=FitOptions(seed=0, progress=False)).update(new.to_frame())
+        seen = model.seen_
+        torch.testing.assert_close(model.fold_in(seen[40:]), model.user_factors_[40:], atol=1e-4, rtol=1e-4)
+        conf = model._confidence(seen)
+        losses.append(als._loss(conf, model.user_factors_, model.item_factors_,
+                                model._reg(conf, model.mean_conf_), model._reg(conf.T.tocsr(), als._mean_total(conf.T.tocsr()))))
+    assert losses[1] <= losses[0] + 1e-6
+    with pytest.raises(TowerrecError, match="update_passes"):
+        ALS(update_passes=0, iterations=2).fit(old, options=FitOptions(progress=False)).update(new.to_frame())
