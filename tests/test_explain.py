@@ -115,6 +115,22 @@ def test_two_tower_history_and_feature_effects_are_score_differences(tiny_intera
         blanked = float(m.scorer(user, z)[0, 0])
     genres = next(f.weight for f in e.features if f.feature == "genres")
     assert genres == pytest.approx(e.score - blanked, abs=1e-5)
+    # the user's age and id blanked by hand, through the module's own `user_vectors` (the explanation
+    # encodes what its variants share once, this encodes every variant whole)
+    from towerrec.models.two_tower.batches import histories
+
+    def user_score(user_idx: int, row: dict) -> float:
+        with torch.no_grad():
+            vec = m.user_vectors(torch.tensor([user_idx]), histories(seen, np.array([u])), row)
+            return float(m.scorer(vec, model.item_embeddings_[:1])[0, 0])
+
+    row = m.user_rows.take(torch.tensor([u + 1]))
+    assert user_score(u, row) == pytest.approx(e.score, abs=1e-5)
+    age = next(f.weight for f in e.features if f.feature == "age")
+    no_age = {**row, "num": row["num"].clone().fill_(0.0)}                # age: the user side's only numeric
+    assert age == pytest.approx(e.score - user_score(u, no_age), abs=1e-5)
+    no_id = next(f.weight for f in e.features if f.feature == "user id")
+    assert no_id == pytest.approx(e.score - user_score(-1, row), abs=1e-5)
 
 
 def test_models_that_ignore_the_history_say_so(tiny_interactions):
