@@ -47,6 +47,9 @@ class GRU4RecModule(NextItemModule):
     def encode(self, inputs: torch.Tensor, times: torch.Tensor | None = None) -> torch.Tensor:
         return self.encoder(self.embed(inputs), inputs > 0)
 
+    def encode_last(self, inputs: torch.Tensor, times: torch.Tensor | None = None) -> torch.Tensor:
+        return self.encoder(self.embed(inputs), inputs > 0, last=True)[:, -1]
+
 
 class GRU4Rec(SequentialRecommender):
     """Recurrent next-item model: cheap, strong on short sessions, a standard sequential baseline.

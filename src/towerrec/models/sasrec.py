@@ -52,6 +52,9 @@ class SASRecModule(NextItemModule):
     def encode(self, inputs: torch.Tensor, times: torch.Tensor | None = None) -> torch.Tensor:
         return self.encoder(self.embed(inputs), inputs > 0)
 
+    def encode_last(self, inputs: torch.Tensor, times: torch.Tensor | None = None) -> torch.Tensor:
+        return self.encoder(self.embed(inputs), inputs > 0, last=True)[:, -1]
+
 
 class SASRec(SequentialRecommender):
     """Causal Transformer over each user's item sequence; the strongest of the classic sequence models.

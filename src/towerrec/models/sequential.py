@@ -118,6 +118,11 @@ class NextItemModule(nn.Module):
     def encode(self, inputs: torch.Tensor, times: torch.Tensor | None = None) -> torch.Tensor:
         raise NotImplementedError
 
+    def encode_last(self, inputs: torch.Tensor, times: torch.Tensor | None = None) -> torch.Tensor:
+        """[B, dim]: the state after the newest item, what `score` reads (encoders that can skip the
+        other positions' outputs override this)."""
+        return self.encode(inputs, times)[:, -1]
+
     def attach_content(self, content: ItemContent) -> None:
         """Add item features / text (`towerrec.towers.content`) to every item's id embedding."""
         init_normal(content)
@@ -162,7 +167,7 @@ class NextItemModule(nn.Module):
     def score(self, inputs: torch.Tensor, times: torch.Tensor | None = None) -> torch.Tensor:
         """[B, n_items] scores of the next item after each (left-padded) sequence [B, L]."""
         with self._one_item_table():
-            state = self.encode(inputs, times)[:, -1]
+            state = self.encode_last(inputs, times)
             scores = state @ self.item_vectors().T
         if self.seen_logit is not None:
             seen = torch.zeros(len(inputs), self.n_items + 1, device=inputs.device).scatter_(1, inputs, 1.0)

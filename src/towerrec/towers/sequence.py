@@ -58,12 +58,15 @@ class GRUEncoder(nn.Module):
         self.gru = nn.GRU(dim, hidden, num_layers=layers, batch_first=True, bias=False)
         self.out = nn.Linear(hidden, dim)
 
-    def forward(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, valid: torch.Tensor, last: bool = False) -> torch.Tensor:
+        """[B, L, dim] -> [B, L, dim]; `last`: the newest position's state only, [B, 1, dim]."""
         L = x.shape[1]
         n_pad = (~valid).sum(dim=1, keepdim=True)                           # [B, 1]
         cols = torch.arange(L, device=x.device)[None, :]
         to_left = ((cols + n_pad) % L)[..., None].expand_as(x)              # items first
         h, _ = self.gru(self.dropout(torch.gather(x, 1, to_left)))
+        if last:
+            cols, valid = cols[:, -1:], valid[:, -1:]
         back = ((cols - n_pad) % L)[..., None].expand(-1, -1, h.shape[2])
         return self.out(torch.gather(h, 1, back)) * valid[..., None]      # padding: zeros, not the wrapped tail
 
@@ -140,18 +143,28 @@ class TransformerBlock(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.act = F.gelu if activation == "gelu" else F.relu
 
-    def attention(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def attention(self, x: torch.Tensor, mask: torch.Tensor, last: bool = False) -> torch.Tensor:
         B, L, D = x.shape
-        q, k, v = self.qkv(x).view(B, L, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
-                                             dropout_p=self.attn_dropout if self.training else 0.0)
-        return self.proj(out.transpose(1, 2).reshape(B, L, D))
+        H, dropout_p = self.heads, self.attn_dropout if self.training else 0.0
+        if not last:
+            q, k, v = self.qkv(x).view(B, L, 3, H, D // H).permute(2, 0, 3, 1, 4)
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
+            return self.proj(out.transpose(1, 2).reshape(B, L, D))
+        # the last query only (keys and values of every position): [B, 1, D]
+        w, b = self.qkv.weight, self.qkv.bias
+        q = F.linear(x[:, -1:], w[:D], b[:D]).view(B, 1, H, D // H).transpose(1, 2)
+        k, v = F.linear(x, w[D:], b[D:]).view(B, L, 2, H, D // H).permute(2, 0, 3, 1, 4)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask[:, :, -1:], dropout_p=dropout_p)
+        return self.proj(out.transpose(1, 2).reshape(B, 1, D))
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, last: bool = False) -> torch.Tensor:
+        """[B, L, D] -> [B, L, D]; `last`: the last position's output only, [B, 1, D] (every position
+        is still read as a key and value: the other queries' outputs are what is skipped)."""
+        rest = x[:, -1:] if last else x
         if self.norm_first:
-            x = x + self.dropout(self.attention(self.norm1(x), mask))
+            x = rest + self.dropout(self.attention(self.norm1(x), mask, last))
             return x + self.dropout(self.ff2(self.dropout(self.act(self.ff1(self.norm2(x))))))
-        x = self.norm1(x + self.dropout(self.attention(x, mask)))
+        x = self.norm1(rest + self.dropout(self.attention(x, mask, last)))
         return self.norm2(x + self.dropout(self.ff2(self.act(self.ff1(x)))))
 
 
@@ -175,14 +188,16 @@ class TransformerEncoder(nn.Module):
         self.blocks = nn.ModuleList(TransformerBlock(dim, heads, inner, dropout, attn_dropout, norm_first,
                                                      activation) for _ in range(blocks))
 
-    def forward(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, valid: torch.Tensor, last: bool = False) -> torch.Tensor:
+        """[B, L, dim] -> [B, L, dim]; `last`: the newest position's state only, [B, 1, dim] (what scoring
+        reads: the last block skips every other query, ~40% of the work of a 2-block encoder)."""
         L = x.shape[1]
         pos = self.position.weight[self.position.num_embeddings - L:]        # right-aligned
         x = x + pos[None]
         x = self.dropout(x if self.norm_first else self.norm(x))
         mask = causal_mask(valid) if self.causal else padding_mask(valid)
-        for block in self.blocks:
-            x = block(x, mask)
+        for n, block in enumerate(self.blocks):
+            x = block(x, mask, last=last and n == len(self.blocks) - 1)
         return self.norm(x) if self.norm_first else x
 
 
