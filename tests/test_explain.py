@@ -11,8 +11,8 @@ import torch
 from towerrec.data.features import FeatureTable
 from towerrec.data.sequences import Sequences
 from towerrec.errors import TowerrecError
-from towerrec.explain import Explanation, deletion_test
-from towerrec.models import ALS, EASE, ItemKNN, Popularity, SASRec
+from towerrec.explain import Explanation, deletion_test, leave_one_out
+from towerrec.models import ALS, EASE, GRU4Rec, ItemKNN, Popularity, SASRec
 from towerrec.models.base import FitOptions
 from towerrec.models.two_tower import TwoTower, TwoTowerConfig
 
@@ -66,6 +66,27 @@ def test_sequence_leave_one_out_is_the_deletion_it_describes(tiny_interactions):
         without = Sequences(np.delete(tokens, p), np.array([0, len(tokens) - 1]))
         expected = full - model.score_histories(without)[0].numpy()
         assert effects[p] == pytest.approx(expected, abs=1e-5)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: SASRec(embedding_dim=8, max_len=4, blocks=2, heads=2, inner_dim=8, epochs=2),
+    lambda: SASRec(embedding_dim=8, max_len=8, blocks=1, heads=1, inner_dim=8, epochs=2, norm_first=True),
+    lambda: GRU4Rec(embedding_dim=8, hidden_dim=6, max_len=4, epochs=2),
+    lambda: GRU4Rec(embedding_dim=8, hidden_dim=6, max_len=8, epochs=2),
+])
+def test_sequence_shared_prefix_leave_one_out_equals_scoring_each_variant(tiny_interactions, make):
+    """`history_effects` shares what the variants have in common (the encoder's states before the
+    removed position); scoring every variant whole must give the same numbers, for histories longer
+    than the window (an older item moves in), as long, and shorter (left padding)."""
+    model = make().fit(tiny_interactions, options=OPTS)
+    items = np.arange(model.n_items)
+    for tokens in ([3, 1, 4, 1 + 4, 9, 2], [5, 3, 8, 1], [7, 2], [6, 9, 4]):
+        history = Sequences(np.array(tokens), np.array([0, len(tokens)]))
+        n = len(tokens)
+        window = np.arange(max(0, n - model.config.max_len), n)
+        expected = leave_one_out(model, -1, history, items, positions=window)
+        assert model.history_effects(-1, history, items) == pytest.approx(expected, abs=1e-5)
+        assert model._leave_one_out_shared(history, items) is not None        # the shared path ran
 
 
 def hybrid(inter, users: bool):
