@@ -121,6 +121,14 @@ def test_two_tower_history_and_feature_effects_are_score_differences(tiny_intera
         vec = model._user_vectors(np.array([u]), row, np.array([0]))
         manual = model.module_.scorer(vec, model.item_embeddings_[:3])[0].double().numpy()
         assert effects[p] == pytest.approx(score - manual, abs=1e-5)
+    # a new user (and a known one with another history): the user vector as `_user_vectors` computes it
+    from towerrec.models.two_tower.explain import _full_user
+
+    other = Sequences(np.array([3, 1, 5]), np.array([0, 3]))
+    for user_idx in (-1, u):
+        expected = model._user_vectors(np.array([user_idx]), other.to_csr(model.n_items), np.array([0]))
+        with torch.no_grad():
+            assert _full_user(model, user_idx, other).numpy() == pytest.approx(expected.numpy(), abs=1e-5)
     e = model.explain("u2", model.item_map_.ids[0], k=3)
     names = {(f.side, f.feature) for f in e.features}
     assert {("user", "age"), ("user", "gender"), ("user", "user id"), ("item", "genres"), ("item", "year"),

@@ -31,7 +31,12 @@ def _full_user(model, user_idx: int, history: Sequences) -> torch.Tensor:
     """The user's vector [1, d] with this history (cached for a training user's own history)."""
     if _trained_history(model, user_idx, history):
         return model.user_embeddings_[user_idx:user_idx + 1]
-    return model._user_vectors(np.array([user_idx]), history.to_csr(model.n_items), np.array([0]))
+    m = model.module_
+    with m.shared_graph():      # `_user_vectors`' computation, the history tower's vectors read from the cache
+        parts = _user_parts(m, user_idx)
+        if "history" in m.user_tower.inputs:
+            parts["history"] = _pooled_history(model, history.to_csr(model.n_items))
+        return _user_head(m, parts)
 
 
 @torch.no_grad()
