@@ -76,16 +76,16 @@ def history_effects(model, user_idx: int, history: Sequences, item_idx: np.ndarr
     return (full - without).double().numpy()
 
 
-def _user_parts(m, user_idx: int, rows: int = 1) -> dict[str, torch.Tensor]:
-    """The user tower's encodings [rows, d_k] of the user's id and feature row (index -1: neither), as
-    `TwoTowerModule.user_vectors` encodes them (in eval mode)."""
+def _user_parts(m, user_idx: int, keys: tuple[str, ...] = ("id", "features")) -> dict[str, torch.Tensor]:
+    """The user tower's encodings [1, d_k] of the user's id and feature row (index -1: neither), as
+    `TwoTowerModule.user_vectors` encodes them (in eval mode); only those of `keys`."""
     tower = m.user_tower
-    idx = torch.full((rows,), user_idx, dtype=torch.int64)
+    idx = torch.tensor([user_idx])
     known, safe = idx >= 0, idx.clamp_min(0)
     parts = {}
-    if "id" in tower.inputs:
+    if "id" in tower.inputs and "id" in keys:
         parts["id"] = tower.inputs["id"](torch.where(known, m.user_code[safe], 0))
-    if "features" in tower.inputs:
+    if "features" in tower.inputs and "features" in keys:
         parts["features"] = tower.inputs["features"](m.user_rows.take(torch.where(known, safe + 1, 0)))
     return parts
 
@@ -189,8 +189,8 @@ def feature_effects(model, user_idx: int, history: Sequences, item_idx: np.ndarr
             # variant f blanks feature f (the last one: the id); what they share is encoded once
             parts = {}
             if "id" in user_inputs:
-                ids = _user_parts(m, user_idx)["id"].expand(n, -1).clone()
-                ids[len(columns):] = _user_parts(m, -1)["id"]                 # the id row: no id code
+                ids = _user_parts(m, user_idx, ("id",))["id"].expand(n, -1).clone()
+                ids[len(columns):] = _user_parts(m, -1, ("id",))["id"]       # the id row: no id code
                 parts["id"] = ids
             if has_rows:
                 batch = _blank(m.user_rows.take(torch.full((n,), user_idx + 1, dtype=torch.int64)), columns, which)
