@@ -11,8 +11,8 @@ import torch
 from towerrec.data.features import FeatureTable
 from towerrec.data.sequences import Sequences
 from towerrec.errors import TowerrecError
-from towerrec.explain import Explanation, deletion_test
-from towerrec.models import ALS, EASE, ItemKNN, Popularity, SASRec
+from towerrec.explain import Explanation, deletion_test, leave_one_out
+from towerrec.models import ALS, EASE, GRU4Rec, ItemKNN, Popularity, SASRec
 from towerrec.models.base import FitOptions
 from towerrec.models.two_tower import TwoTower, TwoTowerConfig
 
@@ -68,6 +68,27 @@ def test_sequence_leave_one_out_is_the_deletion_it_describes(tiny_interactions):
         assert effects[p] == pytest.approx(expected, abs=1e-5)
 
 
+@pytest.mark.parametrize("make", [
+    lambda: SASRec(embedding_dim=8, max_len=4, blocks=2, heads=2, inner_dim=8, epochs=2),
+    lambda: SASRec(embedding_dim=8, max_len=8, blocks=1, heads=1, inner_dim=8, epochs=2, norm_first=True),
+    lambda: GRU4Rec(embedding_dim=8, hidden_dim=6, max_len=4, epochs=2),
+    lambda: GRU4Rec(embedding_dim=8, hidden_dim=6, max_len=8, epochs=2),
+])
+def test_sequence_shared_prefix_leave_one_out_equals_scoring_each_variant(tiny_interactions, make):
+    """`history_effects` shares what the variants have in common (the encoder's states before the
+    removed position); scoring every variant whole must give the same numbers, for histories longer
+    than the window (an older item moves in), as long, and shorter (left padding)."""
+    model = make().fit(tiny_interactions, options=OPTS)
+    items = np.arange(model.n_items)
+    for tokens in ([3, 1, 4, 1 + 4, 9, 2], [5, 3, 8, 1], [7, 2], [6, 9, 4]):
+        history = Sequences(np.array(tokens), np.array([0, len(tokens)]))
+        n = len(tokens)
+        window = np.arange(max(0, n - model.config.max_len), n)
+        expected = leave_one_out(model, -1, history, items, positions=window)
+        assert model.history_effects(-1, history, items) == pytest.approx(expected, abs=1e-5)
+        assert model._leave_one_out_shared(history, items) is not None        # the shared path ran
+
+
 def hybrid(inter, users: bool):
     items = pd.DataFrame({"item_id": inter.item_map.to_list(),
                           "genres": [("A|B", "B", "C")[i % 3] for i in range(inter.n_items)],
@@ -100,6 +121,14 @@ def test_two_tower_history_and_feature_effects_are_score_differences(tiny_intera
         vec = model._user_vectors(np.array([u]), row, np.array([0]))
         manual = model.module_.scorer(vec, model.item_embeddings_[:3])[0].double().numpy()
         assert effects[p] == pytest.approx(score - manual, abs=1e-5)
+    # a new user (and a known one with another history): the user vector as `_user_vectors` computes it
+    from towerrec.models.two_tower.explain import _full_user
+
+    other = Sequences(np.array([3, 1, 5]), np.array([0, 3]))
+    for user_idx in (-1, u):
+        expected = model._user_vectors(np.array([user_idx]), other.to_csr(model.n_items), np.array([0]))
+        with torch.no_grad():
+            assert _full_user(model, user_idx, other).numpy() == pytest.approx(expected.numpy(), abs=1e-5)
     e = model.explain("u2", model.item_map_.ids[0], k=3)
     names = {(f.side, f.feature) for f in e.features}
     assert {("user", "age"), ("user", "gender"), ("user", "user id"), ("item", "genres"), ("item", "year"),
@@ -115,6 +144,22 @@ def test_two_tower_history_and_feature_effects_are_score_differences(tiny_intera
         blanked = float(m.scorer(user, z)[0, 0])
     genres = next(f.weight for f in e.features if f.feature == "genres")
     assert genres == pytest.approx(e.score - blanked, abs=1e-5)
+    # the user's age and id blanked by hand, through the module's own `user_vectors` (the explanation
+    # encodes what its variants share once, this encodes every variant whole)
+    from towerrec.models.two_tower.batches import histories
+
+    def user_score(user_idx: int, row: dict) -> float:
+        with torch.no_grad():
+            vec = m.user_vectors(torch.tensor([user_idx]), histories(seen, np.array([u])), row)
+            return float(m.scorer(vec, model.item_embeddings_[:1])[0, 0])
+
+    row = m.user_rows.take(torch.tensor([u + 1]))
+    assert user_score(u, row) == pytest.approx(e.score, abs=1e-5)
+    age = next(f.weight for f in e.features if f.feature == "age")
+    no_age = {**row, "num": row["num"].clone().fill_(0.0)}                # age: the user side's only numeric
+    assert age == pytest.approx(e.score - user_score(u, no_age), abs=1e-5)
+    no_id = next(f.weight for f in e.features if f.feature == "user id")
+    assert no_id == pytest.approx(e.score - user_score(-1, row), abs=1e-5)
 
 
 def test_models_that_ignore_the_history_say_so(tiny_interactions):

@@ -62,3 +62,30 @@ def test_causal_mask_never_leaves_a_row_empty():
     assert mask.shape == (4, 4) and mask.any(dim=1).all()
     assert mask[3].tolist() == [False, False, True, True]
     assert mask[2].tolist() == [False, False, True, False]
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
+@pytest.mark.parametrize("causal", [True, False])
+def test_transformer_last_state_alone_equals_the_full_pass(norm_first, causal):
+    """`last=True` (what scoring reads) skips the last block's other queries: the same newest state."""
+    torch.manual_seed(0)
+    enc = TransformerEncoder(DIM, L, blocks=2, heads=2, inner=32, norm_first=norm_first, causal=causal).eval()
+    x = torch.randn(3, L, DIM)
+    valid = torch.ones(3, L, dtype=torch.bool)
+    valid[1, :3] = False
+    x = x * valid[..., None]
+    with torch.no_grad():
+        full, last = enc(x, valid), enc(x, valid, last=True)
+    assert last.shape == (3, 1, DIM)
+    assert torch.allclose(full[:, -1:], last, atol=1e-5)
+
+
+def test_gru_last_state_alone_equals_the_full_pass():
+    torch.manual_seed(0)
+    enc = GRUEncoder(DIM, hidden=24).eval()
+    x = torch.randn(3, L, DIM)
+    valid = torch.ones(3, L, dtype=torch.bool)
+    valid[1, :3] = False
+    x = x * valid[..., None]
+    with torch.no_grad():
+        assert torch.allclose(enc(x, valid)[:, -1:], enc(x, valid, last=True), atol=1e-6)

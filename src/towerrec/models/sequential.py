@@ -119,6 +119,11 @@ class NextItemModule(nn.Module):
     def encode(self, inputs: torch.Tensor, times: torch.Tensor | None = None) -> torch.Tensor:
         raise NotImplementedError
 
+    def encode_last(self, inputs: torch.Tensor, times: torch.Tensor | None = None) -> torch.Tensor:
+        """[B, dim]: the state after the newest item, what `score` reads (encoders that can skip the
+        other positions' outputs override this)."""
+        return self.encode(inputs, times)[:, -1]
+
     def attach_content(self, content: ItemContent) -> None:
         """Add item features / text (`towerrec.towers.content`) to every item's id embedding."""
         init_normal(content)
@@ -163,7 +168,20 @@ class NextItemModule(nn.Module):
     def score(self, inputs: torch.Tensor, times: torch.Tensor | None = None) -> torch.Tensor:
         """[B, n_items] scores of the next item after each (left-padded) sequence [B, L]."""
         with self._one_item_table():
-            state = self.encode(inputs, times)[:, -1]
+            return self.scores_of(self.encode_last(inputs, times), inputs)
+
+    def scores_without_each(self, full: torch.Tensor, shifted: torch.Tensor,
+                            variants: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Leave one position out of one window, sharing what the variants have in common: (scores
+        [1, n_items] of `full` [1, w], scores [w, n_items] of `variants` [w, w], row p = `full` without
+        position p, left-padded), or None where the encoder has no such path (the caller then scores
+        the variants one by one). `shifted` [1, w] is the window without the newest item (row w - 1):
+        a causal encoder's states at positions <= p of row p are its states."""
+        return None
+
+    def scores_of(self, state: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+        """[B, n_items] next-item scores of newest states [B, dim] read from `inputs` [B, L]."""
+        with self._one_item_table():
             scores = state @ self.item_vectors().T
         if self.seen_logit is not None:
             seen = torch.zeros(len(inputs), self.n_items + 1, device=inputs.device).scatter_(1, inputs, 1.0)
@@ -416,8 +434,34 @@ class SequentialRecommender(Recommender):
         from towerrec.explain import leave_one_out
 
         length = int(history.lengths()[0])
+        shared = self._leave_one_out_shared(history, np.asarray(item_idx, dtype=np.int64))
+        if shared is not None:
+            return shared
         return leave_one_out(self, user_idx, history, item_idx,
                              positions=np.arange(max(0, length - self.config.max_len), length))
+
+    def _leave_one_out_shared(self, history: Sequences, item_idx: np.ndarray) -> np.ndarray | None:
+        """`history_effects` through the module's `scores_without_each` (the same numbers as scoring
+        each variant whole, less work), None where it has none."""
+        module, tokens = self.module_, history.tokens
+        n = len(tokens)
+        w = min(n, self.config.max_len)
+        if w < 2 or module.training or (self.uses_time and history.times is not None):
+            return None
+        full = tokens[n - w:]
+        shifted = np.concatenate([np.zeros(max(0, w - (n - 1)), dtype=np.int64), tokens[max(0, n - 1 - w):n - 1]])
+        slot = np.arange(w)
+        variants = np.where(slot[None, :] <= slot[:, None], shifted[None, :], full[None, :])   # row p: p left out
+        device = self._device()
+        with torch.no_grad():
+            out = module.scores_without_each(*(torch.from_numpy(a.astype(np.int64)).to(device)
+                                               for a in (full[None], shifted[None], variants)))
+        if out is None:
+            return None
+        idx = torch.from_numpy(item_idx).to(device)
+        effects = np.zeros((n, len(item_idx)))
+        effects[n - w:] = (out[0][:, idx] - out[1][:, idx]).double().cpu().numpy()
+        return effects
 
     def explanation_method(self) -> str:
         return "leave one position out: the score minus the score without that item of the sequence"

@@ -25,6 +25,12 @@ class Tower(nn.Module):
         self.normalize = normalize
 
     def forward(self, x: dict) -> torch.Tensor:
-        h = torch.cat([enc(x[key]) for key, enc in self.inputs.items()], dim=1)
+        return self.head({key: enc(x[key]) for key, enc in self.inputs.items()})
+
+    def head(self, encoded: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The MLP (and normalisation) on already encoded inputs {key: [b, d_k]}; an input of one row
+        is shared by all b rows (explanations encode what their variants have in common once)."""
+        b = max(v.shape[0] for v in encoded.values())
+        h = torch.cat([encoded[key].expand(b, -1) for key in self.inputs], dim=1)
         y = self.mlp(h)
         return F.normalize(y, dim=-1) if self.normalize else y

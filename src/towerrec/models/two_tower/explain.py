@@ -31,7 +31,12 @@ def _full_user(model, user_idx: int, history: Sequences) -> torch.Tensor:
     """The user's vector [1, d] with this history (cached for a training user's own history)."""
     if _trained_history(model, user_idx, history):
         return model.user_embeddings_[user_idx:user_idx + 1]
-    return model._user_vectors(np.array([user_idx]), history.to_csr(model.n_items), np.array([0]))
+    m = model.module_
+    with m.shared_graph():      # `_user_vectors`' computation, the history tower's vectors read from the cache
+        parts = _user_parts(m, user_idx)
+        if "history" in m.user_tower.inputs:
+            parts["history"] = _pooled_history(model, history.to_csr(model.n_items))
+        return _user_head(m, parts)
 
 
 @torch.no_grad()
@@ -59,14 +64,60 @@ def history_effects(model, user_idx: int, history: Sequences, item_idx: np.ndarr
         return leave_one_out(model, user_idx, history, item_idx)
     n = len(hist)
     items, inverse = np.unique(hist, return_inverse=True)
-    batch = {"items": torch.from_numpy(items), "inverse": torch.from_numpy(inverse.astype(np.int64)),
-             "offsets": torch.zeros(1, dtype=torch.int64), "row_user": torch.zeros(n, dtype=torch.int64),
-             "left_out": torch.from_numpy(inverse.astype(np.int64))}
-    users = m.user_vectors(torch.full((n,), user_idx, dtype=torch.int64), batch)
+    inverse = torch.from_numpy(inverse.astype(np.int64))
+    reps = _history_reps(model)[torch.from_numpy(items)]
+    pooled = m.pool.mean_leaving_out(reps, inverse, torch.zeros(1, dtype=torch.int64),
+                                     torch.zeros(n, dtype=torch.int64), inverse)          # [L, d]
+    # the id and the feature row are the same in every variant: encoded once, not L times
+    users = _user_head(m, {**_user_parts(m, user_idx), "history": m.user_tower.inputs["history"](pooled)})
     target = model.item_embeddings_[torch.from_numpy(np.asarray(item_idx, dtype=np.int64))]
     without = m.scorer(users, target)                                                    # [L, m]
     full = m.scorer(_full_user(model, user_idx, history), target)
     return (full - without).double().numpy()
+
+
+def _user_parts(m, user_idx: int, keys: tuple[str, ...] = ("id", "features")) -> dict[str, torch.Tensor]:
+    """The user tower's encodings [1, d_k] of the user's id and feature row (index -1: neither), as
+    `TwoTowerModule.user_vectors` encodes them (in eval mode); only those of `keys`."""
+    tower = m.user_tower
+    idx = torch.tensor([user_idx])
+    known, safe = idx >= 0, idx.clamp_min(0)
+    parts = {}
+    if "id" in tower.inputs and "id" in keys:
+        parts["id"] = tower.inputs["id"](torch.where(known, m.user_code[safe], 0))
+    if "features" in tower.inputs and "features" in keys:
+        parts["features"] = tower.inputs["features"](m.user_rows.take(torch.where(known, safe + 1, 0)))
+    return parts
+
+
+def _user_head(m, parts: dict[str, torch.Tensor]) -> torch.Tensor:
+    """User vectors from encoded inputs (one-row inputs shared by every row), as `user_vectors` returns
+    them in eval mode (a variational tower's mean)."""
+    y = m.user_tower.head(parts)
+    return y.chunk(2, dim=-1)[0] if m.config.variational else y
+
+
+def _history_reps(model) -> torch.Tensor:
+    """The history tower's vector of every item [n_items, d], computed once per set of item vectors: the
+    model recomputes (or grows) `item_embeddings_` whenever its weights or items change, and the
+    cache is keyed on that tensor (a request reads rows, not the history tower on each history)."""
+    items = model.item_embeddings_
+    key = (items._version, model.n_items)          # the tensor itself is kept: its id cannot be reused
+    cached = model.__dict__.get("_explain_history_reps")
+    if cached is None or cached[0] is not items or cached[1] != key:
+        m = model.module_
+        with torch.no_grad():
+            reps = m.history_tower(m._item_input(m.history_tower, torch.arange(model.n_items)))
+        cached = model.__dict__["_explain_history_reps"] = (items, key, reps)
+    return cached[2]
+
+
+def _pooled_history(model, seen) -> torch.Tensor:
+    """The history input [1, d] of a one-row CSR history, encoded for the user tower."""
+    m = model.module_
+    h = histories(seen, np.zeros(1, dtype=np.int64))
+    reps = _history_reps(model)[h["items"]]
+    return m.user_tower.inputs["history"](m.pool(reps, h["inverse"], h["offsets"], h["weights"]))
 
 
 def _columns(spec, feats: dict) -> list[tuple[str, int, str]]:
@@ -135,19 +186,22 @@ def feature_effects(model, user_idx: int, history: Sequences, item_idx: np.ndarr
         if names:
             n = len(names)
             which = torch.arange(n)
-            rows = torch.full((n,), user_idx, dtype=torch.int64)
-            rows[which == len(columns)] = -1                                  # the id row: no id code
-            batch = None
+            # variant f blanks feature f (the last one: the id); what they share is encoded once
+            parts = {}
+            if "id" in user_inputs:
+                ids = _user_parts(m, user_idx, ("id",))["id"].expand(n, -1).clone()
+                ids[len(columns):] = _user_parts(m, -1, ("id",))["id"]       # the id row: no id code
+                parts["id"] = ids
             if has_rows:
                 batch = _blank(m.user_rows.take(torch.full((n,), user_idx + 1, dtype=torch.int64)), columns, which)
-            hist = None
-            if model.config.history != "none":
-                hist = histories(seen, np.zeros(n, dtype=np.int64))
-            users = m.user_vectors(rows, hist, batch)
-            drops = base[None, :] - scorer(users, base_items)                 # [n, m]
+                parts["features"] = user_inputs["features"](batch)
+            if "history" in user_inputs:
+                parts["history"] = _pooled_history(model, seen)
+            users = _user_head(m, parts)
+            drops = (base[None, :] - scorer(users, base_items)).tolist()      # [n, m]
             for f, name in enumerate(names):
                 for j in range(n_items):
-                    out[j].append(FeatureEffect("user", name, float(drops[f, j])))
+                    out[j].append(FeatureEffect("user", name, drops[f][j]))
 
     # the item tower: each feature of each item (and its id) left out in turn
     item_inputs = m.item_tower.inputs
@@ -166,7 +220,7 @@ def feature_effects(model, user_idx: int, history: Sequences, item_idx: np.ndarr
             x["features"] = _blank(m.item_rows.take(idx + 1), columns, which)
         z = scorer.prepare(m.item_tower(x))
         scores = scorer(user, z)[0].view(n_items, n)
-        drops = base[:, None] - scores
+        drops = (base[:, None] - scores).tolist()
         for j in range(n_items):
-            out[j] += [FeatureEffect("item", name, float(drops[j, f])) for f, name in enumerate(names)]
+            out[j] += [FeatureEffect("item", name, drops[j][f]) for f, name in enumerate(names)]
     return out
