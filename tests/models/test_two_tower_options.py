@@ -85,7 +85,7 @@ def test_id_l2_adds_the_mean_squared_norm():
     i = plain.item_tower.inputs["id"](plain.item_code[batch["item_idx"]])
     penalty = u.pow(2).sum(-1).mean() + i.pow(2).sum(-1).mean()
     diff = reg.compute_loss(batch) - plain.compute_loss(batch)
-    assert abs(float(diff) - 0.5 * float(penalty)) < 1e-5
+    assert abs(diff.item() - 0.5 * penalty.item()) < 1e-5
 
 
 @pytest.mark.parametrize("kw,match", [({"loss": "ccl", "scorer": "dot"}, "ccl"),
