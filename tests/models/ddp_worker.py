@@ -15,6 +15,7 @@ Checks, each written to OUT_DIR/rank<r>.json for the test to assert on:
 from __future__ import annotations
 
 import copy
+import faulthandler
 import json
 import os
 import sys
@@ -28,6 +29,8 @@ from towerrec import distributed
 from towerrec.distributed import agree_steps
 from towerrec.evaluation import evaluate
 from towerrec.models.base import FitOptions
+
+faulthandler.enable()   # a crash in a rank prints its Python stack to stderr (the test shows it)
 from towerrec.models.optim import set_sparse
 from towerrec.models.train import _Loss
 from towerrec.models.two_tower import TwoTower, TwoTowerConfig

@@ -7,6 +7,7 @@ For each sharding: a cf and a hybrid two-tower trained with their id tables shar
 """
 from __future__ import annotations
 
+import faulthandler
 import json
 import os
 import sys
@@ -17,6 +18,8 @@ from towerrec.models import torchrec_tables
 from towerrec.models.base import FitOptions
 from towerrec.models.two_tower import TwoTower, TwoTowerConfig
 from towerrec.splits import random_split
+
+faulthandler.enable()   # a crash in a rank prints its Python stack to stderr (the test shows it)
 
 
 def main() -> None:
