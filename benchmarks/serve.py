@@ -155,6 +155,16 @@ class Server:
         self.log.close()
 
 
+async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    """(status, body) of one HTTP/1.1 response with a Content-Length (keep-alive connections)."""
+    status = int((await reader.readline()).split()[1])
+    length = 0
+    while (line := await reader.readline()) not in (b"\r\n", b""):
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":")[1])
+    return status, await reader.readexactly(length)
+
+
 async def _client(port: int, bodies: list[bytes], start_at: int, stride: int, deadline: float,
                   max_requests: int, out: dict) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -169,12 +179,7 @@ async def _client(port: int, bodies: list[bytes], start_at: int, stride: int, de
             t0 = time.perf_counter()
             writer.write(head + body)
             await writer.drain()
-            status = int((await reader.readline()).split()[1])
-            length = 0
-            while (line := await reader.readline()) not in (b"\r\n", b""):
-                if line.lower().startswith(b"content-length:"):
-                    length = int(line.split(b":")[1])
-            await reader.readexactly(length)
+            status, _ = await read_response(reader)
             out["latency"].append(time.perf_counter() - t0)
             out["status"][status] = out["status"].get(status, 0) + 1
     finally:

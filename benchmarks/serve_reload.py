@@ -26,7 +26,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import write_json  # noqa: E402
-from serve import Server, percentiles  # noqa: E402
+from serve import Server, percentiles, read_response  # noqa: E402
 
 from towerrec.artifact import publish  # noqa: E402
 from towerrec.data.registry import load_dataset  # noqa: E402
@@ -56,12 +56,7 @@ async def client(port: int, bodies: list[bytes], start: int, stride: int, stop: 
                 t0 = time.perf_counter()
                 writer.write(head.format(n=len(body)).encode() + body)
                 await writer.drain()
-                status = int((await reader.readline()).split()[1])
-                length = 0
-                while (line := await reader.readline()) not in (b"\r\n", b""):
-                    if line.lower().startswith(b"content-length:"):
-                        length = int(line.split(b":")[1])
-                payload = await reader.readexactly(length)
+                status, payload = await read_response(reader)
                 out["latency"].append((time.perf_counter() - t0, time.time()))
                 out["status"][status] = out["status"].get(status, 0) + 1
                 if status == 200 and not json.loads(payload)["items"]:
