@@ -80,13 +80,17 @@ def test_sequence_shared_prefix_leave_one_out_equals_scoring_each_variant(tiny_i
     than the window (an older item moves in), as long, and shorter (left padding)."""
     model = make().fit(tiny_interactions, options=OPTS)
     items = np.arange(model.n_items)
-    for tokens in ([3, 1, 4, 1 + 4, 9, 2], [5, 3, 8, 1], [7, 2], [6, 9, 4]):
-        history = Sequences(np.array(tokens), np.array([0, len(tokens)]))
-        n = len(tokens)
-        window = np.arange(max(0, n - model.config.max_len), n)
-        expected = leave_one_out(model, -1, history, items, positions=window)
-        assert model.history_effects(-1, history, items) == pytest.approx(expected, abs=1e-5)
-        assert model._leave_one_out_shared(history, items) is not None        # the shared path ran
+    for limit in (None, 3, 1):          # every position of the window, or only the newest 3 / 1
+        model.explain_positions = limit
+        for tokens in ([3, 1, 4, 1 + 4, 9, 2], [5, 3, 8, 1], [7, 2], [6, 9, 4]):
+            history = Sequences(np.array(tokens), np.array([0, len(tokens)]))
+            n = len(tokens)
+            window = np.arange(max(0, n - min(model.config.max_len, limit or n)), n)
+            expected = leave_one_out(model, -1, history, items, positions=window)
+            got = model.history_effects(-1, history, items)
+            assert got == pytest.approx(expected, abs=1e-5)
+            assert np.all(got[: window[0]] == 0) and np.any(got[window] != 0)
+            assert model._leave_one_out_shared(history, items) is not None        # the shared path ran
 
 
 def hybrid(inter, users: bool):

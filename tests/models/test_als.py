@@ -9,6 +9,7 @@ import torch
 from contract import RecommenderContract
 
 import towerrec.models.als as als
+from towerrec.data.delta import admit
 from towerrec.data.interactions import Interactions
 from towerrec.errors import TowerrecError
 from towerrec.models.als import ALS
@@ -79,21 +80,55 @@ def test_unknown_confidence_is_an_error() -> None:
         ALS(confidence="sqrt")
 
 
-def test_more_update_passes_move_the_touched_rows_closer_to_their_joint_optimum() -> None:
+def test_more_update_passes_and_sweeps_move_the_rows_closer_to_their_joint_optimum() -> None:
     """After an update the touched users are the exact solve for the final items (any number of
-    passes), and more alternations over the touched rows never raise the loss of the whole problem."""
+    passes and sweeps), and more alternations over the touched rows, or conjugate-gradient sweeps over
+    every row, never raise the loss of the whole problem."""
     full = _random_inter(n_users=60, seed=1)
-    old = full.subset(full.user_idx < 40)
-    new = full.subset(full.user_idx >= 40)
+    before = (full.user_idx < 40) & (full.item_idx < 24)
+    old = Interactions.from_frame(full.subset(before).to_frame())   # its maps: only the ids it holds
+    new = full.subset(~before)                                       # new users, and new items for old users
     losses = []
-    for passes in (1, 4):
-        model = ALS(factors=6, regularization=0.5, alpha=3.0, iterations=6, update_passes=passes)
+    for passes, sweeps in ((1, 0), (4, 0), (4, 3)):
+        model = ALS(factors=6, regularization=0.5, alpha=3.0, iterations=6, update_passes=passes,
+                    update_sweeps=sweeps)
         model.fit(old, options=FitOptions(seed=0, progress=False)).update(new.to_frame())
         seen = model.seen_
         torch.testing.assert_close(model.fold_in(seen[40:]), model.user_factors_[40:], atol=1e-4, rtol=1e-4)
         conf = model._confidence(seen)
         losses.append(als._loss(conf, model.user_factors_, model.item_factors_,
                                 model._reg(conf, model.mean_conf_), model._reg(conf.T.tocsr(), als._mean_total(conf.T.tocsr()))))
-    assert losses[1] <= losses[0] + 1e-6
+    assert losses[1] <= losses[0] + 1e-6 and losses[2] < losses[1] - 1e-6
+    assert model.last_update_sweeps_ > 0
     with pytest.raises(TowerrecError, match="update_passes"):
         ALS(update_passes=0, iterations=2).fit(old, options=FitOptions(progress=False)).update(new.to_frame())
+    with pytest.raises(TowerrecError, match="update_sweeps"):
+        ALS(update_sweeps=-1, iterations=2).fit(old, options=FitOptions(progress=False)).update(new.to_frame())
+
+
+def test_the_sweeps_follow_the_share_of_rows_on_new_items() -> None:
+    full = _random_inter(n_users=60, seed=1)
+    model = ALS(factors=4, iterations=2, update_sweeps=10).fit(full.subset(full.user_idx < 40),
+                                                              options=FitOptions(seed=0, progress=False))
+    known = full.subset(full.user_idx >= 40).to_frame()
+    assert model.update_sweep_count(admit(model.user_map_, model.item_map_, known)) == 0                 # no new item: no sweep
+    fresh = pd.DataFrame({"user_id": ["u1", "u2", "u3", "u4"], "item_id": ["i1", "new1", "new2", "new1"]})
+    assert model.update_sweep_count(admit(model.user_map_, model.item_map_, fresh)) == 8                 # ceil(10 x 3/4)
+    assert ALS(update_sweeps=0).update_sweep_count(admit(model.user_map_, model.item_map_, fresh)) == 0
+
+
+@pytest.mark.parametrize("config", [dict(), dict(confidence="log", alpha=3.0, epsilon=0.5, use_weights=True)])
+def test_conjugate_gradient_reaches_the_exact_solve(config) -> None:
+    """Enough conjugate-gradient steps (at most `factors` in exact arithmetic) give each row's exact
+    least-squares solve, from any start; one step already lowers every row's residual."""
+    inter = _random_inter(seed=3)
+    model = ALS(factors=6, regularization=0.7, iterations=3, **config).fit(inter, options=FitOptions(seed=0, progress=False))
+    conf = model._confidence(inter.to_csr(binary=not model.config.use_weights))
+    reg = model._reg(conf, model.mean_conf_)
+    items = model.item_factors_
+    exact = als._Blocks(conf, reg, 6, torch.device("cpu")).solve(items)
+    start = torch.randn(exact.shape, generator=torch.Generator().manual_seed(0))
+    solved = als._NormalEquations(conf, reg, items).conjugate_gradient(start, steps=12)
+    torch.testing.assert_close(solved, exact, atol=1e-4, rtol=1e-4)
+    one = als._NormalEquations(conf, reg, items).conjugate_gradient(start, steps=1)
+    assert bool(((one - exact).norm(dim=1) < (start - exact).norm(dim=1)).all())

@@ -57,7 +57,8 @@ class GRU4RecModule(NextItemModule):
         if self.encoder.gru.num_layers != 1:
             return None
         with self._one_item_table():
-            states = self.encoder.states_without_each(self.embed(full[0]), self.embed(shifted[0]), shifted[0] > 0)
+            states = self.encoder.states_without_each(self.embed(full[0]), self.embed(shifted[0]), shifted[0] > 0,
+                                                      first=full.shape[1] - len(variants))
             scores = self.scores_of(states, torch.cat([full, variants]))
             return scores[:1], scores[1:]
 

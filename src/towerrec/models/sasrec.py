@@ -61,7 +61,7 @@ class SASRecModule(NextItemModule):
         states_without_each` computes only the positions after p)."""
         with self._one_item_table():
             states = self.encoder.states_without_each(self.embed(full[0]), self.embed(shifted[0]), full[0] > 0,
-                                                      shifted[0] > 0)
+                                                      shifted[0] > 0, first=full.shape[1] - len(variants))
             scores = self.scores_of(states, torch.cat([full, variants]))
             return scores[:1], scores[1:]
 

@@ -71,9 +71,11 @@ class GRUEncoder(nn.Module):
         return self.out(torch.gather(h, 1, back)) * valid[..., None]      # padding: zeros, not the wrapped tail
 
 
-    def states_without_each(self, full: torch.Tensor, shifted: torch.Tensor, shifted_valid: torch.Tensor) -> torch.Tensor:
-        """Newest states [w + 1, dim] of `full` [w, dim] (every position an item; row 0) and of the w
-        sequences that leave one position p out of it (row p + 1), in eval mode with one GRU layer.
+    def states_without_each(self, full: torch.Tensor, shifted: torch.Tensor, shifted_valid: torch.Tensor,
+                            first: int = 0) -> torch.Tensor:
+        """Newest states [w + 1 - first, dim] of `full` [w, dim] (every position an item; row 0) and of the
+        sequences that leave one position p >= `first` out of it (row p + 1 - first), in eval mode with
+        one GRU layer.
 
         Row p reads `shifted` [w, dim] (the window without its newest item, `shifted_valid` [w] False on
         left padding) up to position p, then `full` after p: its recurrence starts from the shifted
@@ -87,13 +89,15 @@ class GRUEncoder(nn.Module):
         seen, last = self.gru(both)
         start = full.new_zeros(w, hidden)                   # the state after positions <= p: nothing read yet ...
         start[n_pad:] = nn.utils.rnn.pad_packed_sequence(seen, batch_first=True)[0][1, :w - n_pad]  # ... or shifted's
-        # row p < w - 1: positions p + 1 .. w - 1 of `full`, right-padded (lengths w - 1 - p, descending)
-        steps = torch.arange(w - 1, device=full.device)
-        pos = (steps[:, None] + 1 + steps[None, :]).clamp_max(w - 1)
-        rest = nn.utils.rnn.pack_padded_sequence(full[pos], torch.arange(w - 1, 0, -1), batch_first=True)
-        _, ends = self.gru(rest, start[:w - 1][None].contiguous())
+        ends = full.new_zeros(0, hidden)
+        if first < w - 1:
+            # row p in first .. w - 2: positions p + 1 .. w - 1 of `full`, right-padded (lengths descending)
+            steps = torch.arange(first, w - 1, device=full.device)
+            pos = (steps[:, None] + 1 + torch.arange(w - 1 - first, device=full.device)[None, :]).clamp_max(w - 1)
+            rest = nn.utils.rnn.pack_padded_sequence(full[pos], w - 1 - steps.cpu(), batch_first=True)
+            ends = self.gru(rest, start[first:w - 1][None].contiguous())[1][0]
         # row w: the newest position left out, which is the shifted run
-        return self.out(torch.cat([last[0, :1], ends[0], start[w - 1:]]))
+        return self.out(torch.cat([last[0, :1], ends, start[w - 1:]]))
 
 
 # ---- causal CNN ------------------------------------------------------------------------------------
@@ -227,65 +231,70 @@ class TransformerEncoder(nn.Module):
 
 
     def states_without_each(self, full: torch.Tensor, shifted: torch.Tensor, full_valid: torch.Tensor,
-                            shifted_valid: torch.Tensor) -> torch.Tensor:
-        """Newest states [w + 1, dim] of `full` [w, dim] (row 0) and of the w sequences that leave one
-        position p out of it (row p + 1), in eval mode, causal attention only.
+                            shifted_valid: torch.Tensor, first: int = 0) -> torch.Tensor:
+        """Newest states [w + 1 - first, dim] of `full` [w, dim] (row 0) and of the sequences that leave
+        one position p >= `first` out of it (row p + 1 - first), in eval mode, causal attention only.
 
-        Row p holds `shifted` (the window without its newest item; `shifted_valid` [w] False on
-        padding) at positions <= p and `full` after p. Causal, so its states at positions <= p, in
-        every block, are the shifted run's: only the positions after p are computed, (w + 1) w / 2
-        (position, row) pairs instead of w (w + 1), each reading the shifted run's keys and values
-        before p. In the first block every pair's input is `full`'s own, so its projections are too."""
+        The sequence without p holds `shifted` (the window without its newest item; `shifted_valid`
+        [w] False on padding) at positions <= p and `full` after p. Causal, so its states at
+        positions <= p, in every block, are the shifted run's: only its positions after p are
+        computed (the pairs (p, t > p)), each reading the shifted run's keys and values up to p. In
+        the first block every pair's input is `full`'s own, so its projections are too. `full`
+        itself and the variant p = w - 1 (which is `shifted`) are plain runs."""
         w, D = full.shape
         H = self.blocks[0].heads
-        pos = self.position.weight[self.position.num_embeddings - w:]
-        x_full = full + pos if self.norm_first else self.norm(full + pos)
-        x_s = shifted + pos if self.norm_first else self.norm(shifted + pos)
-        V = w + 1                                                  # row v leaves out position v - 1
         dev = full.device
-        v_idx, t_idx = torch.triu_indices(V, w, device=dev)        # the pairs (v, t >= v) to compute
-        rows = torch.arange(V, device=dev)[:, None]
-        slots = torch.arange(w, device=dev)[None, :]
-        prefix = slots < rows                                      # [V, w]: position from `shifted`
-        valid = torch.where(prefix, shifted_valid[None, :], full_valid[None, :])
-        tri = torch.ones(w, w, dtype=torch.bool, device=dev).tril()
-        allowed = ((tri[None] & valid[:, None, :]) | torch.eye(w, dtype=torch.bool, device=dev)[None])[:, None]
-        mask = full.new_zeros(allowed.shape).masked_fill_(~allowed, -torch.inf)   # [V, 1, w, w]: additive (faster)
-        mask_s = causal_mask(shifted_valid[None])
-        x_new = x_full[t_idx]                                      # [N, D] inputs of the pairs
-        newest = (t_idx == w - 1).nonzero()[:, 0]                  # pair (v, w - 1) of rows v < V - 1
+        pos = self.position.weight[self.position.num_embeddings - w:]
+        h_full = full + pos if self.norm_first else self.norm(full + pos)
+        h_s = shifted + pos if self.norm_first else self.norm(shifted + pos)
+        masks = causal_mask(torch.stack([full_valid, shifted_valid]))   # the two plain runs, one batch
+        left_out = torch.arange(first, w - 1, device=dev)         # variant rows r: position left_out[r]
+        cols = torch.arange(first + 1, w, device=dev)              # the query positions any of them needs
+        V, C = len(left_out), len(cols)
+        r_idx, c_idx = (cols[None, :] > left_out[:, None]).nonzero(as_tuple=True)   # the pairs (r, t > p)
+        t_idx = cols[c_idx]
+        slots = torch.arange(w, device=dev)
+        valid = torch.where(slots[None, :] <= left_out[:, None], shifted_valid[None, :], full_valid[None, :])  # [V, w]
+        allowed = ((slots[None, None, :] <= cols[None, :, None]) & valid[:, None, :]) \
+            | (slots[None, None, :] == cols[None, :, None])       # [V, C, w]: causal, no padding, self
+        mask = full.new_zeros(V, 1, C, w).masked_fill_(~allowed[:, None], -torch.inf)   # additive (faster)
+        x_new = h_full[t_idx]                                      # [N, D] inputs of the pairs
+        newest = (t_idx == w - 1).nonzero()[:, 0]                  # each row's pair (r, w - 1), in row order
+        heads = (lambda a: a.view(a.shape[0], a.shape[1], H, D // H).transpose(1, 2))
+        states = None
         for n, block in enumerate(self.blocks):
             last = n == len(self.blocks) - 1
-            norm = block.norm1 if self.norm_first else (lambda x: x)
-            qkv_s = block.qkv(norm(x_s))
-            qkv_new = block.qkv(norm(x_full))[t_idx] if n == 0 else block.qkv(norm(x_new))
-            k = qkv_s[None, :, D:2 * D].repeat(V, 1, 1)
-            v = qkv_s[None, :, 2 * D:].repeat(V, 1, 1)
-            k[v_idx, t_idx] = qkv_new[:, D:2 * D]
-            v[v_idx, t_idx] = qkv_new[:, 2 * D:]
-            heads = (lambda a: a.view(a.shape[0], a.shape[1], H, D // H).transpose(1, 2))
-            if last:                                               # the newest position's query only
-                q = qkv_new[newest, None, :D]                      # [V - 1, 1, D]
-                out = F.scaled_dot_product_attention(heads(q), heads(k[:-1]), heads(v[:-1]),
-                                                     attn_mask=mask[:-1, :, -1:])
-                attn = block.proj(out.transpose(1, 2).reshape(V - 1, D))
-                res = x_new[newest]
-            else:
-                q = full.new_zeros(V, w, D)
-                q[v_idx, t_idx] = qkv_new[:, :D]
-                out = F.scaled_dot_product_attention(heads(q), heads(k), heads(v), attn_mask=mask)
-                attn = block.proj(out.transpose(1, 2)[v_idx, t_idx].reshape(len(v_idx), D))
-                res = x_new
-            if self.norm_first:
-                y = res + attn
-                y = y + block.ff2(block.act(block.ff1(block.norm2(y))))
-            else:
-                y = block.norm1(res + attn)
-                y = block.norm2(y + block.ff2(block.act(block.ff1(y))))
+            y = x_new
+            if V:
+                norm = block.norm1 if self.norm_first else (lambda x: x)
+                qkv_s = block.qkv(norm(h_s))
+                qkv_new = block.qkv(norm(h_full))[t_idx] if n == 0 else block.qkv(norm(x_new))
+                k = qkv_s[None, :, D:2 * D].repeat(V, 1, 1)
+                v = qkv_s[None, :, 2 * D:].repeat(V, 1, 1)
+                k[r_idx, t_idx] = qkv_new[:, D:2 * D]
+                v[r_idx, t_idx] = qkv_new[:, 2 * D:]
+                if last:                                           # the newest position's query only
+                    q = qkv_new[newest, None, :D]                  # [V, 1, D]
+                    out = F.scaled_dot_product_attention(heads(q), heads(k), heads(v), attn_mask=mask[:, :, -1:])
+                    attn = block.proj(out.transpose(1, 2).reshape(V, D))
+                    res = x_new[newest]
+                else:
+                    q = full.new_zeros(V, C, D)
+                    q[r_idx, c_idx] = qkv_new[:, :D]
+                    out = F.scaled_dot_product_attention(heads(q), heads(k), heads(v), attn_mask=mask)
+                    attn = block.proj(out.transpose(1, 2)[r_idx, c_idx].reshape(len(r_idx), D))
+                    res = x_new
+                if self.norm_first:
+                    y = res + attn
+                    y = y + block.ff2(block.act(block.ff1(block.norm2(y))))
+                else:
+                    y = block.norm1(res + attn)
+                    y = block.norm2(y + block.ff2(block.act(block.ff1(y))))
+            runs = block(torch.stack([h_full, h_s]), masks, last=last)
             if last:
-                states = torch.cat([y, block(x_s[None], mask_s, last=True)[0]])   # the last row: shifted
+                states = torch.cat([runs[0], y if V else y[:0], runs[1]])
             else:
-                x_new, x_s = y, block(x_s[None], mask_s)[0]
+                x_new, h_full, h_s = y, runs[0], runs[1]
         return self.norm(states) if self.norm_first else states
 
 
