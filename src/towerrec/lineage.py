@@ -26,7 +26,7 @@ ENTRY_KEYS: dict[str, tuple] = {
     "version": (int,), "kind": (str,), "rows": (int,), "users": (int,), "items": (int,), "new_users": (int,),
     "new_items": (int,), "changed_users": (int,), "changed_items": (int,), "retired": (int,),
     "time_min": (float, int, type(None)), "time_max": (float, int, type(None)),
-    "data_sha256": (str, type(None)), "seconds": (float, int),
+    "data_sha256": (str, type(None)), "seconds": (float, int), "sweeps": (int,),
 }
 REQUIRED = ("version", "kind")
 

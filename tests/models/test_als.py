@@ -99,7 +99,7 @@ def test_more_update_passes_and_sweeps_move_the_rows_closer_to_their_joint_optim
         losses.append(als._loss(conf, model.user_factors_, model.item_factors_,
                                 model._reg(conf, model.mean_conf_), model._reg(conf.T.tocsr(), als._mean_total(conf.T.tocsr()))))
     assert losses[1] <= losses[0] + 1e-6 and losses[2] < losses[1] - 1e-6
-    assert model.last_update_sweeps_ > 0
+    assert model.last_update_sweeps_ > 0 and model.lineage_[-1]["sweeps"] == model.last_update_sweeps_
     with pytest.raises(TowerrecError, match="update_passes"):
         ALS(update_passes=0, iterations=2).fit(old, options=FitOptions(progress=False)).update(new.to_frame())
     with pytest.raises(TowerrecError, match="update_sweeps"):

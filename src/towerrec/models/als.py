@@ -141,14 +141,14 @@ class ALS(Recommender):
 
     # ---- continual learning --------------------------------------------------------------------
     def _update(self, delta, *, old_seen, items, users, options: FitOptions) -> None:
-        """Exact fold-in: the least-squares solve of every touched row, the others held fixed.
+        """Exact fold-in of the touched rows, then cheap sweeps over all rows.
 
         New users and items start at zero; then the touched users are solved for the items, the
         touched items (new, or with new rows) for the users, and the touched users once more
-        (`update_passes` times items-then-users). Then `update_sweeps` conjugate-gradient passes
-        move every item and user towards its solve for the other side (O(nnz f) each, no f x f
-        solve), and the touched users are solved exactly once more, so that each touched user's
-        factor is the exact solve for the final item factors (as after fit)."""
+        (`update_passes` times items-then-users). Then `update_sweep_count(delta)` conjugate-gradient
+        sweeps move every item and user towards its solve for the other side (O(nnz f) each, no
+        f x f solve), and the touched users are solved exactly once more, so that each touched
+        user's factor is the exact solve for the final item factors (as after fit)."""
         cfg = self.config
         matrix = self.seen_
         if cfg.use_weights:
@@ -191,6 +191,9 @@ class ALS(Recommender):
             users[tu] = blocks_u.solve(items)
         self.last_update_sweeps_ = sweeps
         self.user_factors_, self.item_factors_ = users, items
+
+    def _update_counts(self) -> dict[str, int]:
+        return {"sweeps": int(getattr(self, "last_update_sweeps_", 0))}
 
     def update_sweep_count(self, delta) -> int:
         """Sweeps over every row for this update: `update_sweeps` scaled by the share of its rows that

@@ -177,8 +177,12 @@ class Recommender:
         self._update(delta, old_seen=old_seen, items=items, users=users, options=options)
         self.update_seconds_ = time.perf_counter() - start
         counts = {k: v for k, v in delta.summary().items() if k != "rows"}
-        self._record("update", rows=delta.rows, seconds=self.update_seconds_, **counts)
+        self._record("update", rows=delta.rows, seconds=self.update_seconds_, **counts, **self._update_counts())
         return self
+
+    def _update_counts(self) -> dict[str, int]:
+        """Model-specific counts of the last `_update` for its lineage entry (ALS: its sweeps)."""
+        return {}
 
     def _update(self, delta: Delta, *, old_seen: sp.csr_matrix, items: pd.DataFrame | None,
                 users: pd.DataFrame | None, options: FitOptions) -> None:
