@@ -59,6 +59,11 @@ CANDIDATES: dict[str, dict] = {
     "mid-s1024": {**MID, **sampled(1024), **LOOP},
     "tuned-d05-ce": {**TUNED, "dropout": 0.5, "attn_dropout": 0.5, **CE, **LOOP},
     "tuned-d05-s1024": {**TUNED, "dropout": 0.5, "attn_dropout": 0.5, **sampled(1024), **LOOP},
+    "tuned-d01-s4096": {**TUNED, "dropout": 0.1, "attn_dropout": 0.1, **sampled(4096), **LOOP},
+    "d64-s4096": {**TUNED, "embedding_dim": 64, **sampled(4096), **LOOP},
+    "b2-s4096": {**TUNED, "blocks": 2, **sampled(4096), **LOOP},
+    "recbole-s4096": {**RECBOLE, **sampled(4096), **LOOP},
+    "recbole-lr3-s4096": {**RECBOLE, "learning_rate": 3e-3, **sampled(4096), **LOOP},
 }
 
 

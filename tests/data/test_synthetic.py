@@ -155,3 +155,10 @@ def test_parquet_is_written_block_by_block_with_the_rows_of_generate(tmp_path, m
     assert np.array_equal(table.column("timestamp").to_numpy(), log["time"])
     pd.testing.assert_frame_equal(pd.read_csv(path / "items.csv"), log["items"].reset_index(drop=True),
                                   check_dtype=False)
+    # each row group's dictionaries hold only the ids it uses (not all 300 users / 200 items)
+    parquet = pq.ParquetFile(path / "interactions.parquet")
+    for g in range(meta.num_row_groups):
+        group = parquet.read_row_group(g)
+        for name in ("user_id", "item_id"):
+            column = group.column(name).combine_chunks()
+            assert len(column.dictionary) == len(set(column.to_pylist())) <= len(group)
