@@ -111,9 +111,9 @@ def test_the_sweeps_follow_the_share_of_rows_on_new_items() -> None:
     model = ALS(factors=4, iterations=2, update_sweeps=10).fit(full.subset(full.user_idx < 40),
                                                               options=FitOptions(seed=0, progress=False))
     known = full.subset(full.user_idx >= 40).to_frame()
-    assert model.update_sweep_count(admit(model.user_map_, model.item_map_, known)) == 0                 # no new item: no sweep
+    assert model.update_sweep_count(admit(model.user_map_, model.item_map_, known)) == 0   # no new item: no sweep
     fresh = pd.DataFrame({"user_id": ["u1", "u2", "u3", "u4"], "item_id": ["i1", "new1", "new2", "new1"]})
-    assert model.update_sweep_count(admit(model.user_map_, model.item_map_, fresh)) == 8                 # ceil(10 x 3/4)
+    assert model.update_sweep_count(admit(model.user_map_, model.item_map_, fresh)) == 8   # ceil(10 x 3/4)
     assert ALS(update_sweeps=0).update_sweep_count(admit(model.user_map_, model.item_map_, fresh)) == 0
 
 
@@ -122,7 +122,8 @@ def test_conjugate_gradient_reaches_the_exact_solve(config) -> None:
     """Enough conjugate-gradient steps (at most `factors` in exact arithmetic) give each row's exact
     least-squares solve, from any start; one step already lowers every row's residual."""
     inter = _random_inter(seed=3)
-    model = ALS(factors=6, regularization=0.7, iterations=3, **config).fit(inter, options=FitOptions(seed=0, progress=False))
+    model = ALS(factors=6, regularization=0.7, iterations=3, **config)
+    model.fit(inter, options=FitOptions(seed=0, progress=False))
     conf = model._confidence(inter.to_csr(binary=not model.config.use_weights))
     reg = model._reg(conf, model.mean_conf_)
     items = model.item_factors_

@@ -174,9 +174,10 @@ class NextItemModule(nn.Module):
                             variants: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
         """Leave one position out of one window, sharing what the variants have in common: (scores
         [1, n_items] of `full` [1, w], scores [P, n_items] of `variants` [P, w], row r = `full` without
-        position w - P + r, left-padded: the newest P positions), or None where the encoder has no such path (the caller then scores
-        the variants one by one). `shifted` [1, w] is the window without the newest item (row w - 1):
-        a causal encoder's states at positions <= p of row p are its states."""
+        position w - P + r, left-padded: the newest P positions), or None where the encoder has no
+        such path (the caller then scores the variants one by one). `shifted` [1, w] is the window
+        without its newest item: a causal encoder's states at positions <= p of the variant leaving
+        out p are its states."""
         return None
 
     def scores_of(self, state: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
@@ -463,7 +464,8 @@ class SequentialRecommender(Recommender):
         full = tokens[n - w:]
         shifted = np.concatenate([np.zeros(max(0, w - (n - 1)), dtype=np.int64), tokens[max(0, n - 1 - w):n - 1]])
         slot = np.arange(w)
-        variants = np.where(slot[None, :] <= slot[first:, None], shifted[None, :], full[None, :])  # row r: first + r out
+        # row r leaves out position first + r
+        variants = np.where(slot[None, :] <= slot[first:, None], shifted[None, :], full[None, :])
         device = self._device()
         with torch.no_grad():
             out = module.scores_without_each(*(torch.from_numpy(a.astype(np.int64)).to(device)
