@@ -55,6 +55,15 @@ class TestSASRec(SequenceModelTests):
         assert_next_item_first(model, split, cycle, min_hit_rate=0.8, served_k=3, check_similar=False)
         assert_save_load_same_scores(model, tmp_path)
 
+    def test_defaults_sample_the_softmax_only_on_large_catalogues(self):
+        """The defaults chosen on valid (benchmarks/README.md, "Sequence models at their defaults"): a
+        full softmax up to 4,096 items (ml-100k, lastfm-s3rec), 4,096 sampled negatives above
+        (amazon-beauty, amazon-sports); RecBole's architecture and patience."""
+        train = SASRec().config.train
+        assert [train.resolved_loss(n) for n in (1_682, 3_646, 4_096, 12_101)] == ["ce"] * 3 + ["sampled_softmax"]
+        assert (train.negatives, train.epochs, train.patience) == (4_096, 100, 10)
+        assert SASRec(loss="ce").config.train.resolved_loss(12_101) == "ce"
+
     def test_pre_ln_variant_learns_too(self, periodic):
         split, cycle = periodic
         model = SASRec(**TINY, norm_first=True).fit(split.train, options=OPTIONS)
