@@ -100,10 +100,12 @@ def test_more_update_passes_and_sweeps_move_the_rows_closer_to_their_joint_optim
                                 model._reg(conf, model.mean_conf_), model._reg(conf.T.tocsr(), als._mean_total(conf.T.tocsr()))))
     assert losses[1] <= losses[0] + 1e-6 and losses[2] < losses[1] - 1e-6
     assert model.last_update_sweeps_ > 0 and model.lineage_[-1]["sweeps"] == model.last_update_sweeps_
-    with pytest.raises(TowerrecError, match="update_passes"):
-        ALS(update_passes=0, iterations=2).fit(old, options=FitOptions(progress=False)).update(new.to_frame())
+    with pytest.raises(TowerrecError, match="update_passes"):    # at construction, before any fit
+        ALS(update_passes=0)
     with pytest.raises(TowerrecError, match="update_sweeps"):
-        ALS(update_sweeps=-1, iterations=2).fit(old, options=FitOptions(progress=False)).update(new.to_frame())
+        ALS(update_sweeps=-1)
+    with pytest.raises(TowerrecError, match="update_cg_steps"):
+        ALS(update_cg_steps=0)
 
 
 def test_the_sweeps_follow_the_share_of_rows_on_new_items() -> None:
@@ -129,7 +131,7 @@ def test_conjugate_gradient_reaches_the_exact_solve(config) -> None:
     items = model.item_factors_
     exact = als._Blocks(conf, reg, 6, torch.device("cpu")).solve(items)
     start = torch.randn(exact.shape, generator=torch.Generator().manual_seed(0))
-    solved = als._NormalEquations(conf, reg, items).conjugate_gradient(start, steps=12)
+    solved = als._NormalEquations(conf, reg).conjugate_gradient(start, items, steps=12)
     torch.testing.assert_close(solved, exact, atol=1e-4, rtol=1e-4)
-    one = als._NormalEquations(conf, reg, items).conjugate_gradient(start, steps=1)
+    one = als._NormalEquations(conf, reg).conjugate_gradient(start, items, steps=1)
     assert bool(((one - exact).norm(dim=1) < (start - exact).norm(dim=1)).all())

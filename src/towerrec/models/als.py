@@ -92,8 +92,14 @@ class ALS(Recommender):
 
     def __init__(self, config: ALSConfig | None = None, **overrides: object) -> None:
         super().__init__(config, **overrides)
-        if self.config.confidence not in ("linear", "log"):
-            raise TowerrecError(f"ALS confidence must be 'linear' or 'log', got {self.config.confidence!r}")
+        cfg = self.config
+        if cfg.confidence not in ("linear", "log"):
+            raise TowerrecError(f"ALS confidence must be 'linear' or 'log', got {cfg.confidence!r}")
+        if cfg.update_passes < 1:
+            raise TowerrecError(f"ALS update_passes must be >= 1, got {cfg.update_passes}")
+        if cfg.update_sweeps < 0 or cfg.update_cg_steps < 1:
+            raise TowerrecError(f"ALS update_sweeps must be >= 0 and update_cg_steps >= 1, got "
+                                f"{cfg.update_sweeps} and {cfg.update_cg_steps}")
 
     # ---- training -----------------------------------------------------------------------------
     def _confidence(self, m: sp.csr_matrix) -> sp.csr_matrix:
@@ -166,11 +172,6 @@ class ALS(Recommender):
         grow = torch.zeros
         users = torch.cat([self.user_factors_, grow(len(delta.new_users), cfg.embedding_dim)])
         items = torch.cat([self.item_factors_, grow(len(delta.new_items), cfg.embedding_dim)])
-        if cfg.update_passes < 1:
-            raise TowerrecError(f"ALS update_passes must be >= 1, got {cfg.update_passes}")
-        if cfg.update_sweeps < 0 or cfg.update_cg_steps < 1:
-            raise TowerrecError(f"ALS update_sweeps must be >= 0 and update_cg_steps >= 1, got "
-                                f"{cfg.update_sweeps} and {cfg.update_cg_steps}")
         touched_u, touched_i = np.sort(delta.touched_users), np.sort(delta.touched_items)
         cpu = torch.device("cpu")
         blocks_u = _Blocks(conf_u[touched_u], reg_u[torch.from_numpy(touched_u)], cfg.embedding_dim, cpu)
@@ -184,9 +185,11 @@ class ALS(Recommender):
             if len(tu):
                 users[tu] = blocks_u.solve(items)
         sweeps = self.update_sweep_count(delta)
+        if sweeps:
+            eq_i, eq_u = _NormalEquations(conf_i, reg_i), _NormalEquations(conf_u, reg_u)
         for _ in range(sweeps):
-            items = _NormalEquations(conf_i, reg_i, users).conjugate_gradient(items, cfg.update_cg_steps)
-            users = _NormalEquations(conf_u, reg_u, items).conjugate_gradient(users, cfg.update_cg_steps)
+            items = eq_i.conjugate_gradient(items, users, cfg.update_cg_steps)
+            users = eq_u.conjugate_gradient(users, items, cfg.update_cg_steps)
         if sweeps and len(tu):              # the touched users exact again, as after fit
             users[tu] = blocks_u.solve(items)
         self.last_update_sweeps_ = sweeps
@@ -359,40 +362,39 @@ class _Blocks:
 
 class _NormalEquations:
     """Every row's normal equations A_u x_u = b_u, A_u = Y^T Y + Y_u^T (C_u - I) Y_u + lam_u I and
-    b_u = Y_u^T c_u, for one side given the other side's factors Y, applied to all rows at once
-    without forming any A_u: A p is one sampled product over the nonzeros and one sparse product,
-    O(nnz f + n f^2)."""
+    b_u = Y_u^T c_u, for one side, applied to all rows at once without forming any A_u: given the
+    other side's factors Y, A p is one sampled product over the nonzeros and one sparse product,
+    O(nnz f + n f^2). The sparsity is read once; Y changes between calls."""
 
-    def __init__(self, conf: sp.csr_matrix, reg: torch.Tensor, other: torch.Tensor) -> None:
-        with warnings.catch_warnings():     # "sparse CSR support is in beta": the two products used here
-            warnings.simplefilter("ignore", UserWarning)
-            self.crow = torch.from_numpy(conf.indptr.astype(np.int64))
-            self.col = torch.from_numpy(conf.indices.astype(np.int64))
-            self.c1 = torch.from_numpy(conf.data.astype(np.float32)).to(other.dtype)
-            self.shape = conf.shape
-            self.pattern = torch.sparse_csr_tensor(self.crow, self.col, torch.ones_like(self.c1), size=conf.shape)
-            self.other, self.gram, self.lam = other, other.T @ other, reg.to(other.dtype)[:, None]
-            self.b = self._sparse(1.0 + self.c1) @ other
+    def __init__(self, conf: sp.csr_matrix, reg: torch.Tensor) -> None:
+        self.crow = torch.from_numpy(conf.indptr.astype(np.int64))
+        self.col = torch.from_numpy(conf.indices.astype(np.int64))
+        self.c1 = torch.from_numpy(conf.data.astype(np.float32))
+        self.shape = conf.shape
+        self.lam = reg.float()[:, None]
 
     def _sparse(self, values: torch.Tensor) -> torch.Tensor:
-        return torch.sparse_csr_tensor(self.crow, self.col, values, size=self.shape)
-
-    def apply(self, p: torch.Tensor) -> torch.Tensor:
-        """A p [n, f], row by row."""
-        with warnings.catch_warnings():
+        with warnings.catch_warnings():     # "sparse CSR support is in beta": the two products used here
             warnings.simplefilter("ignore", UserWarning)
-            dots = torch.sparse.sampled_addmm(self.pattern, p, self.other.T, beta=0.0).values()   # p_u . y_i
-            return p @ self.gram + self.lam * p + self._sparse(dots * self.c1) @ self.other
+            return torch.sparse_csr_tensor(self.crow, self.col, values, size=self.shape)
 
-    def conjugate_gradient(self, x: torch.Tensor, steps: int) -> torch.Tensor:
-        """Every row moved `steps` conjugate-gradient steps, from `x`, towards its exact solve (Takacs,
-        Pilaszy and Tikk, RecSys 2011; implicit's conjugate-gradient ALS): O(nnz f + n f^2) a step,
-        against O(nnz f^2 + n f^3) for the exact solve."""
+    def conjugate_gradient(self, x: torch.Tensor, other: torch.Tensor, steps: int) -> torch.Tensor:
+        """Every row moved `steps` conjugate-gradient steps, from `x`, towards its exact solve given
+        `other` = Y (Takacs, Pilaszy and Tikk, RecSys 2011; implicit's conjugate-gradient ALS):
+        O(nnz f + n f^2) a step, against O(nnz f^2 + n f^3) for the exact solve."""
+        gram, pattern = other.T @ other, self._sparse(torch.ones_like(self.c1))
+
+        def apply(p: torch.Tensor) -> torch.Tensor:           # A p, row by row
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                dots = torch.sparse.sampled_addmm(pattern, p, other.T, beta=0.0).values()   # p_u . y_i
+            return p @ gram + self.lam * p + self._sparse(dots * self.c1) @ other
+
         x = x.clone()
-        r = self.b - self.apply(x)
+        r = self._sparse(1.0 + self.c1) @ other - apply(x)    # b - A x
         p, rs = r.clone(), (r * r).sum(1)
         for _ in range(steps):
-            ap = self.apply(p)
+            ap = apply(p)
             denom = (p * ap).sum(1)
             alpha = torch.where(denom > 0, rs / denom.clamp_min(1e-30), torch.zeros_like(rs))
             x += alpha[:, None] * p

@@ -50,17 +50,12 @@ class GRU4RecModule(NextItemModule):
     def encode_last(self, inputs: torch.Tensor, times: torch.Tensor | None = None) -> torch.Tensor:
         return self.encoder(self.embed(inputs), inputs > 0, last=True)[:, -1]
 
-    def scores_without_each(self, full: torch.Tensor, shifted: torch.Tensor,
-                            variants: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """The GRU's state after position p of row p is the shifted window's: each variant runs the
-        recurrence from there over the positions after p only (half the steps of L whole rows)."""
+    def states_without_each(self, full: torch.Tensor, shifted: torch.Tensor, first: int) -> torch.Tensor | None:
+        """The GRU's state after position p of the variant leaving out p is the shifted window's: each
+        variant runs the recurrence from there over the positions after p only."""
         if self.encoder.gru.num_layers != 1:
             return None
-        with self._one_item_table():
-            states = self.encoder.states_without_each(self.embed(full[0]), self.embed(shifted[0]), shifted[0] > 0,
-                                                      first=full.shape[1] - len(variants))
-            scores = self.scores_of(states, torch.cat([full, variants]))
-            return scores[:1], scores[1:]
+        return self.encoder.states_without_each(self.embed(full), self.embed(shifted), shifted > 0, first=first)
 
 
 class GRU4Rec(SequentialRecommender):

@@ -63,15 +63,10 @@ class SASRecModule(NextItemModule):
     def encode_last(self, inputs: torch.Tensor, times: torch.Tensor | None = None) -> torch.Tensor:
         return self.encoder(self.embed(inputs), inputs > 0, last=True)[:, -1]
 
-    def scores_without_each(self, full: torch.Tensor, shifted: torch.Tensor,
-                            variants: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """Causal attention: row p's states before p are the shifted window's (`TransformerEncoder.
-        states_without_each` computes only the positions after p)."""
-        with self._one_item_table():
-            states = self.encoder.states_without_each(self.embed(full[0]), self.embed(shifted[0]), full[0] > 0,
-                                                      shifted[0] > 0, first=full.shape[1] - len(variants))
-            scores = self.scores_of(states, torch.cat([full, variants]))
-            return scores[:1], scores[1:]
+    def states_without_each(self, full: torch.Tensor, shifted: torch.Tensor, first: int) -> torch.Tensor:
+        """Causal attention: a variant's states before the left-out position are the shifted window's."""
+        return self.encoder.states_without_each(self.embed(full), self.embed(shifted), full > 0, shifted > 0,
+                                                first=first)
 
 
 class SASRec(SequentialRecommender):

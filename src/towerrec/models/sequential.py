@@ -178,6 +178,17 @@ class NextItemModule(nn.Module):
         such path (the caller then scores the variants one by one). `shifted` [1, w] is the window
         without its newest item: a causal encoder's states at positions <= p of the variant leaving
         out p are its states."""
+        with self._one_item_table():
+            states = self.states_without_each(full[0], shifted[0], first=full.shape[1] - len(variants))
+            if states is None:
+                return None
+            scores = self.scores_of(states, torch.cat([full, variants]))
+            return scores[:1], scores[1:]
+
+    def states_without_each(self, full: torch.Tensor, shifted: torch.Tensor, first: int) -> torch.Tensor | None:
+        """Newest states [w + 1 - first, dim] of the tokens `full` [w] (row 0), of the variants leaving
+        out one position p >= `first`, and of `shifted` (the last row), from the encoder's own
+        shared-prefix path; None where the encoder has none."""
         return None
 
     def scores_of(self, state: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:

@@ -97,19 +97,27 @@ def _user_head(m, parts: dict[str, torch.Tensor]) -> torch.Tensor:
     return y.chunk(2, dim=-1)[0] if m.config.variational else y
 
 
-def _history_reps(model) -> torch.Tensor:
-    """The history tower's vector of every item [n_items, d], computed once per set of item vectors: the
-    model recomputes (or grows) `item_embeddings_` whenever its weights or items change, and the
-    cache is keyed on that tensor (a request reads rows, not the history tower on each history)."""
+def _keyed_on_items(model, name: str, make):
+    """`make()`'s value, kept on the model under `name` until `item_embeddings_` changes: the model
+    recomputes (or grows) that tensor whenever its weights or items change, so per-item work derived
+    from it is done once, not per request."""
     items = model.item_embeddings_
     key = (items._version, model.n_items)          # the tensor itself is kept: its id cannot be reused
-    cached = model.__dict__.get("_explain_history_reps")
+    cached = model.__dict__.get(name)
     if cached is None or cached[0] is not items or cached[1] != key:
+        cached = model.__dict__[name] = (items, key, make())
+    return cached[2]
+
+
+def _history_reps(model) -> torch.Tensor:
+    """The history tower's vector of every item [n_items, d] (a request reads rows, not the history
+    tower on each history)."""
+    def make() -> torch.Tensor:
         m = model.module_
         with torch.no_grad():
-            reps = m.history_tower(m._item_input(m.history_tower, torch.arange(model.n_items)))
-        cached = model.__dict__["_explain_history_reps"] = (items, key, reps)
-    return cached[2]
+            return m.history_tower(m._item_input(m.history_tower, torch.arange(model.n_items)))
+
+    return _keyed_on_items(model, "_explain_history_reps", make)
 
 
 def _pooled_history(model, seen) -> torch.Tensor:
@@ -128,15 +136,12 @@ _BLANKED_CACHE_ITEMS = 1 << 12
 def _blanked_items(model, item_idx: np.ndarray, columns: list[tuple[str, int, str]], n: int) -> torch.Tensor:
     """The scorer-ready item vectors [len(item_idx) * n, d] of each item with one of its n inputs
     missing (the features of `columns`, then the id), item j's n rows in a row. Cached per item,
-    keyed on `item_embeddings_` as `_history_reps` is: recommended items recur across requests,
+    keyed on `item_embeddings_` (`_keyed_on_items`): recommended items recur across requests,
     and their variants are the same for every user."""
     m = model.module_
-    items = model.item_embeddings_
-    key = (items._version, model.n_items)
-    cache = model.__dict__.get("_explain_blanked_items")
-    if cache is None or cache[0] is not items or cache[1] != key or len(cache[2]) > _BLANKED_CACHE_ITEMS:
-        cache = model.__dict__["_explain_blanked_items"] = (items, key, {})
-    known = cache[2]
+    known = _keyed_on_items(model, "_explain_blanked_items", dict)
+    if len(known) > _BLANKED_CACHE_ITEMS:
+        known.clear()
     missing = np.array([i for i in dict.fromkeys(item_idx.tolist()) if i not in known], dtype=np.int64)
     if len(missing):
         idx = torch.from_numpy(np.repeat(missing, n))
