@@ -69,6 +69,8 @@ class PeakMemory:
 
     CPU: resident-set high-water mark minus the resident set at entry, the mark reset at entry
     (Linux >= 4.0). CUDA: torch's peak allocated bytes over those at entry, when CUDA is in use.
+    Kernels before 6.2 count a thread's pages into the process's total every 64 page faults, so
+    there the mark can miss up to 64 faults' worth (128 MiB in 2 MiB huge pages) of a peak.
     """
 
     def __init__(self) -> None:
