@@ -138,19 +138,22 @@ def explain_indices(model, user_idx: int, history: Sequences, item_idx: np.ndarr
     if near is not None:
         cosines = np.zeros((len(uniq), len(item_idx)))
         cosines[inv] = near
-    out = []
-    for j, item in enumerate(item_idx):   # a handful of items per request: building the answer
-        because = _top(uniq, totals[:, j], k, ids, positive=True)
-        nearest = _top(uniq, cosines[:, j], k, ids) if cosines is not None else []
-        out.append(Explanation(user_id, str(ids[item]), float(scores[j]), method, because, nearest,
-                               list(attributions[j])))
-    return out
+    because = _top(uniq, totals, k, ids, positive=True)
+    nearest = _top(uniq, cosines, k, ids) if cosines is not None else [[] for _ in item_idx]
+    # a handful of items per request: building the answer
+    return [Explanation(user_id, str(ids[item]), float(scores[j]), method, because[j], nearest[j],
+                        list(attributions[j])) for j, item in enumerate(item_idx)]
 
 
-def _top(items: np.ndarray, values: np.ndarray, k: int, ids: np.ndarray, positive: bool = False) -> list[Contribution]:
-    """The k `items` with the largest `values` (only positive values with `positive`)."""
-    order = np.argsort(-values, kind="stable")[:k]
-    return [Contribution(str(ids[items[o]]), float(values[o])) for o in order if not positive or values[o] > 0]
+def _top(items: np.ndarray, values: np.ndarray, k: int, ids: np.ndarray,
+         positive: bool = False) -> list[list[Contribution]]:
+    """Per column j of `values` [len(items), m]: the k `items` with the largest values, largest first
+    (ties in `items` order; only positive values with `positive`). One sort for all m columns."""
+    order = np.argsort(-values, axis=0, kind="stable")[:k]                  # [<=k, m]
+    top = np.take_along_axis(values, order, axis=0)
+    names = ids[items[order]].tolist()
+    return [[Contribution(str(names[r][j]), float(top[r, j])) for r in range(len(order))
+             if not positive or top[r, j] > 0] for j in range(values.shape[1])]
 
 
 def item_space_of(model):

@@ -28,6 +28,21 @@ def test_tower_concatenates_and_normalises():
         Tower({}, MLP(1, (), 1))
 
 
+@pytest.mark.parametrize("hidden", [(), (16,)])
+def test_head_with_shared_one_row_inputs_equals_the_expanded_concatenation(hidden):
+    torch.manual_seed(0)
+    tower = Tower({"id": IdEmbedding(5, 3), "features": nn.Identity(), "history": nn.Identity()},
+                  MLP(3 + 2 + 4, hidden, 6, norm="layer" if hidden else "none")).eval()
+    encoded = {"id": torch.randn(1, 3), "features": torch.randn(1, 2), "history": torch.randn(7, 4)}
+    expanded = {key: v.expand(7, -1) for key, v in encoded.items()}
+    with torch.no_grad():
+        want = tower.mlp(torch.cat([expanded[k] for k in ("id", "features", "history")], dim=1))
+        assert torch.allclose(tower.head(encoded), want, atol=1e-6)
+        assert torch.allclose(tower.head(expanded), want, atol=1e-6)
+        one = {key: v[:1] for key, v in encoded.items()}
+        assert torch.allclose(tower.head(one), want[:1], atol=1e-6)
+
+
 def test_dot_and_cosine_scorers_agree_with_formula():
     y, z = torch.randn(3, 4), torch.randn(5, 4)
     assert torch.allclose(DotScorer()(y, z), y @ z.T, atol=1e-5)

@@ -5,6 +5,7 @@ from collections.abc import Sequence
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from towerrec.towers.dropout import Dropout
 
@@ -43,3 +44,22 @@ class MLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
+
+    def forward_parts(self, parts: list[torch.Tensor]) -> torch.Tensor:
+        """`forward` of the concatenation of `parts` ([b_k, d_k] each, b_k = 1 or b: a one-row part is
+        shared by every row) -> [b, out_dim]. The first layer is linear, so a shared part goes through
+        it once, not b times: explanations score hundreds of variants that differ in one input."""
+        b = max(p.shape[0] for p in parts)
+        first = self.net[0]
+        if b == 1 or all(p.shape[0] == b for p in parts):
+            return self.net(torch.cat([p.expand(b, -1) for p in parts], dim=1))
+        shared, per_row, start = first.bias, None, 0
+        for p in parts:
+            z = F.linear(p, first.weight[:, start:start + p.shape[1]].contiguous())
+            start += p.shape[1]
+            if p.shape[0] == b:
+                per_row = z if per_row is None else per_row + z
+            else:
+                shared = z if shared is None else shared + z
+        h = per_row if shared is None else per_row + shared
+        return self.net[1:](h)

@@ -30,7 +30,10 @@ class Tower(nn.Module):
     def head(self, encoded: dict[str, torch.Tensor]) -> torch.Tensor:
         """The MLP (and normalisation) on already encoded inputs {key: [b, d_k]}; an input of one row
         is shared by all b rows (explanations encode what their variants have in common once)."""
-        b = max(v.shape[0] for v in encoded.values())
-        h = torch.cat([encoded[key].expand(b, -1) for key in self.inputs], dim=1)
-        y = self.mlp(h)
+        parts = [encoded[key] for key in self.inputs]
+        if hasattr(self.mlp, "forward_parts"):
+            y = self.mlp.forward_parts(parts)
+        else:
+            b = max(p.shape[0] for p in parts)
+            y = self.mlp(torch.cat([p.expand(b, -1) for p in parts], dim=1))
         return F.normalize(y, dim=-1) if self.normalize else y
