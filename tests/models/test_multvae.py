@@ -62,3 +62,56 @@ def test_sampling_only_in_training_and_kl_annealed():
     kl_sum = float(m._kl.detach().sum())
     assert abs(float(m._kl_term(2).detach()) - 0.2 * 0.5 * kl_sum / 2) < 1e-6
     assert m._kl is None        # used once
+
+
+def _module(**overrides):
+    from towerrec.towers.features import TableSpec
+
+    c = TwoTowerConfig.for_preset("multvae", **{"embedding_dim": 6, "id_dim": 6, "hidden": (8,), **overrides})
+    return TwoTowerModule(c, n_user_ids=3, n_item_ids=5, user_code=np.arange(1, 4), item_code=np.array([1, 2, 3, 4, 0]),
+                          user_spec=TableSpec(), item_spec=TableSpec(), user_arrays=None, item_arrays=None)
+
+
+_HISTORY = {"items": torch.tensor([0, 1, 3]), "inverse": torch.tensor([0, 1, 2]), "offsets": torch.tensor([0, 2]),
+            "weights": torch.ones(3)}
+
+
+def test_decoder_layer_and_item_offsets_keep_scores_inner_products():
+    """latent_dim: z [2 x latent] from the user tower, a decoder layer to the embedding; item_bias: a 1
+    column on users and each item's offset on items, so u . v is the decoder's output with its bias."""
+    m = _module(latent_dim=3, item_bias=True).eval()
+    assert m.user_tower.mlp.out_dim == 2 * 3
+    with torch.no_grad():
+        m.item_bias.embedding.weight[1:, 0] = torch.tensor([0.5, -1.0, 2.0, 3.0, 4.0])
+        u = m.user_vectors(torch.tensor([0, 1]), _HISTORY)
+        v = m.item_vectors(torch.arange(5))
+        mu = m.user_tower({"history": m.pool(m.history_tower(m._item_input(m.history_tower, _HISTORY["items"])),
+                                             _HISTORY["inverse"], _HISTORY["offsets"], _HISTORY["weights"])})[:, :3]
+        decoded = m.user_decoder(mu)
+    assert u.shape == (2, 7) and v.shape == (5, 7)
+    assert torch.equal(u[:, -1], torch.ones(2)) and torch.allclose(u[:, :6], decoded)
+    # the last item has no trained id (code 0): no offset
+    assert torch.allclose(v[:, -1], torch.tensor([0.5, -1.0, 2.0, 3.0, 0.0]))
+    scores = m.scorer(u, v)
+    assert torch.allclose(scores, decoded @ v[:, :6].T + v[:, -1])
+
+
+def test_history_projection_without_bias_under_norm_pooling():
+    assert _history_projection_bias(_module(history_bias=False)) is None
+    assert _history_projection_bias(_module(history_bias=True)) is not None
+
+
+def _history_projection_bias(m):
+    return m.history_tower.mlp.net[-1].bias
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"latent_dim": 4, "variational": False}, "latent_dim > 0 needs variational=True"),
+    ({"item_bias": True, "scorer": "cosine"}, "item_bias=True needs scorer='dot'"),
+    ({"item_bias": True, "item_ids": False, "item_features": True}, "item_bias=True needs"),
+])
+def test_settings_that_do_not_go_together(overrides, message):
+    from towerrec.errors import TowerrecError
+
+    with pytest.raises(TowerrecError, match=message):
+        TwoTowerConfig.for_preset("multvae", **overrides).validate()

@@ -16,11 +16,12 @@ NORMS = ("none", "layer", "batch")
 class MLP(nn.Module):
     """Linear -> norm -> activation -> dropout per hidden width, then a linear output layer.
 
-    forward: [b, in_dim] -> [b, out_dim]. With no hidden widths it is a single linear map.
+    forward: [b, in_dim] -> [b, out_dim]. With no hidden widths it is a single linear map; `out_bias`
+    False leaves the output layer without a bias.
     """
 
     def __init__(self, in_dim: int, hidden: Sequence[int], out_dim: int, *, activation: str = "gelu",
-                 dropout: float = 0.0, norm: str = "none") -> None:
+                 dropout: float = 0.0, norm: str = "none", out_bias: bool = True) -> None:
         super().__init__()
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
@@ -38,7 +39,7 @@ class MLP(nn.Module):
             if dropout > 0:
                 layers.append(Dropout(dropout))
             width = h
-        layers.append(nn.Linear(width, out_dim))
+        layers.append(nn.Linear(width, out_dim, bias=out_bias))
         self.net = nn.Sequential(*layers)
         self.in_dim, self.out_dim = in_dim, out_dim
 

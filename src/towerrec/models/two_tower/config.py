@@ -25,6 +25,10 @@ class TwoTowerConfig:
     history: str = "mean"             # "none" | "mean" | "norm" (sum/sqrt n) | "attention": pooled past items
     history_ids: bool = True          # history items embedded by id ...
     history_features: bool = True     # ... and/or by their features and text (needed for cold items)
+    # a bias in the history items' projection: a constant under mean or attention pooling (the user
+    # MLP's own bias can hold it), but sqrt(n) times it under "norm" pooling, where it drowns the
+    # items at init (n = history length)
+    history_bias: bool = True
     item_ids: bool = True
     item_features: bool = True
     text: str = "pretrained"          # "none" | "pretrained" (frozen sentence model) | "cnn"
@@ -51,6 +55,13 @@ class TwoTowerConfig:
     variational: bool = False
     kl_weight: float = 0.2
     kl_anneal_steps: int = 2000
+    # latent_dim > 0 (variational): z has this size and a decoder layer act(Linear(z)) gives the
+    # embedding_dim user vector, Mult-VAE's hidden decoder layer (its output layer is the item
+    # tower); 0: z itself is the user vector
+    latent_dim: int = 0
+    # a learned score offset per item id (Mult-VAE's output bias): an extra dimension, 1 on the user
+    # side and the item's bias on the item side, so scores stay inner products (indexable)
+    item_bias: bool = False
     # regularisation
     id_dropout: float = 0.2           # per sample, replace an id by "unknown" (cold-start robustness)
     id_l2: float = 0.0                # L2 on the id embedding rows a batch uses (users and positives), per row
@@ -122,6 +133,13 @@ class TwoTowerConfig:
             raise TowerrecError("negative_memory > 0 (cross-batch negatives) needs loss='sampled_softmax' and "
                                 f"sampling='pairs' (got negative_memory={c.negative_memory}, loss={c.loss!r}, "
                                 f"sampling={c.sampling!r})")
+        if c.latent_dim < 0 or (c.latent_dim and not c.variational):
+            raise TowerrecError(f"latent_dim > 0 needs variational=True (got latent_dim={c.latent_dim}, "
+                                f"variational={c.variational})")
+        if c.item_bias and (c.scorer != "dot" or not c.item_ids or c.hash_buckets or c.negative_memory):
+            raise TowerrecError("item_bias=True needs scorer='dot', item_ids=True, hash_buckets=0 and "
+                                f"negative_memory=0 (got scorer={c.scorer!r}, item_ids={c.item_ids}, "
+                                f"hash_buckets={c.hash_buckets}, negative_memory={c.negative_memory})")
         if c.variational and c.history == "none" and not c.user_ids:
             raise TowerrecError("variational=True needs a user tower input (a history or user ids)")
         if c.sampling == "users" and (c.history == "none" or c.loss not in ("full_softmax", "sampled_softmax")

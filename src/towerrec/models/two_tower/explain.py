@@ -93,8 +93,7 @@ def _user_parts(m, user_idx: int, keys: tuple[str, ...] = ("id", "features")) ->
 def _user_head(m, parts: dict[str, torch.Tensor]) -> torch.Tensor:
     """User vectors from encoded inputs (one-row inputs shared by every row), as `user_vectors` returns
     them in eval mode (a variational tower's mean)."""
-    y = m.user_tower.head(parts)
-    return y.chunk(2, dim=-1)[0] if m.config.variational else y
+    return m.user_output(m.user_tower.head(parts))
 
 
 def _keyed_on_items(model, name: str, make):
@@ -151,7 +150,7 @@ def _blanked_items(model, item_idx: np.ndarray, columns: list[tuple[str, int, st
             x["id"] = m.item_code[idx].masked_fill(which == len(columns), 0)
         if "features" in m.item_tower.inputs and m.item_rows is not None:
             x["features"] = _blank(m.item_rows.take(idx + 1), columns, which)
-        z = m.scorer.prepare(m.item_tower(x)).view(len(missing), n, -1)
+        z = m.scorer.prepare(m.item_output(x)).view(len(missing), n, -1)
         known.update(zip(missing.tolist(), z))
     return torch.cat([known[i] for i in item_idx.tolist()])
 

@@ -164,7 +164,7 @@ class TwoTower(Recommender):
         with m.shared_graph():
             out = [m.item_vectors(torch.arange(s, min(s + batch_size, n), device=device))
                    for s in range(0, n, batch_size)]
-        return m.scorer.prepare(torch.cat(out)) if out else torch.zeros(0, self.config.embedding_dim)
+        return m.scorer.prepare(torch.cat(out)) if out else torch.zeros(0, self._vector_dim())
 
     @torch.no_grad()
     def _user_vectors(self, user_idx: np.ndarray, seen: sp.csr_matrix | None, seen_rows: np.ndarray | None = None,
@@ -189,7 +189,11 @@ class TwoTower(Recommender):
             if features is not None:
                 feats = FeatureRows(features).to(device).take(torch.arange(1, len(user_idx) + 1, device=device)[sl])
             out.append(m.user_vectors(torch.from_numpy(user_idx[sl]).to(device), hist, feats))
-        return torch.cat(out) if out else torch.zeros(0, self.config.embedding_dim)
+        return torch.cat(out) if out else torch.zeros(0, self._vector_dim())
+
+    def _vector_dim(self) -> int:
+        """Width of the user and item vectors: the embedding, plus the item offset's column."""
+        return self.config.embedding_dim + int(self.config.item_bias)
 
     def _valid_scorer(self):
         items = self._item_vectors()

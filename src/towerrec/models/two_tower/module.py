@@ -22,11 +22,11 @@ from towerrec.models.losses import (
     sampled_softmax,
 )
 from towerrec.models.two_tower.config import TwoTowerConfig
-from towerrec.towers.features import FeatureRows, TableSpec
+from towerrec.towers.features import FeatureRows, IdEmbedding, TableSpec
 from towerrec.towers.graph import GraphIdEncoder, GraphPropagation
 from towerrec.towers.history import HistoryPooling
 from towerrec.towers.inputs import item_encoders, user_encoders, width
-from towerrec.towers.mlp import MLP
+from towerrec.towers.mlp import ACTIVATIONS, MLP
 from towerrec.towers.scorers import make_scorer
 from towerrec.towers.tower import Tower
 
@@ -82,7 +82,7 @@ class TwoTowerModule(nn.Module):
             h_inputs = item_side(c.history_ids, c.history_features)
             if not h_inputs:
                 raise TowerrecError("the history encoder has no input: enable history_ids or history_features")
-            self.history_tower = Tower(h_inputs, self._mlp(width(h_inputs, d), ()))
+            self.history_tower = Tower(h_inputs, self._mlp(width(h_inputs, d), (), out_bias=c.history_bias))
             self.pool = HistoryPooling(d, c.history)
         # user tower
         u_inputs = user_encoders(ids=c.user_ids, features=c.user_features, history=self.history_tower is not None,
@@ -90,13 +90,22 @@ class TwoTowerModule(nn.Module):
                                  graph=self.graph)
         if not u_inputs:
             raise TowerrecError("the user tower has no input: enable user_ids, user_features or history")
-        # a variational user tower outputs [mu, log-variance]
-        self.user_tower = Tower(u_inputs, self._mlp(width(u_inputs, d), c.hidden, 2 * d if c.variational else d))
+        # a variational user tower outputs [mu, log-variance] of z (latent_dim, else d); with latent_dim
+        # a decoder layer maps z to the user vector
+        latent = c.latent_dim or d
+        self.user_tower = Tower(u_inputs, self._mlp(width(u_inputs, d), c.hidden, 2 * latent if c.variational else d))
+        self.user_decoder = nn.Sequential(nn.Linear(latent, d), ACTIVATIONS[c.activation]()) \
+            if c.variational and c.latent_dim else None
+        # per-item score offsets, keyed on the item id code (code 0, no trained id: no offset)
+        self.item_bias = IdEmbedding(n_item_ids, 1) if c.item_bias else None
+        if self.item_bias is not None:
+            nn.init.zeros_(self.item_bias.embedding.weight)
         self.scorer = make_scorer(c.scorer, d, temperature=c.temperature, learnable=c.learn_temperature)
 
-    def _mlp(self, in_dim: int, hidden: tuple[int, ...], out_dim: int | None = None) -> MLP:
+    def _mlp(self, in_dim: int, hidden: tuple[int, ...], out_dim: int | None = None, out_bias: bool = True) -> MLP:
         c = self.config
-        return MLP(in_dim, hidden, out_dim or c.embedding_dim, activation=c.activation, dropout=c.dropout, norm=c.norm)
+        return MLP(in_dim, hidden, out_dim or c.embedding_dim, activation=c.activation, dropout=c.dropout, norm=c.norm,
+                   out_bias=out_bias)
 
     def set_log_q(self, item_counts: np.ndarray) -> None:
         """One global logQ from training counts: the candidates of a row are the global batch
@@ -131,7 +140,28 @@ class TwoTowerModule(nn.Module):
     def item_vectors(self, item_idx: torch.Tensor, id_dropped: torch.Tensor | None = None) -> torch.Tensor:
         """[M] item indices -> [M, d]; id_dropped [M] bool: embed those without their id (default:
         id dropout drawn here, in training)."""
-        return self.item_tower(self._item_input(self.item_tower, item_idx, id_dropped))
+        return self.item_output(self._item_input(self.item_tower, item_idx, id_dropped))
+
+    def item_output(self, x: dict) -> torch.Tensor:
+        """The item tower on its inputs `x`, with the item's offset as a last column under `item_bias`."""
+        z = self.item_tower(x)
+        return torch.cat([z, self.item_bias(x["id"]).to(z.dtype)], dim=-1) if self.item_bias is not None else z
+
+    def user_output(self, y: torch.Tensor) -> torch.Tensor:
+        """The user vector from the user tower's output `y`: a variational tower's sample (training,
+        its KL kept for the loss) or mean, through the decoder layer when there is one; a 1 column
+        under `item_bias`."""
+        if self.config.variational:
+            mu, log_var = y.chunk(2, dim=-1)
+            if self.training:
+                log_var = log_var.clamp(-10.0, 10.0)
+                self._kl = -0.5 * (1 + log_var - mu.pow(2) - log_var.exp()).sum(-1)          # [B]
+                y = mu + torch.randn_like(mu) * (0.5 * log_var).exp()
+            else:
+                y = mu
+            if self.user_decoder is not None:
+                y = self.user_decoder(y)
+        return torch.cat([y, y.new_ones(len(y), 1)], dim=-1) if self.item_bias is not None else y
 
     def user_vectors(self, user_idx: torch.Tensor, history: dict | None = None,
                      features: dict | None = None) -> torch.Tensor:
@@ -154,15 +184,7 @@ class TwoTowerModule(nn.Module):
                                                           history["row_user"], history["left_out"])
             else:
                 x["history"] = self.pool(reps, history["inverse"], history["offsets"], history["weights"])
-        y = tower(x)
-        if not self.config.variational:
-            return y
-        mu, log_var = y.chunk(2, dim=-1)
-        if not self.training:
-            return mu
-        log_var = log_var.clamp(-10.0, 10.0)
-        self._kl = -0.5 * (1 + log_var - mu.pow(2) - log_var.exp()).sum(-1)          # [B]
-        return mu + torch.randn_like(mu) * (0.5 * log_var).exp()
+        return self.user_output(tower(x))
 
     def compute_loss(self, batch: dict) -> torch.Tensor:
         with self.shared_graph():
@@ -327,7 +349,8 @@ class TwoTowerModule(nn.Module):
         if c.loss == "full_softmax":
             logits = self.scorer(u, self.item_vectors(self.trained_items))    # [B, M]
             cols = torch.searchsorted(self.trained_items, targets)
-            return F.cross_entropy(logits[rows].float(), cols) + kl
+            # one log-softmax per user, read at each of their targets
+            return -F.log_softmax(logits.float(), dim=-1)[rows, cols].mean() + kl
         cands, cols = torch.unique(targets, return_inverse=True)
         if "negatives" in batch:
             cands = torch.cat([cands, batch["negatives"]])

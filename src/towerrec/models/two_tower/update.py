@@ -93,6 +93,8 @@ def grow(model, delta: Delta, items: pd.DataFrame | None, users: pd.DataFrame | 
     for tower, n in ((m.item_tower, n_items), (m.history_tower, n_items), (m.user_tower, n_users)):
         if tower is not None and "id" in tower.inputs and isinstance(tower.inputs["id"], IdEmbedding):
             grow_ids(tower.inputs["id"], n)
+    if m.item_bias is not None:                  # new items start with no offset
+        grow_ids(m.item_bias, n_items)
     if m.graph is not None:   # LightGCN: the ego table grows, the propagation runs on the grown graph
         m.graph.grow(n_users, n_items, normalized_adjacency(model.seen_))
     m.log_q = torch.zeros(n_items)
