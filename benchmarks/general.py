@@ -67,7 +67,9 @@ SPACES: dict[str, dict] = {
     "cf": {**_TOWER_COMMON, "embedding_dim": [64, 128], "negatives": [0, 1024]},
     "lightgcn": {**_TOWER_COMMON, "graph_layers": [1, 2, 3], "negatives": [0, 1024]},
     "multvae": {"learning_rate": (3e-4, 3e-3, "log"), "kl_weight": (0.01, 0.5, "log"), "holdout": (0.2, 0.7, "lin"),
-                "weight_decay": (1e-6, 0.3, "log")},
+                "weight_decay": (1e-6, 0.3, "log"),
+                # RecBole's shape: a decoder layer from a 128-dim z, item offsets, no bias summed sqrt(n) times
+                "latent_dim": [0, 128], "item_bias": [False, True], "history_bias": [True, False]},
     "content": {**_TOWER_COMMON, "dropout": (0.0, 0.5, "lin")},
     "hybrid": {**_TOWER_COMMON, "dropout": (0.0, 0.5, "lin"), "id_dropout": (0.0, 0.5, "lin"),
                "sampling": ["pairs", "users"]},
@@ -182,6 +184,20 @@ def run_cell(dataset: str, model: str, trials: int, seeds: tuple[int, ...]) -> d
         "loadavg_start": load0, "loadavg_end": os.getloadavg(), "torch_threads": _threads(),
     })
     return {**cell, "_per_user": per_user}
+
+
+def probe(dataset: str, model: str, params: dict) -> dict:
+    """One valid-only fit on the seed-0 split (`--probe`); the test split is not scored."""
+    load0 = os.getloadavg()
+    fitted, res, fit_s, _ = fit_eval(model, params, load_split(dataset, 0), 0, ("valid",))
+    row = {"dataset": dataset, "model": model, "params": params, "fixed": FIXED.get(model, {}),
+           "valid": float(res["valid"].summary[METRIC]), "fit_s": round(fit_s, 1),
+           "best_epoch": getattr(fitted, "best_epoch_", None), "loadavg_start": load0, "loadavg_end": os.getloadavg()}
+    with open(HERE / "results" / "general_probes.jsonl", "a") as f:
+        f.write(json.dumps(row) + "\n")
+    print(f"{dataset} {model} {params}: valid {METRIC} {row['valid']:.4f}, fit {fit_s:.0f} s, "
+          f"best epoch {row['best_epoch']}", flush=True)
+    return row
 
 
 # ---- cold start: where content matters ------------------------------------------------------------
@@ -399,6 +415,9 @@ def main() -> int:
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--table", action="store_true", help="only rebuild results/general.json and print the table")
     p.add_argument("--cold", action="store_true", help="the cold-item / cold-user cells (seed 0) instead")
+    p.add_argument("--probe", nargs=3, metavar=("DATASET", "MODEL", "JSON"),
+                   help="one fit of MODEL with the JSON overrides on DATASET's seed-0 split, scored on VALID only; "
+                        "appended to results/general_probes.jsonl (how a search space or preset is chosen)")
     p.add_argument("--cell", nargs=2, metavar=("DATASET", "MODEL"), help=argparse.SUPPRESS)
     p.add_argument("--cold-cell", nargs=3, metavar=("DATASET", "KIND", "MODEL"), help=argparse.SUPPRESS)
     a = p.parse_args()
@@ -426,6 +445,12 @@ def main() -> int:
         text = cold_table()
         (HERE / "results" / "general_cold.md").write_text(text + "\n")
         print(text)
+        return 0
+    if a.probe:
+        import torch
+
+        torch.set_num_threads(a.threads)
+        probe(a.probe[0], a.probe[1], json.loads(a.probe[2]))
         return 0
     if a.cell:
         import torch
