@@ -1,7 +1,7 @@
 """What an explanation adds to the latency of `/recommend`, for ml-100k models.
 
     python benchmarks/explain_latency.py [--models pop,itemknn,ease,als,hybrid,sasrec] [--requests 300]
-        [--epochs 3] [--thread-per-request]
+        [--epochs 3] [--thread-per-request] [--http]
 
 Each model is fitted on the whole of ml-100k (neural models for `--epochs` epochs: latency does not
 depend on accuracy) and served in this process through the real app (`towerrec.serve.app.create_app`
@@ -16,6 +16,13 @@ this process (the CPU figure is what a busy machine's scheduler does not inflate
 differences (the target: an explanation adds at most 5 ms to p99); and, without HTTP, the CPU time of
 `service.explain` alone over `--service-requests` known users (steadier percentiles). Writes
 benchmarks/results/explain_latency.json with the load average.
+
+`--http` measures as a client sees it instead: the fitted model is saved and served by `towerrec
+serve` (uvicorn, one worker, one torch thread, `--items` for titles) in its own process, and a raw
+HTTP/1.1 client on one keep-alive loopback connection (`benchmarks/serve.py`'s) sends the same
+alternating plain / `"explain": true` requests. In-process, the TestClient's own work on the
+larger answer (~14 KB with explanations against ~2.6 KB) runs in the measured process and is
+counted as the server's; here it is not. Writes benchmarks/results/explain_latency_http.json.
 """
 from __future__ import annotations
 
@@ -89,6 +96,8 @@ def run(name: str, dataset, args) -> dict:
     model.fit(dataset.interactions, user_features=dataset.user_features, item_features=dataset.item_features,
               options=FitOptions(seed=0, progress=False, threads=1))
     inter = dataset.interactions
+    if args.http:
+        return measure_http(name, model, inter, args)
     catalogue = Catalogue(inter.item_map, model.item_popularity_, dataset.titles(range(inter.n_items)), dataset.items)
     client = TestClient(create_app(RecommenderService(model, catalogue)))
     if args.thread_per_request:          # the bare client: a new event-loop thread per request
@@ -128,6 +137,66 @@ def measure(name: str, model, client, inter, args) -> dict:
     return out
 
 
+def measure_http(name: str, model, inter, args) -> dict:
+    """Known-user and new-user requests, plain then explained, against `towerrec serve` in a subprocess."""
+    import asyncio
+    import json
+    import tempfile
+
+    from serve import Server, read_response
+
+    rng = np.random.default_rng(0)
+    users = rng.choice(inter.user_map.ids, args.requests + 20)
+    histories = [list(rng.choice(inter.item_map.ids, 5, replace=False)) for _ in range(args.requests + 20)]
+
+    async def alternate(port: int, bodies: list[dict]) -> tuple[list[float], list[float]]:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        plain, explained = [], []
+        try:
+            for n, body in enumerate(bodies):    # one request at a time is what is being measured
+                for flag, out in ((False, plain), (True, explained)):
+                    data = json.dumps({**body, "explain": flag}).encode()
+                    head = (f"POST /recommend HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                            f"Content-Length: {len(data)}\r\n\r\n").encode()
+                    start = time.perf_counter()
+                    writer.write(head + data)
+                    await writer.drain()
+                    status, _ = await read_response(reader)
+                    if status != 200:
+                        raise RuntimeError(f"{name}: HTTP {status}")
+                    if n >= 20:                  # warm-up
+                        out.append((time.perf_counter() - start) * 1000)
+        finally:
+            writer.close()
+        return plain, explained
+
+    out: dict = {}
+    with tempfile.TemporaryDirectory(prefix="towerrec-explain-http-") as tmp:
+        path = Path(tmp) / name
+        model.save(path)
+        server = Server(path, "exact", 1, ["--items", str(Path(args.data) / "items.csv")]).wait(300)
+        try:
+            for kind, bodies in (("known user", [{"user_id": str(u), "k": 10} for u in users]),
+                                 ("new user, 5-item history", [{"history": [str(i) for i in h], "k": 10}
+                                                               for h in histories])):
+                plain, explained = asyncio.run(alternate(server.port, bodies))
+                row = {}
+                for label, times in (("plain", plain), ("explain", explained)):
+                    p50, p99 = np.percentile(times, [50, 99])
+                    row[label] = {"p50_ms": round(float(p50), 3), "p99_ms": round(float(p99), 3),
+                                  "mean_ms": round(float(np.mean(times)), 3)}
+                for key in ("p50_ms", "p99_ms"):
+                    row[f"added_{key}"] = round(row["explain"][key] - row["plain"][key], 3)
+                out[kind] = row
+                print(f"{name:9s} {kind:26s} HTTP wall p50 {row['plain']['p50_ms']:6.2f} -> "
+                      f"{row['explain']['p50_ms']:6.2f}, p99 {row['plain']['p99_ms']:6.2f} -> "
+                      f"{row['explain']['p99_ms']:6.2f} ms (added p99 {row['added_p99_ms']:+.2f}; load "
+                      f"{os.getloadavg()[0]:.1f})", flush=True)
+        finally:
+            server.close()
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data", default=str(DEFAULT_DATA))
@@ -137,15 +206,17 @@ def main() -> None:
     p.add_argument("--service-requests", type=int, default=1000)
     p.add_argument("--thread-per-request", action="store_true",
                    help="a bare TestClient (a new thread per request: MKL's per-thread start-up in every one)")
+    p.add_argument("--http", action="store_true",
+                   help="`towerrec serve` in its own process and a loopback HTTP client, instead of the TestClient")
     args = p.parse_args()
     torch.set_num_threads(1)
     load_before = os.getloadavg()
     dataset = load_dataset(args.data)
     results = {name: run(name, dataset, args) for name in args.models.split(",")}
-    write_json("explain_latency", {"requests": args.requests, "epochs": args.epochs, "k": 10,
-                                   "thread_per_request": args.thread_per_request,
-                                   "load_average_before": load_before, "load_average_after": os.getloadavg(),
-                                   "models": results})
+    write_json("explain_latency_http" if args.http else "explain_latency",
+               {"requests": args.requests, "epochs": args.epochs, "k": 10, "http": args.http,
+                "thread_per_request": args.thread_per_request, "load_average_before": load_before,
+                "load_average_after": os.getloadavg(), "models": results})
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ import numpy as np
 import torch
 
 from towerrec.data.sequences import Sequences
-from towerrec.models.two_tower.batches import histories
 
 
 def _trained_history(model, user_idx: int, history: Sequences) -> bool:
@@ -35,7 +34,7 @@ def _full_user(model, user_idx: int, history: Sequences) -> torch.Tensor:
     with m.shared_graph():      # `_user_vectors`' computation, the history tower's vectors read from the cache
         parts = _user_parts(m, user_idx)
         if "history" in m.user_tower.inputs:
-            parts["history"] = _pooled_history(model, history.to_csr(model.n_items))
+            parts["history"] = _pooled_history(model, history)
         return _user_head(m, parts)
 
 
@@ -119,12 +118,14 @@ def _history_reps(model) -> torch.Tensor:
     return _keyed_on_items(model, "_explain_history_reps", make)
 
 
-def _pooled_history(model, seen) -> torch.Tensor:
-    """The history input [1, d] of a one-row CSR history, encoded for the user tower."""
+def _pooled_history(model, history: Sequences) -> torch.Tensor:
+    """The history input [1, d] of a one-row history, encoded for the user tower: each distinct item
+    once, as a CSR row of it reads (none is built for one row)."""
     m = model.module_
-    h = histories(seen, np.zeros(1, dtype=np.int64))
-    reps = _history_reps(model)[h["items"]]
-    return m.user_tower.inputs["history"](m.pool(reps, h["inverse"], h["offsets"], h["weights"]))
+    items = torch.from_numpy(np.unique(history.tokens - 1).astype(np.int64))
+    n = len(items)
+    pooled = m.pool(_history_reps(model)[items], torch.arange(n), torch.zeros(1, dtype=torch.int64), torch.ones(n))
+    return m.user_tower.inputs["history"](pooled)
 
 
 # blanked item vectors kept per item (an item's variants do not depend on the user); past this many
@@ -155,12 +156,13 @@ def _blanked_items(model, item_idx: np.ndarray, columns: list[tuple[str, int, st
     return torch.cat([known[i] for i in item_idx.tolist()])
 
 
-def _columns(spec, feats: dict) -> list[tuple[str, int, str]]:
-    """(kind, position within its kind, name) of every feature a side's rows carry."""
+def _columns(spec, keys) -> list[tuple[str, int, str]]:
+    """(kind, position within its kind, name) of every feature a side's rows carry (`keys`: the
+    names of their arrays, `FeatureRows.keys_`)."""
     out = [("cat", j, c["name"]) for j, c in enumerate(spec.of_kind("categorical"))]
     out += [("num", j, c["name"]) for j, c in enumerate(spec.of_kind("numeric"))]
     out += [("bag", j, c["name"]) for j, c in enumerate(spec.of_kind("multi"))]
-    if "text" in feats or "tokens" in feats:
+    if "text" in keys or "tokens" in keys:
         out.append(("text", 0, "text"))
     return out
 
@@ -204,7 +206,6 @@ def feature_effects(model, user_idx: int, history: Sequences, item_idx: np.ndarr
     scorer = m.scorer
     item_idx = np.asarray(item_idx, dtype=np.int64)
     n_items = len(item_idx)
-    seen = history.to_csr(model.n_items)
     user = _full_user(model, user_idx, history)                                            # [1, d]
     base_items = model.item_embeddings_[torch.from_numpy(item_idx)]
     base = scorer(user, base_items)[0]                                                    # [m]
@@ -215,8 +216,7 @@ def feature_effects(model, user_idx: int, history: Sequences, item_idx: np.ndarr
     user_inputs = m.user_tower.inputs
     if known and ("features" in user_inputs or "id" in user_inputs):
         has_rows = "features" in user_inputs and m.user_rows is not None
-        feats = m.user_rows.take(torch.tensor([user_idx + 1])) if has_rows else None
-        columns = _columns(model.user_spec_, feats) if has_rows else []
+        columns = _columns(model.user_spec_, m.user_rows.keys_) if has_rows else []
         names = [c[2] for c in columns] + (["user id"] if "id" in user_inputs else [])
         if names:
             n = len(names)
@@ -231,7 +231,7 @@ def feature_effects(model, user_idx: int, history: Sequences, item_idx: np.ndarr
                 batch = _blank(m.user_rows.take(torch.full((n,), user_idx + 1, dtype=torch.int64)), columns, which)
                 parts["features"] = user_inputs["features"](batch)
             if "history" in user_inputs:
-                parts["history"] = _pooled_history(model, seen)
+                parts["history"] = _pooled_history(model, history)
             users = _user_head(m, parts)
             drops = (base[None, :] - scorer(users, base_items)).tolist()      # [n, m]
             for f, name in enumerate(names):
@@ -241,8 +241,7 @@ def feature_effects(model, user_idx: int, history: Sequences, item_idx: np.ndarr
     # the item tower: each feature of each item (and its id) left out in turn
     item_inputs = m.item_tower.inputs
     has_rows = "features" in item_inputs and m.item_rows is not None
-    probe = m.item_rows.take(torch.tensor([1])) if has_rows else {}
-    columns = _columns(model.content_.table, probe) if has_rows else []
+    columns = _columns(model.content_.table, m.item_rows.keys_) if has_rows else []
     names = [c[2] for c in columns] + (["item id"] if "id" in item_inputs else [])
     if names:
         n = len(names)
