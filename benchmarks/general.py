@@ -186,11 +186,11 @@ def run_cell(dataset: str, model: str, trials: int, seeds: tuple[int, ...]) -> d
     return {**cell, "_per_user": per_user}
 
 
-def probe(dataset: str, model: str, params: dict) -> dict:
-    """One valid-only fit on the seed-0 split (`--probe`); the test split is not scored."""
+def probe(dataset: str, model: str, params: dict, seed: int = 0) -> dict:
+    """One valid-only fit on the seed-0 split with model seed `seed` (`--probe`); test is not scored."""
     load0 = os.getloadavg()
-    fitted, res, fit_s, _ = fit_eval(model, params, load_split(dataset, 0), 0, ("valid",))
-    row = {"dataset": dataset, "model": model, "params": params, "fixed": FIXED.get(model, {}),
+    fitted, res, fit_s, _ = fit_eval(model, params, load_split(dataset, 0), seed, ("valid",))
+    row = {"dataset": dataset, "model": model, "params": params, "seed": seed, "fixed": FIXED.get(model, {}),
            "valid": float(res["valid"].summary[METRIC]), "fit_s": round(fit_s, 1),
            "best_epoch": getattr(fitted, "best_epoch_", None), "loadavg_start": load0, "loadavg_end": os.getloadavg()}
     with open(HERE / "results" / "general_probes.jsonl", "a") as f:
@@ -418,6 +418,7 @@ def main() -> int:
     p.add_argument("--probe", nargs=3, metavar=("DATASET", "MODEL", "JSON"),
                    help="one fit of MODEL with the JSON overrides on DATASET's seed-0 split, scored on VALID only; "
                         "appended to results/general_probes.jsonl (how a search space or preset is chosen)")
+    p.add_argument("--probe-seed", type=int, default=0, help="the model seed of --probe (the split stays seed 0's)")
     p.add_argument("--cell", nargs=2, metavar=("DATASET", "MODEL"), help=argparse.SUPPRESS)
     p.add_argument("--cold-cell", nargs=3, metavar=("DATASET", "KIND", "MODEL"), help=argparse.SUPPRESS)
     a = p.parse_args()
@@ -450,7 +451,7 @@ def main() -> int:
         import torch
 
         torch.set_num_threads(a.threads)
-        probe(a.probe[0], a.probe[1], json.loads(a.probe[2]))
+        probe(a.probe[0], a.probe[1], json.loads(a.probe[2]), a.probe_seed)
         return 0
     if a.cell:
         import torch
