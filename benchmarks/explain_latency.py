@@ -143,7 +143,7 @@ def measure_http(name: str, model, inter, args) -> dict:
     import json
     import tempfile
 
-    from serve import Server, read_response
+    from serve import Server, post_recommend
 
     rng = np.random.default_rng(0)
     users = rng.choice(inter.user_map.ids, args.requests + 20)
@@ -156,12 +156,8 @@ def measure_http(name: str, model, inter, args) -> dict:
             for n, body in enumerate(bodies):    # one request at a time is what is being measured
                 for flag, out in ((False, plain), (True, explained)):
                     data = json.dumps({**body, "explain": flag}).encode()
-                    head = (f"POST /recommend HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                            f"Content-Length: {len(data)}\r\n\r\n").encode()
                     start = time.perf_counter()
-                    writer.write(head + data)
-                    await writer.drain()
-                    status, _ = await read_response(reader)
+                    status = await post_recommend(reader, writer, data)
                     if status != 200:
                         raise RuntimeError(f"{name}: HTTP {status}")
                     if n >= 20:                  # warm-up

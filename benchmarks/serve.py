@@ -165,6 +165,16 @@ async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
     return status, await reader.readexactly(length)
 
 
+async def post_recommend(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, body: bytes) -> int:
+    """One `POST /recommend` on a keep-alive connection; its status once the whole answer is read."""
+    head = (f"POST /recommend HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode()
+    writer.write(head + body)
+    await writer.drain()
+    status, _ = await read_response(reader)
+    return status
+
+
 async def _client(port: int, bodies: list[bytes], start_at: int, stride: int, deadline: float,
                   max_requests: int, out: dict) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -174,12 +184,8 @@ async def _client(port: int, bodies: list[bytes], start_at: int, stride: int, de
             body = bodies[i % len(bodies)]
             i += stride
             out["sent"] += 1
-            head = (f"POST /recommend HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                    f"Content-Length: {len(body)}\r\n\r\n").encode()
             t0 = time.perf_counter()
-            writer.write(head + body)
-            await writer.drain()
-            status, _ = await read_response(reader)
+            status = await post_recommend(reader, writer, body)
             out["latency"].append(time.perf_counter() - t0)
             out["status"][status] = out["status"].get(status, 0) + 1
     finally:
