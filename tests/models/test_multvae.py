@@ -40,30 +40,6 @@ def test_learns_the_genres(data):
     assert share >= 0.8, recs.item_ids
 
 
-def test_sampling_only_in_training_and_kl_annealed():
-    """Training draws z around mu and records the KL; eval returns mu (deterministic); the KL
-    weight grows linearly to kl_weight over kl_anneal_steps."""
-    from towerrec.towers.features import TableSpec
-
-    c = TwoTowerConfig.for_preset("multvae", embedding_dim=4, id_dim=4, hidden=(8,), kl_weight=0.2, kl_anneal_steps=10)
-    m = TwoTowerModule(c, n_user_ids=3, n_item_ids=5, user_code=np.arange(1, 4), item_code=np.arange(1, 6),
-                       user_spec=TableSpec(), item_spec=TableSpec(), user_arrays=None, item_arrays=None)
-    hist = {"items": torch.tensor([0, 1, 3]), "inverse": torch.tensor([0, 1, 2]), "offsets": torch.tensor([0, 2]),
-            "weights": torch.ones(3)}
-    users = torch.tensor([0, 1])
-    m.eval()
-    a, b = m.user_vectors(users, hist), m.user_vectors(users, hist)
-    assert torch.equal(a, b) and a.shape == (2, 4)
-    m.train()
-    torch.manual_seed(0)
-    z = m.user_vectors(users, hist)
-    assert not torch.allclose(z, a) and m._kl is not None and (m._kl >= 0).all()
-    m.steps.fill_(5)
-    kl_sum = float(m._kl.detach().sum())
-    assert abs(float(m._kl_term(2).detach()) - 0.2 * 0.5 * kl_sum / 2) < 1e-6
-    assert m._kl is None        # used once
-
-
 def _module(**overrides):
     from towerrec.towers.features import TableSpec
 
@@ -74,6 +50,24 @@ def _module(**overrides):
 
 _HISTORY = {"items": torch.tensor([0, 1, 3]), "inverse": torch.tensor([0, 1, 2]), "offsets": torch.tensor([0, 2]),
             "weights": torch.ones(3)}
+
+
+def test_sampling_only_in_training_and_kl_annealed():
+    """Training draws z around mu and records the KL; eval returns mu (deterministic); the KL
+    weight grows linearly to kl_weight over kl_anneal_steps."""
+    m = _module(embedding_dim=4, id_dim=4, kl_weight=0.2, kl_anneal_steps=10)
+    users = torch.tensor([0, 1])
+    m.eval()
+    a, b = m.user_vectors(users, _HISTORY), m.user_vectors(users, _HISTORY)
+    assert torch.equal(a, b) and a.shape == (2, 4)
+    m.train()
+    torch.manual_seed(0)
+    z = m.user_vectors(users, _HISTORY)
+    assert not torch.allclose(z, a) and m._kl is not None and (m._kl >= 0).all()
+    m.steps.fill_(5)
+    kl_sum = float(m._kl.detach().sum())
+    assert abs(float(m._kl_term(2).detach()) - 0.2 * 0.5 * kl_sum / 2) < 1e-6
+    assert m._kl is None        # used once
 
 
 def test_decoder_layer_and_item_offsets_keep_scores_inner_products():
@@ -106,7 +100,8 @@ def _history_projection_bias(m):
 
 
 @pytest.mark.parametrize("overrides, message", [
-    ({"latent_dim": 4, "variational": False}, "latent_dim > 0 needs variational=True"),
+    ({"latent_dim": 4, "variational": False}, "latent_dim must be >= 0, and > 0 needs variational=True"),
+    ({"latent_dim": -1}, "latent_dim must be >= 0"),
     ({"item_bias": True, "scorer": "cosine"}, "item_bias=True needs scorer='dot'"),
     ({"item_bias": True, "item_ids": False, "item_features": True}, "item_bias=True needs"),
 ])

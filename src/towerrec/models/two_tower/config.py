@@ -134,8 +134,8 @@ class TwoTowerConfig:
                                 f"sampling='pairs' (got negative_memory={c.negative_memory}, loss={c.loss!r}, "
                                 f"sampling={c.sampling!r})")
         if c.latent_dim < 0 or (c.latent_dim and not c.variational):
-            raise TowerrecError(f"latent_dim > 0 needs variational=True (got latent_dim={c.latent_dim}, "
-                                f"variational={c.variational})")
+            raise TowerrecError(f"latent_dim must be >= 0, and > 0 needs variational=True (got latent_dim="
+                                f"{c.latent_dim}, variational={c.variational})")
         if c.item_bias and (c.scorer != "dot" or not c.item_ids or c.hash_buckets or c.negative_memory):
             raise TowerrecError("item_bias=True needs scorer='dot', item_ids=True, hash_buckets=0 and "
                                 f"negative_memory=0 (got scorer={c.scorer!r}, item_ids={c.item_ids}, "

@@ -91,7 +91,7 @@ def _user_parts(m, user_idx: int, keys: tuple[str, ...] = ("id", "features")) ->
 
 def _user_head(m, parts: dict[str, torch.Tensor]) -> torch.Tensor:
     """User vectors from encoded inputs (one-row inputs shared by every row), as `user_vectors` returns
-    them in eval mode (a variational tower's mean)."""
+    them in eval mode (`TwoTowerModule.user_output`: a variational tower's mean, decoded)."""
     return m.user_output(m.user_tower.head(parts))
 
 

@@ -138,8 +138,8 @@ class TwoTowerModule(nn.Module):
         return x
 
     def item_vectors(self, item_idx: torch.Tensor, id_dropped: torch.Tensor | None = None) -> torch.Tensor:
-        """[M] item indices -> [M, d]; id_dropped [M] bool: embed those without their id (default:
-        id dropout drawn here, in training)."""
+        """[M] item indices -> [M, d] ([M, d + 1] under `item_bias`); id_dropped [M] bool: embed those
+        without their id (default: id dropout drawn here, in training)."""
         return self.item_output(self._item_input(self.item_tower, item_idx, id_dropped))
 
     def item_output(self, x: dict) -> torch.Tensor:
