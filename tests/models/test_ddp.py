@@ -67,8 +67,20 @@ def _run(cmd: list[str], tmp: Path) -> None:
            "PYTHONPATH": os.pathsep.join([src, *filter(None, [os.environ.get("PYTHONPATH")])])}
     for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(key, None)
+    logs = tmp / "rank-logs"
+    if "torch.distributed.run" in cmd:   # each rank's output in its own file: on a failure, its last lines
+        at = cmd.index("torch.distributed.run") + 1
+        cmd = [*cmd[:at], "--log-dir", str(logs), "--redirects", "3", *cmd[at:]]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240, cwd=tmp)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:] + "".join(
+        f"\n--- {path.relative_to(logs)}:\n" + _errors(path.read_text(errors="replace"))
+        for path in sorted(logs.rglob("stderr.log")))
+
+
+def _errors(text: str) -> str:
+    """A rank's stderr without its warnings: what it died of (a traceback, faulthandler's stack)."""
+    lines = [line for line in text.splitlines() if "Warning" not in line and not line.startswith("  warnings.warn")]
+    return "\n".join(lines[-60:])
 
 
 def test_two_processes_train_like_one(tmp_path):

@@ -3,8 +3,6 @@ models that need per-user histories refuse in one line; ranks with uneven shards
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -15,6 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from test_ddp import _run
 from towerrec.data.stream import StreamOptions
 from towerrec.data.stream_log import scan_log
 from towerrec.errors import TowerrecError
@@ -137,17 +136,8 @@ def test_ranks_with_uneven_shards_take_equal_steps_and_finish(tmp_path, workers)
         pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), data / f"part-{f}.parquet")
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
-    import towerrec
-
-    src = str(Path(towerrec.__file__).resolve().parents[1])     # the towerrec under test, from any cwd
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOWERREC_PROGRESS": "0",
-           "PYTHONPATH": os.pathsep.join([src, *filter(None, [os.environ.get("PYTHONPATH")])])}
-    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
-        env.pop(key, None)
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1",
-                           "--nproc_per_node", "2", str(script), str(data), str(tmp_path), str(workers)],
-                          env=env, capture_output=True, text=True, timeout=180, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1", "--nproc_per_node", "2",
+          str(script), str(data), str(tmp_path), str(workers)], tmp_path)
     r0, r1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
     assert r0["steps"] == r1["steps"]                                   # the same number of steps on both ranks ...
     assert r0["local"] != r1["local"]                                   # ... though their shards differ
