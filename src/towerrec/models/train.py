@@ -295,17 +295,18 @@ def train(module: nn.Module, *, n_samples: int = 0, make_batch: Callable[[Any, n
                 f", valid {config.metric} {metric:.4f}" if metric is not None else "", record["seconds"])
         if stop:
             break
-    # A DDP wrapper sits in a reference cycle: dropped, it waits for a cyclic collection, which may
-    # run inside the next model's backward. Gloo runs with sparse tables died there with heap
-    # corruption (torch 2.13, "malloc(): unaligned tcache chunk detected"; reproduced once with a
-    # collection forced inside backward, never without), so it is freed here, outside any backward.
-    wrapped = None
-    if ctx.world > 1:
-        gc.collect()
     if best_state is not None:
         torchrec_tables.restore(module, best_state)
     if sharded:
         torchrec_tables.unshard(module)   # a plain model from here on (evaluation, saving, serving)
+    # The DDP (or TorchRec) wrapper sits in a reference cycle: dropped, it waits for a cyclic
+    # collection, which may run inside the next model's backward. Gloo runs with sparse tables died
+    # there with heap corruption (torch 2.13, "malloc(): unaligned tcache chunk detected";
+    # reproduced once with a collection forced inside backward, never without), so it is freed
+    # here, outside any backward.
+    wrapped = None
+    if ctx.world > 1:
+        gc.collect()
     restore_dense()
     module.eval()
     if ctx.main:
