@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import copy
 import faulthandler
-import gc
 import json
 import os
 import sys
@@ -98,8 +97,6 @@ def step_check(model: TwoTower, train, preset: str) -> dict:
             "max_grad_diff": max(float((got[n] - ref[n]).abs().max()) for n in ref if n in got),
             "max_grad": max(float(ref[n].abs().max()) for n in ref),
         }
-        del ddp
-        gc.collect()   # free this DDP now, not inside the next one's backward (see train.train)
     return out
 
 

@@ -3,9 +3,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -71,10 +74,21 @@ def _run(cmd: list[str], tmp: Path) -> None:
     if "torch.distributed.run" in cmd:   # each rank's output in its own file: on a failure, its last lines
         at = cmd.index("torch.distributed.run") + 1
         cmd = [*cmd[:at], "--log-dir", str(logs), "--redirects", "3", *cmd[at:]]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240, cwd=tmp)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:] + "".join(
-        f"\n--- {path.relative_to(logs)}:\n" + _errors(path.read_text(errors="replace"))
-        for path in sorted(logs.rglob("stderr.log")))
+    for attempt in (1, 2):
+        shutil.rmtree(logs, ignore_errors=True)
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240, cwd=tmp)
+        ranks = "".join(f"\n--- {path.relative_to(logs)}:\n" + _errors(path.read_text(errors="replace"))
+                        for path in sorted(logs.rglob("stderr.log")))
+        # Known, not fixed: a gloo rank reducing sparse table gradients sometimes dies of heap
+        # corruption in backward (torch 2.13; benchmarks/README "Scale"). Such a crash gets one
+        # more launch, with a warning; any other failure, or the crash twice, fails the test.
+        if proc.returncode == 0 or attempt == 2 or not HEAP_CRASH.search(ranks):
+            break
+        warnings.warn(f"torchrun: a rank died of heap corruption; launching once more{ranks[-1500:]}")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:] + ranks
+
+
+HEAP_CRASH = re.compile(r"malloc\(\)|free\(\)|double free|corrupted")
 
 
 def _errors(text: str) -> str:

@@ -24,7 +24,6 @@ broadcast from rank 0.
 """
 from __future__ import annotations
 
-import gc
 import itertools
 import logging
 import time
@@ -299,14 +298,6 @@ def train(module: nn.Module, *, n_samples: int = 0, make_batch: Callable[[Any, n
         torchrec_tables.restore(module, best_state)
     if sharded:
         torchrec_tables.unshard(module)   # a plain model from here on (evaluation, saving, serving)
-    # The DDP (or TorchRec) wrapper sits in a reference cycle: dropped, it waits for a cyclic
-    # collection, which may run inside the next model's backward. Gloo runs with sparse tables died
-    # there with heap corruption (torch 2.13, "malloc(): unaligned tcache chunk detected";
-    # reproduced once with a collection forced inside backward, never without), so it is freed
-    # here, outside any backward.
-    wrapped = None
-    if ctx.world > 1:
-        gc.collect()
     restore_dense()
     module.eval()
     if ctx.main:
