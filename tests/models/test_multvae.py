@@ -110,3 +110,35 @@ def test_settings_that_do_not_go_together(overrides, message):
 
     with pytest.raises(TowerrecError, match=message):
         TwoTowerConfig.for_preset("multvae", **overrides).validate()
+
+
+def test_item_linear_makes_the_item_tower_one_linear_layer():
+    """Mult-VAE's output layer is a free row per item: `item_linear` drops the item tower's hidden
+    layers while the user tower keeps `hidden`."""
+    layers = lambda mlp: [m for m in mlp.modules() if isinstance(m, torch.nn.Linear)]   # noqa: E731
+    plain, linear = _module(), _module(item_linear=True)
+    assert len(layers(plain.item_tower.mlp)) == 2 and len(layers(linear.item_tower.mlp)) == 1
+    assert len(layers(linear.user_tower.mlp)) == 2
+
+
+@pytest.mark.parametrize("weighting", ["uniform", "activity"])
+def test_user_weighting_repeats_users_by_their_training_rows(data, weighting):
+    """"activity": an epoch holds each user once per training row (RecBole's Mult-VAE batches rows
+    of the log); "uniform": each user once."""
+    from towerrec.models.two_tower.batches import UserBatches
+
+    inter = data[0]
+    batches = UserBatches(inter, inter.to_csr(), TwoTowerConfig.for_preset("multvae", user_weighting=weighting))
+    counts = inter.user_counts()
+    every = np.arange(batches.n_samples)
+    users = batches(every, np.random.default_rng(0))["user_idx"].numpy()
+    expected = counts if weighting == "activity" else (counts > 0).astype(int)
+    assert batches.n_samples == expected.sum()
+    assert np.array_equal(np.bincount(users, minlength=len(counts)), expected)
+
+
+def test_user_weighting_is_checked():
+    from towerrec.errors import TowerrecError
+
+    with pytest.raises(TowerrecError, match="user_weighting must be 'uniform' or 'activity'"):
+        TwoTowerConfig.for_preset("multvae", user_weighting="heavy").validate()

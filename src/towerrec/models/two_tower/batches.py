@@ -87,13 +87,15 @@ class PairBatches(_Batches):
 
 
 class UserBatches(_Batches):
-    """Samples = the users with training interactions; targets a random `holdout` share of their
-    items, the rest the history ("held_out"), or every item with the history a random
-    1 - holdout share of them ("all": Mult-DAE / Mult-VAE's input dropout)."""
+    """Samples = the users with training interactions (each once, or once per training row under
+    `user_weighting="activity"`); targets a random `holdout` share of their items, the rest the
+    history ("held_out"), or every item with the history a random 1 - holdout share of them
+    ("all": Mult-DAE / Mult-VAE's input dropout)."""
 
     def __init__(self, interactions: Interactions, seen: sp.csr_matrix, config: TwoTowerConfig) -> None:
         super().__init__(interactions, seen, config)
-        self.users = np.flatnonzero(interactions.user_counts())
+        # "activity": a user is a sample once per training row (with repeats), else once
+        self.users = self.user if config.user_weighting == "activity" else np.flatnonzero(interactions.user_counts())
 
     @property
     def n_samples(self) -> int:

@@ -40,6 +40,9 @@ class TwoTowerConfig:
     feature_dim: int = 16             # per categorical / bag / numeric encoder
     text_dim: int = 64
     hidden: tuple[int, ...] = (256,)  # MLP widths on top of each tower; () = one linear layer
+    # True: the item tower is one linear layer whatever `hidden` says (Mult-VAE's output layer is a
+    # free weight row per item, not an MLP of an id embedding)
+    item_linear: bool = False
     activation: str = "gelu"
     dropout: float = 0.3              # in the tower MLPs; ml-100k valid NDCG@10 0.2329 -> 0.2341 with (256,)
     norm: str = "none"
@@ -93,6 +96,9 @@ class TwoTowerConfig:
     holdout: float = 0.2
     user_targets: str = "held_out"    # "users" sampling: targets are the "held_out" share, or "all" items (Mult-VAE)
     users_per_batch: int = 128        # "users" sampling: users per step
+    # "users" sampling: each user once an epoch ("uniform"), or once per training interaction
+    # ("activity": heavy users recur, as in RecBole's Mult-VAE, whose batches are rows of the log)
+    user_weighting: str = "uniform"
     # the shared loop: epochs, batch_size (pairs per step), learning_rate, weight_decay, patience,
     # steps_per_epoch (> 0: batches per "epoch", to validate more often on big logs)
     train: TrainConfig = TrainConfig(epochs=30, batch_size=1024, learning_rate=3e-3, weight_decay=1e-4, patience=3)
@@ -124,6 +130,8 @@ class TwoTowerConfig:
                                 f"(got hash_buckets={c.hash_buckets}, graph_layers={c.graph_layers})")
         if c.negative_sampler not in ("uniform", "popularity"):
             raise TowerrecError(f"negative_sampler must be 'uniform' or 'popularity', got {c.negative_sampler!r}")
+        if c.user_weighting not in ("uniform", "activity"):
+            raise TowerrecError(f"user_weighting must be 'uniform' or 'activity', got {c.user_weighting!r}")
         if c.user_targets not in ("held_out", "all"):
             raise TowerrecError(f"user_targets must be 'held_out' or 'all', got {c.user_targets!r}")
         if c.loss == "ccl" and (c.sampling != "pairs" or c.scorer != "cosine"):

@@ -75,7 +75,7 @@ class TwoTowerModule(nn.Module):
         inputs = item_side(c.item_ids, c.item_features, self.graph)
         if not inputs:
             raise TowerrecError("the item tower has no input: enable item_ids, or give item_features/text")
-        self.item_tower = Tower(inputs, self._mlp(width(inputs, d), c.hidden))
+        self.item_tower = Tower(inputs, self._mlp(width(inputs, d), () if c.item_linear else c.hidden))
         # history items (a separate "input" embedding of items, as in FISM / word2vec)
         self.history_tower = None
         if c.history != "none":
