@@ -232,6 +232,11 @@ def run_cold_cell(dataset: str, kind: str, model: str) -> dict:
     params = json.loads(tuned.read_text()).get("best_params", {}) if tuned.exists() else {}
     cell = {"dataset": dataset, "split": kind, "model": model, "params": params, "tuned": tuned.exists()}
     why = applicable(model, split)
+    if kind == "cold-user" and not why:
+        from towerrec.models import build_model
+
+        if not build_model(model, {**FIXED.get(model, {}), **params}).capabilities.histories:
+            why = "scores the user ids it was trained on only: an unseen user has no vector"
     if why:
         return {**cell, "skipped": why}
     fitted, res, fit_s, eval_s = fit_eval(model, params, split, 0, ("test",))
