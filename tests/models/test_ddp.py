@@ -62,6 +62,10 @@ def test_more_processes_than_gpus_is_a_clear_error(monkeypatch):
         distributed_context(FitOptions(device="cuda"))
 
 
+# the glibc messages of a heap-corruption abort (see `_run`)
+HEAP_CRASH = re.compile(r"malloc\(\)|free\(\)|double free|corrupted")
+
+
 def _run(cmd: list[str], tmp: Path) -> None:
     # this checkout's sources first, by absolute path (the workers run in tmp, and an editable
     # install may point at another checkout)
@@ -87,8 +91,6 @@ def _run(cmd: list[str], tmp: Path) -> None:
         warnings.warn(f"torchrun: a rank died of heap corruption; launching once more{ranks[-1500:]}")
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:] + ranks
 
-
-HEAP_CRASH = re.compile(r"malloc\(\)|free\(\)|double free|corrupted")
 
 
 def _errors(text: str) -> str:
