@@ -54,6 +54,8 @@ def test_streamed_cf_learns_saves_loads_and_serves(planted, tmp_path):
     log = scan_log(str(planted), StreamOptions(holdout_users=100, shuffle_buffer=1_000, read_rows=200))
     model = cf().fit_stream(log, options=OPTIONS)
     assert [h["steps"] for h in model.history_] == [log.n_train_rows // 256] * 4
+    # the first step (reader start + buffer fill) is timed apart, for steady-state throughput
+    assert all(h["first_step_samples"] == 256 and 0 < h["first_step_seconds"] < h["seconds"] for h in model.history_)
     results = evaluate_holdout(model, log.holdout, k=(10,))
     popular = Popularity().fit_stream(log, options=OPTIONS)
     assert np.array_equal(popular.counts_, log.item_counts)

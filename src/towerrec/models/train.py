@@ -227,6 +227,7 @@ def train(module: nn.Module, *, n_samples: int = 0, make_batch: Callable[[Any, n
                 batches = batches[:config.steps_per_epoch]
             batches = batches[:agree_steps(len(batches))]   # every rank takes as many steps: no hang
         n_steps = 0
+        first_step = (0.0, 0)
         for idx in batches:
             batch = to_device(make_batch(idx, rng), ctx.device)
             n_steps += 1
@@ -240,6 +241,8 @@ def train(module: nn.Module, *, n_samples: int = 0, make_batch: Callable[[Any, n
             rows = len(idx["item_idx"]) if isinstance(idx, dict) else len(idx)
             loss_sum += loss.detach().to(loss_sum.dtype) * rows
             n_seen += rows
+            if n_steps == 1:   # the reader's start (a streamed log fills its shuffle buffer) and the first step
+                first_step = (time.perf_counter() - t0, rows)
         batches = raw = None   # a DataLoader iterator shuts its workers down when dropped
         # collectives take tensors on the process group's device (nccl: cuda only)
         total = torch.stack([loss_sum, loss_sum.new_tensor(float(n_seen))])
@@ -250,7 +253,9 @@ def train(module: nn.Module, *, n_samples: int = 0, make_batch: Callable[[Any, n
                                   "seconds": time.perf_counter() - t0, "steps": n_steps, "samples": int(total[1]),
                                   # CPU seconds of this process (all its threads): on a shared machine the
                                   # wall time also measures the other jobs
-                                  "cpu_seconds": time.process_time() - cpu0}
+                                  "cpu_seconds": time.process_time() - cpu0,
+                                  # the rest of the epoch's rate: steady-state throughput (this rank)
+                                  "first_step_seconds": first_step[0], "first_step_samples": first_step[1]}
         # [metric, improved, stop]; broadcast from the process group's device (nccl: cuda only)
         decision = torch.zeros(3, dtype=torch.float64, device=ctx.device if ctx.world > 1 else "cpu")
         if valid is not None and valid_scorer is not None:
