@@ -60,6 +60,25 @@ def test_ild_over_categories_and_over_a_sparse_space():
     assert dense[0] == pytest.approx(ild[0])
 
 
+def test_wide_dense_spaces_take_each_lists_own_gram_and_agree_with_the_pairs(monkeypatch):
+    """Many distinct listed items in a wide dense space (EASE's rows): each list's K x K Gram, not
+    a gather of both rows of every pair; the same cosines either way, padding pairs 0."""
+    from towerrec import beyond
+
+    rng = np.random.default_rng(0)
+    space = ItemSpace(rng.normal(size=(40, 30)))
+    lists = rng.permutation(np.tile(np.arange(40), 3))[:60].reshape(12, 5)
+    lists[3, 2:] = -1
+    reference, valid = beyond.list_pair_similarity(lists, space)          # one Gram of the 40 items
+    monkeypatch.setattr(beyond, "_BLOCK", 64)                            # 40^2 > 64: too many for one Gram
+    calls = []
+    monkeypatch.setattr(ItemSpace, "pairs", lambda *a: calls.append(1))
+    sim, valid_again = beyond.list_pair_similarity(lists, space)
+    assert not calls and (valid == valid_again).all() and not valid.all()
+    np.testing.assert_allclose(sim, reference, atol=1e-6)
+    assert (sim[~valid] == 0).all()
+
+
 def test_novelty_is_mean_self_information():
     # 4 training users; items held by 4, 2, 1 and 0 of them: -log2 p = 0, 1, 2 and 2 (p floored at 1/4)
     item_users = np.array([4, 2, 1, 0])
