@@ -254,7 +254,7 @@ def train(module: nn.Module, *, n_samples: int = 0, make_batch: Callable[[Any, n
                                   # CPU seconds of this process (all its threads): on a shared machine the
                                   # wall time also measures the other jobs
                                   "cpu_seconds": time.process_time() - cpu0,
-                                  # the rest of the epoch's rate: steady-state throughput (this rank)
+                                  # the first step apart (reader start, buffer fill): the rest is the steady rate
                                   "first_step_seconds": first_step[0], "first_step_samples": first_step[1]}
         # [metric, improved, stop]; broadcast from the process group's device (nccl: cuda only)
         decision = torch.zeros(3, dtype=torch.float64, device=ctx.device if ctx.world > 1 else "cpu")
