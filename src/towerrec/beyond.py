@@ -118,8 +118,8 @@ class ItemSpace:
     def block(self, cands: np.ndarray) -> np.ndarray:
         """Similarity among each row's candidates: cands [n, C] -> [n, C, C] (float64)."""
         n, c = cands.shape
-        v = self.rows(cands.reshape(-1)).reshape(n, c, -1).astype(np.float64)
-        return np.einsum("ncd,nkd->nck", v, v)
+        v = torch.from_numpy(self.rows(cands.reshape(-1)).reshape(n, c, -1).astype(np.float64))
+        return torch.bmm(v, v.transpose(1, 2)).numpy()   # a batched BLAS product, not an einsum loop
 
 
 def category_matrix(table: FeatureTable | None, column: str | None = None) -> tuple[sp.csr_matrix | None, str | None,
@@ -196,19 +196,17 @@ def list_pair_similarity(lists: np.ndarray, space: ItemSpace) -> tuple[np.ndarra
 
 
 def _per_list_gram(top: np.ndarray, space: ItemSpace, a_pos: np.ndarray, b_pos: np.ndarray) -> np.ndarray:
-    """cos of the position pairs of each list [n, P], from each list's own K x K Gram matrix (in
-    float32), lists in blocks of bounded memory. For wide dense spaces (EASE's rows are n_items
-    wide): gathering both rows of every pair copies each row K - 1 times, and on amazon-beauty
-    (12K-wide rows, 22K lists of 20) one evaluation spent over 50 minutes there (stopped), and 75 s
-    this way; each row is read once."""
+    """cos of the position pairs of each list [n, P], from each list's own K x K Gram matrix
+    (`ItemSpace.block`), lists in blocks of bounded memory. For wide dense spaces (EASE's rows are
+    n_items wide): gathering both rows of every pair copies each row K - 1 times, and on
+    amazon-beauty (12K-wide rows, 22K lists of 20) one evaluation spent over 50 minutes there
+    (stopped); each row is read once here."""
     n, k = top.shape
     out = np.empty((n, len(a_pos)))
     step = max(1, _BLOCK // max(k * space.dim, 1))
     safe = np.where(top >= 0, top, 0)
     for s in range(0, n, step):
-        rows = safe[s:s + step]
-        v = torch.from_numpy(space.rows(rows.reshape(-1))).view(len(rows), k, space.dim)
-        out[s:s + step] = torch.bmm(v, v.transpose(1, 2))[:, torch.from_numpy(a_pos), torch.from_numpy(b_pos)].double().numpy()
+        out[s:s + step] = space.block(safe[s:s + step])[:, a_pos, b_pos]
     return out
 
 

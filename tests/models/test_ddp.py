@@ -92,7 +92,6 @@ def _run(cmd: list[str], tmp: Path) -> None:
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:] + ranks
 
 
-
 def _errors(text: str) -> str:
     """A rank's stderr without its warnings: what it died of (a traceback, faulthandler's stack)."""
     lines = [line for line in text.splitlines() if "Warning" not in line and not line.startswith("  warnings.warn")]
