@@ -43,7 +43,10 @@ def test_learns_the_genres(data):
 def _module(**overrides):
     from towerrec.towers.features import TableSpec
 
-    c = TwoTowerConfig.for_preset("multvae", **{"embedding_dim": 6, "id_dim": 6, "hidden": (8,), **overrides})
+    # the earlier shape (projected rows, an MLP) unless `overrides` say otherwise
+    c = TwoTowerConfig.for_preset("multvae", **{"embedding_dim": 6, "id_dim": 6, "hidden": (8,), "id_projection": True,
+                                                "input_activation": False, "item_bias": False, "latent_dim": 0,
+                                                **overrides})
     return TwoTowerModule(c, n_user_ids=3, n_item_ids=5, user_code=np.arange(1, 4), item_code=np.array([1, 2, 3, 4, 0]),
                           user_spec=TableSpec(), item_spec=TableSpec(), user_arrays=None, item_arrays=None)
 
@@ -142,3 +145,46 @@ def test_user_weighting_is_checked():
 
     with pytest.raises(TowerrecError, match="user_weighting must be 'uniform' or 'activity'"):
         TwoTowerConfig.for_preset("multvae", user_weighting="heavy").validate()
+
+
+def test_free_rows_are_the_item_vectors_and_the_history_input():
+    """id_projection=False: the item tower and the history's item encoder are the id rows themselves
+    (Mult-VAE's output and input layers), not a linear map of them; it needs id_dim == embedding_dim."""
+    from towerrec.errors import TowerrecError
+
+    m = _module(id_projection=False, hidden=(), item_bias=False).eval()
+    assert isinstance(m.item_tower.mlp, torch.nn.Identity) and isinstance(m.history_tower.mlp, torch.nn.Identity)
+    rows = m.item_tower.inputs["id"].embedding.weight
+    assert torch.equal(m.item_vectors(torch.arange(4)), rows[1:5])
+    with pytest.raises(TowerrecError, match="id_projection=False .* needs id_dim == embedding_dim"):
+        TwoTowerConfig.for_preset("multvae", id_dim=32).validate()
+
+
+def test_input_activation_is_the_first_encoder_layer():
+    """input_activation: the user tower computes W2 tanh(x + b) of the pooled free rows x = sum / sqrt(n)
+    of the history's rows, i.e. Mult-VAE's encoder tanh(W1 x + b) -> W2 on the normalised multi-hot."""
+    from towerrec.towers.mlp import InputActivation
+
+    m = _module(id_projection=False, input_activation=True, hidden=(), latent_dim=3).eval()
+    first, out = m.user_tower.mlp.net[0], m.user_tower.mlp.net[-1]
+    assert isinstance(first, InputActivation)
+    with torch.no_grad():
+        first.bias.copy_(torch.linspace(-1, 1, 6))
+        rows = m.history_tower.inputs["id"].embedding.weight
+        user0 = (rows[1] + rows[2]) / 2 ** 0.5                       # user 0's history: items 0 and 1
+        expected = out(torch.tanh(user0 + first.bias))[:3]           # the mean half of [mu, log-variance]
+        got = m.user_tower({"history": m.pool(m.history_tower(m._item_input(m.history_tower, _HISTORY["items"])),
+                                               _HISTORY["inverse"], _HISTORY["offsets"], _HISTORY["weights"])})
+    assert torch.allclose(got[0, :3], expected, atol=1e-6)
+
+
+def test_input_dropout_is_inverted(data):
+    """The kept history entries weigh 1 / (1 - holdout), so the norm-pooled input has, in expectation,
+    the sum it has at scoring time (every entry, weight 1), as with nn.Dropout on the multi-hot."""
+    from towerrec.models.two_tower.batches import UserBatches
+
+    inter = data[0]
+    batches = UserBatches(inter, inter.to_csr(), TwoTowerConfig.for_preset("multvae", holdout=0.25))
+    weights = batches(np.arange(batches.n_samples), np.random.default_rng(0))["history"]["weights"].numpy()
+    kept = weights > 0
+    assert np.allclose(weights[kept], 1 / 0.75) and 0.65 < kept.mean() < 0.85

@@ -17,17 +17,20 @@ class MLP(nn.Module):
     """Linear -> norm -> activation -> dropout per hidden width, then a linear output layer.
 
     forward: [b, in_dim] -> [b, out_dim]. With no hidden widths it is a single linear map; `out_bias`
-    False leaves the output layer without a bias.
+    False leaves the output layer without a bias; `input_activation` first adds a bias to the input
+    and applies the activation (the input is then a linear layer's output computed elsewhere, as a
+    pooled history of free item rows: Mult-VAE's first encoder layer).
     """
 
     def __init__(self, in_dim: int, hidden: Sequence[int], out_dim: int, *, activation: str = "gelu",
-                 dropout: float = 0.0, norm: str = "none", out_bias: bool = True) -> None:
+                 dropout: float = 0.0, norm: str = "none", out_bias: bool = True,
+                 input_activation: bool = False) -> None:
         super().__init__()
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
         if norm not in NORMS:
             raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
-        layers: list[nn.Module] = []
+        layers: list[nn.Module] = [InputActivation(in_dim, ACTIVATIONS[activation]())] if input_activation else []
         width = in_dim
         for h in hidden:
             layers.append(nn.Linear(width, h))
@@ -52,7 +55,7 @@ class MLP(nn.Module):
         it once, not b times: explanations score hundreds of variants that differ in one input."""
         b = max(p.shape[0] for p in parts)
         first = self.net[0]
-        if b == 1 or all(p.shape[0] == b for p in parts):
+        if b == 1 or all(p.shape[0] == b for p in parts) or not isinstance(first, nn.Linear):
             return self.net(torch.cat([p.expand(b, -1) for p in parts], dim=1))
         shared, per_row, start = first.bias, None, 0
         for p in parts:
@@ -64,3 +67,15 @@ class MLP(nn.Module):
                 shared = z if shared is None else shared + z
         h = per_row if shared is None else per_row + shared
         return self.net[1:](h)
+
+
+class InputActivation(nn.Module):
+    """act(x + b): the bias and activation of a linear layer whose product was computed upstream."""
+
+    def __init__(self, dim: int, activation: nn.Module) -> None:
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(dim))
+        self.activation = activation
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.activation(x + self.bias)

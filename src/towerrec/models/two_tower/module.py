@@ -75,14 +75,14 @@ class TwoTowerModule(nn.Module):
         inputs = item_side(c.item_ids, c.item_features, self.graph)
         if not inputs:
             raise TowerrecError("the item tower has no input: enable item_ids, or give item_features/text")
-        self.item_tower = Tower(inputs, self._mlp(width(inputs, d), () if c.item_linear else c.hidden))
+        self.item_tower = Tower(inputs, self._head(inputs, () if c.item_linear else c.hidden))
         # history items (a separate "input" embedding of items, as in FISM / word2vec)
         self.history_tower = None
         if c.history != "none":
             h_inputs = item_side(c.history_ids, c.history_features)
             if not h_inputs:
                 raise TowerrecError("the history encoder has no input: enable history_ids or history_features")
-            self.history_tower = Tower(h_inputs, self._mlp(width(h_inputs, d), (), out_bias=c.history_bias))
+            self.history_tower = Tower(h_inputs, self._head(h_inputs, (), out_bias=c.history_bias))
             self.pool = HistoryPooling(d, c.history)
         # user tower
         u_inputs = user_encoders(ids=c.user_ids, features=c.user_features, history=self.history_tower is not None,
@@ -93,7 +93,8 @@ class TwoTowerModule(nn.Module):
         # a variational user tower outputs [mu, log-variance] of z (latent_dim, else d); with latent_dim
         # a decoder layer maps z to the user vector
         latent = c.latent_dim or d
-        self.user_tower = Tower(u_inputs, self._mlp(width(u_inputs, d), c.hidden, 2 * latent if c.variational else d))
+        self.user_tower = Tower(u_inputs, self._mlp(width(u_inputs, d), c.hidden, 2 * latent if c.variational else d,
+                                                    input_activation=c.input_activation))
         self.user_decoder = nn.Sequential(nn.Linear(latent, d), ACTIVATIONS[c.activation]()) \
             if c.variational and c.latent_dim else None
         # per-item score offsets, keyed on the item id code (code 0, no trained id: no offset)
@@ -102,10 +103,18 @@ class TwoTowerModule(nn.Module):
             nn.init.zeros_(self.item_bias.embedding.weight)
         self.scorer = make_scorer(c.scorer, d, temperature=c.temperature, learnable=c.learn_temperature)
 
-    def _mlp(self, in_dim: int, hidden: tuple[int, ...], out_dim: int | None = None, out_bias: bool = True) -> MLP:
+    def _mlp(self, in_dim: int, hidden: tuple[int, ...], out_dim: int | None = None, out_bias: bool = True,
+             input_activation: bool = False) -> MLP:
         c = self.config
         return MLP(in_dim, hidden, out_dim or c.embedding_dim, activation=c.activation, dropout=c.dropout, norm=c.norm,
-                   out_bias=out_bias)
+                   out_bias=out_bias, input_activation=input_activation)
+
+    def _head(self, inputs: dict[str, nn.Module], hidden: tuple[int, ...], out_bias: bool = True) -> nn.Module:
+        """The top of an item-side tower: the MLP, or nothing when the tower is free id rows
+        (`id_projection=False`, an id input alone and no hidden layer)."""
+        if not self.config.id_projection and not hidden and list(inputs) == ["id"]:
+            return nn.Identity()
+        return self._mlp(width(inputs, self.config.embedding_dim), hidden, out_bias=out_bias)
 
     def set_log_q(self, item_counts: np.ndarray) -> None:
         """One global logQ from training counts: the candidates of a row are the global batch
