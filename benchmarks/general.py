@@ -71,7 +71,10 @@ SPACES: dict[str, dict] = {
     # ml-100k (3 model seeds), ml-latest-small (2) and lastfm (1), valid probes of 2026-12-01
     "cf": {**_TOWER_COMMON, "temperature": (0.1, 0.3, "log"), "embedding_dim": [64, 128, 256],
            "id_projection": [True, False]},
-    "lightgcn": {**_TOWER_COMMON, "graph_layers": [1, 2, 3], "negatives": [0, 1024]},
+    # lightgcn (2026-12-01): free rows and width as for cf; ml-100k valid probes at the old cell's best
+    # trial: projected 64 dims 0.2456, free rows 64 / 128 / 256 dims 0.2480 / 0.2490 / 0.2509
+    "lightgcn": {**_TOWER_COMMON, "graph_layers": [1, 2, 3], "negatives": [0, 1024], "embedding_dim": [64, 128, 256],
+                 "id_projection": [True, False]},
     # multvae (2026-12-01): RecBole's shape is the preset now (free rows, 64-dim z, item offsets, full
     # batches); the space keeps the optimisation and regularisation knobs
     "multvae": {"learning_rate": (3e-4, 3e-3, "log"), "kl_weight": (0.01, 0.5, "log"), "holdout": (0.2, 0.7, "lin"),
