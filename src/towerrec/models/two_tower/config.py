@@ -198,7 +198,7 @@ PRESETS: dict[str, dict] = {
     # layer; targets are all of the user's items, the input keeps a random half (inverted input
     # dropout 0.5), multinomial likelihood = full softmax over the catalogue, KL annealed over 200,000
     # steps; 2,048 users a step (one step an epoch on ml-100k), Adam 1e-3 without decay. ml-100k
-    # valid NDCG@10 0.2466 against 0.1951 for the previous preset (a tanh MLP (600) over
+    # valid NDCG@10 0.2475 against 0.1951 for the previous preset (a tanh MLP (600) over
     # projected 64-dim rows, 32 users a step), ml-latest-small 0.1739 against 0.1331 (benchmarks/README.md)
     "multvae": dict(user_ids=False, user_features=False, history="norm", history_ids=True, history_features=False,
                     history_bias=False, item_ids=True, item_features=False, text="none", embedding_dim=600,
