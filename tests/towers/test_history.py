@@ -29,7 +29,19 @@ def test_history_dropout_is_seeded():
     a = history_batch(m.indptr, m.indices, np.array([0] * 50), n_items=5, keep_prob=0.5, rng=np.random.default_rng(1))
     b = history_batch(m.indptr, m.indices, np.array([0] * 50), n_items=5, keep_prob=0.5, rng=np.random.default_rng(1))
     assert np.array_equal(a["weights"], b["weights"])
-    assert 0.3 < a["weights"].mean() < 0.7
+    kept = a["weights"] > 0
+    assert 0.3 < kept.mean() < 0.7
+
+
+def test_kept_entries_weigh_one_over_their_keep_probability():
+    """Inverted dropout, per row's keep probability: a sum pooling keeps its expected size."""
+    m = _csr()
+    h = history_batch(m.indptr, m.indices, np.array([0] * 50 + [2] * 50), n_items=5,
+                      keep_prob=np.array([0.5] * 50 + [0.25] * 50), rng=np.random.default_rng(1))
+    row = np.repeat(np.arange(100), np.diff(np.append(h["offsets"], len(h["weights"]))))
+    kept = h["weights"] > 0
+    assert np.allclose(h["weights"][kept & (row < 50)], 2.0) and np.allclose(h["weights"][kept & (row >= 50)], 4.0)
+    assert kept[row < 50].any() and kept[row >= 50].any()
 
 
 def test_mean_pooling_masks_and_empty_rows():

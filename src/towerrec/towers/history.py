@@ -24,7 +24,9 @@ def history_batch(indptr: np.ndarray, indices: np.ndarray, rows: np.ndarray, *, 
     model that sees its target in the history learns identity, a leak). keep_prob: scalar or
     [B] probability to keep each entry (history dropout / length cap); needs `rng`.
     Returns items [m] (unique item indices), inverse [F] (position in items), offsets [B],
-    weights [F] (1 for kept entries, 0 for excluded or dropped ones).
+    weights [F] (0 for excluded or dropped entries; kept ones weigh 1 / keep_prob, inverted dropout
+    as in nn.Dropout, so a sum / sqrt(n) pooling keeps the expected size it has over the whole
+    history at scoring time; mean and attention pooling are unchanged by the scale).
     """
     rows = np.asarray(rows, dtype=np.int64)
     starts = indptr[rows]
@@ -37,8 +39,9 @@ def history_batch(indptr: np.ndarray, indices: np.ndarray, rows: np.ndarray, *, 
     if exclude is not None:
         weights[flat == np.repeat(np.asarray(exclude, dtype=np.int64), lens)] = 0.0
     if keep_prob is not None and rng is not None:
-        p = np.repeat(keep_prob, lens) if np.ndim(keep_prob) else keep_prob
-        weights[rng.random(total) >= p] = 0.0
+        p = np.repeat(keep_prob, lens) if np.ndim(keep_prob) else np.full(total, keep_prob)
+        kept = rng.random(total) < p
+        weights = np.where(kept, weights / np.where(kept, p, 1.0).astype(np.float32), np.float32(0.0))
     # unique without sorting: O(F + n_items)
     mark = np.zeros(n_items + 1, dtype=bool)
     mark[flat] = True

@@ -107,9 +107,6 @@ class UserBatches(_Batches):
         h = history_batch(self.seen.indptr, self.seen.indices, u, n_items=self.seen.shape[1],
                           keep_prob=1.0 - c.holdout, rng=rng)
         held = h["weights"] == 0 if c.user_targets == "held_out" else np.ones(len(h["weights"]), dtype=bool)
-        # inverted dropout: the kept entries weigh 1 / keep share, so a "norm"-pooled history has the
-        # same expected sum as the whole one it is scored from (mean pooling is unchanged)
-        h["weights"] = h["weights"] / np.float32(1.0 - c.holdout)
         lens = np.diff(np.append(h["offsets"], len(h["inverse"])))
         rows = np.repeat(np.arange(len(u)), lens)[held]
         batch: dict = {"user_idx": torch.from_numpy(u), "history": {k: torch.from_numpy(v) for k, v in h.items()},

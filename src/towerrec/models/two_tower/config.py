@@ -76,7 +76,7 @@ class TwoTowerConfig:
     # regularisation
     id_dropout: float = 0.2           # per sample, replace an id by "unknown" (cold-start robustness)
     id_l2: float = 0.0                # L2 on the id embedding rows a batch uses (users and positives), per row
-    history_dropout: float = 0.0      # per history entry, during training
+    history_dropout: float = 0.0      # per history entry, during training (inverted: kept ones weigh 1 / keep share)
     max_history: int = 0              # > 0: subsample longer training histories to about this length
     # scoring and loss
     scorer: str = "cosine"            # "cosine" | "dot" | "mlp" (mlp: no ANN index possible)
