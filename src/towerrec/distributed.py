@@ -9,11 +9,16 @@ Pitfalls this file exists for (sources in the scale notes):
   padded interleave (duplicated users bias the means), and gathers the per-user results in rank
   order (`all_gather_rows`), so the metrics are those of one process, bit for bit;
 - a hang should fail, not stall a CI job: the process group is created with a timeout
-  (`FitOptions.dist_timeout`).
+  (`FitOptions.dist_timeout`);
+- DDP reduces each sparse table gradient in a bucket of its own, and gloo runs concurrent
+  reductions on its two worker threads; with several sparse tables a rank then dies of heap
+  corruption now and then (torch 2.13, `benchmarks/README.md` "Scale"). On gloo, DDP therefore gets
+  a group with one worker thread (`ddp_group`).
 """
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -24,6 +29,7 @@ import torch.distributed as dist
 from towerrec.errors import TowerrecError
 
 _LOSS_GROUP: dist.ProcessGroup | None = None   # a group of its own for the loss's collectives
+_DDP_GROUP: dist.ProcessGroup | None = None    # gloo: one worker thread for DDP's reductions
 
 
 @dataclass(frozen=True)
@@ -40,7 +46,7 @@ class DistContext:
 def distributed_context(options) -> DistContext:  # noqa: ANN001 - FitOptions (models.base sits above this module)
     """Rank, world size and device; initialises the process group when run under torchrun
     (gloo on CPU, nccl on CUDA; `options.dist_timeout` seconds before a stuck collective fails)."""
-    global _LOSS_GROUP
+    global _LOSS_GROUP, _DDP_GROUP
     world = int(os.environ.get("WORLD_SIZE", "1"))
     device = options.torch_device()
     if world <= 1:
@@ -57,7 +63,43 @@ def distributed_context(options) -> DistContext:  # noqa: ANN001 - FitOptions (m
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo", timeout=timeout)
     if _LOSS_GROUP is None:
         _LOSS_GROUP = dist.new_group(backend=dist.get_backend(), timeout=timeout)
+    if _DDP_GROUP is None and dist.get_backend() == "gloo":
+        _DDP_GROUP = _single_thread_gloo(timeout)
     return DistContext(dist.get_rank(), dist.get_world_size(), device)
+
+
+def ddp_group() -> dist.ProcessGroup | None:
+    """The process group DDP should reduce gradients on: gloo's single-threaded group, else the
+    default group (None)."""
+    return _DDP_GROUP
+
+
+SERIAL_GLOO = "towerrec_gloo"   # gloo with one worker thread, registered as a backend of its own
+
+
+def _serial_gloo(store: dist.Store, rank: int, world: int, timeout: timedelta) -> dist.ProcessGroupGloo:
+    """gloo's process group with one worker thread (`init_process_group` and `new_group` pass no
+    options to gloo; a registered backend is torch's way in)."""
+    options = dist.ProcessGroupGloo._Options()
+    options._threads = 1
+    options._timeout = timeout
+    interfaces = [name for name in os.environ.get("GLOO_SOCKET_IFNAME", "").split(",") if name]
+    options._devices = ([dist.ProcessGroupGloo.create_device(interface=name) for name in interfaces]
+                        or [dist.ProcessGroupGloo.create_default_device()])
+    return dist.ProcessGroupGloo(store, rank, world, options)
+
+
+def _single_thread_gloo(timeout: timedelta) -> dist.ProcessGroup | None:
+    """A gloo group whose reductions run one at a time; the default group, with a warning, if this
+    torch cannot make one."""
+    try:
+        if SERIAL_GLOO not in dist.Backend.backend_list:
+            dist.Backend.register_backend(SERIAL_GLOO, _serial_gloo, devices=["cpu"])
+        return dist.new_group(backend=SERIAL_GLOO, timeout=timeout)
+    except (AttributeError, TypeError, RuntimeError, ValueError) as err:   # the options moved: keep the default
+        warnings.warn(f"towerrec: no single-threaded gloo group for DDP ({err}); using the default group, "
+                      "where models with several sparse tables can crash now and then", stacklevel=2)
+        return None
 
 
 def world_size() -> int:

@@ -10,6 +10,7 @@ Checks, each written to OUT_DIR/rank<r>.json for the test to assert on:
 - `eval`: full-ranking metrics of a DDP-trained model, split over ranks, and the summary of the same
   ranking in this process alone; users scored per rank (no duplicates, none missing).
 - `steps`: `agree_steps` with a different local count on every rank.
+- `ddp_group`: the backend and gloo worker threads of the group DDP reduces on.
 - rank 0 saves the model (rank-0 checkpoint) and records its scores for the round trip.
 """
 from __future__ import annotations
@@ -82,7 +83,7 @@ def step_check(model: TwoTower, train, preset: str) -> dict:
         m = copy.deepcopy(module)
         from torch.nn.parallel import DistributedDataParallel as DDP
 
-        ddp = DDP(_Loss(m), broadcast_buffers=False, find_unused_parameters=True)
+        ddp = DDP(_Loss(m), broadcast_buffers=False, find_unused_parameters=True, process_group=distributed.ddp_group())
         patch = mock.patch.object(distributed, "gather_with_grad", plain_gather) if variant == "plain" else nullcontext()
         with patch:
             loss = ddp(batches(idx[rank::world], rng))                    # rank r: rows r, r + W, ...
@@ -136,6 +137,9 @@ def main() -> None:
                 users = np.arange(model.seen_.shape[0])
                 result["saved_scores"] = model.score_users(users).numpy().round(6).tolist()
     result["steps"] = agree_steps(3 + rank)
+    group = distributed.ddp_group()
+    result["ddp_group"] = {"backend": torch.distributed.get_backend(group),
+                           "threads": group._get_backend(torch.device("cpu")).options._threads}
     with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as f:
         json.dump(result, f)
 

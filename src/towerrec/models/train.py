@@ -39,7 +39,7 @@ import torch.distributed as dist
 from torch import nn
 
 from towerrec.data.interactions import Interactions
-from towerrec.distributed import DistContext, agree_steps, distributed_context
+from towerrec.distributed import DistContext, agree_steps, ddp_group, distributed_context
 from towerrec.errors import TowerrecError
 from towerrec.evaluation import evaluate_scores
 from towerrec.models import torchrec_tables
@@ -197,7 +197,7 @@ def train(module: nn.Module, *, n_samples: int = 0, make_batch: Callable[[Any, n
         from torch.nn.parallel import DistributedDataParallel as DDP
 
         wrapped = DDP(wrapped, device_ids=[ctx.device] if ctx.device.type == "cuda" else None,
-                      broadcast_buffers=False, find_unused_parameters=True)
+                      broadcast_buffers=False, find_unused_parameters=True, process_group=ddp_group())
     optimizer = make_optimizers(module, kind=config.embedding_optimizer, lr=config.learning_rate, table_lr=table_lr,
                                 weight_decay=config.weight_decay, exclude=torchrec_tables.fused_parameters(module))
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if ctx.device.type == "cuda" else nullcontext())
