@@ -11,6 +11,7 @@ each seed. Models without hyperparameters (pop) get no trials.
     PYTHONPATH=src python benchmarks/general.py                     # every cell not yet done
     PYTHONPATH=src python benchmarks/general.py --datasets ml-100k --models cf,hybrid --trials 12
     PYTHONPATH=src python benchmarks/general.py --table              # only rebuild general.json + table
+    PYTHONPATH=src python benchmarks/general.py --by-activity        # best tower vs classical by user activity
     PYTHONPATH=src python benchmarks/general.py --cold               # cold-item / cold-user cells (seed 0)
 
 A cell = one (dataset, model): its tuning and its three seeds, run in a fresh subprocess so that
@@ -433,6 +434,53 @@ def write_results() -> str:
     return text
 
 
+def by_activity(datasets: list[str]) -> str:
+    """Where the row's best tower wins or loses against its best classical model, by how many train
+    items a test user has: users of the 3 seeds pooled, cut at the terciles of that count (equal
+    edges merged). Written to results/general_by_activity.json; returns a markdown table."""
+    sys.path.insert(0, str(HERE))
+    from _common import write_json
+
+    cells = load_cells()
+    records, lines = {}, ["| dataset | tower vs classical | train items | users | tower | classical | difference |",
+                          "|---|---|---|---|---|---|---|"]
+    for d in datasets:
+        done = {m: c for (ds, m), c in cells.items() if ds == d and "runs" in c}
+        towers, classical = [m for m in TOWERS if m in done], [m for m in CLASSICAL if m in done]
+        if not towers or not classical:
+            continue
+        tower = max(towers, key=lambda m: done[m]["test_mean"])
+        ref = max(classical, key=lambda m: done[m]["test_mean"])
+        zt, zc = (np.load(cell_path(d, m).with_suffix(".npz")) for m in (tower, ref))
+        counts, gain_t, gain_c = [], [], []
+        for seed in done[tower]["seeds"]:
+            train_items = np.diff(load_split(d, seed).train.to_csr().indptr)
+            users = zt[f"seed{seed}_user"]
+            if not np.array_equal(users, zc[f"seed{seed}_user"]):
+                raise SystemExit(f"{d}: {tower} and {ref} scored different users on seed {seed}")
+            counts.append(train_items[users])
+            gain_t.append(zt[f"seed{seed}_ndcg"])
+            gain_c.append(zc[f"seed{seed}_ndcg"])
+        n, t, c = (np.concatenate(x) for x in (counts, gain_t, gain_c))
+        edges = np.unique(np.quantile(n, [0, 1 / 3, 2 / 3, 1]).round())
+        bins = np.clip(np.searchsorted(edges, n, side="right") - 1, 0, max(len(edges) - 2, 0))
+        records[d] = {"tower": tower, "classical": ref, "bins": []}
+        for b in range(max(len(edges) - 1, 1)):
+            m = bins == b
+            if not m.any():
+                continue
+            lo, hi = int(n[m].min()), int(n[m].max())
+            r = {"train_items": [lo, hi], "users": int(m.sum()), "tower": float(t[m].mean()),
+                 "classical": float(c[m].mean())}
+            records[d]["bins"].append(r)
+            lines.append(f"| {d} | {tower} vs {ref} | {lo}–{hi} | {r['users']:,} | {r['tower']:.4f} | "
+                         f"{r['classical']:.4f} | {r['tower'] - r['classical']:+.4f} |")
+    text = "\n".join(lines)
+    write_json("general_by_activity", {"what": by_activity.__doc__, "metric": METRIC, "datasets": records,
+                                       "table_markdown": text})
+    return text
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--datasets", default=",".join(DATASETS))
@@ -442,6 +490,8 @@ def main() -> int:
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--table", action="store_true", help="only rebuild results/general.json and print the table")
     p.add_argument("--cold", action="store_true", help="the cold-item / cold-user cells (seed 0) instead")
+    p.add_argument("--by-activity", action="store_true",
+                   help="the best tower against the best classical model by user activity (results/general_by_activity.json)")
     p.add_argument("--probe", nargs=3, metavar=("DATASET", "MODEL", "JSON"),
                    help="one fit of MODEL with the JSON overrides on DATASET's seed-0 split, scored on VALID only; "
                         "appended to results/general_probes.jsonl (how a search space or preset is chosen)")
@@ -449,6 +499,9 @@ def main() -> int:
     p.add_argument("--cell", nargs=2, metavar=("DATASET", "MODEL"), help=argparse.SUPPRESS)
     p.add_argument("--cold-cell", nargs=3, metavar=("DATASET", "KIND", "MODEL"), help=argparse.SUPPRESS)
     a = p.parse_args()
+    if a.by_activity:
+        print(by_activity(a.datasets.split(",")))
+        return 0
     if a.cold_cell:
         import torch
 
