@@ -5,10 +5,11 @@ process group against towerrec's single-threaded one (`towerrec.distributed.ddp_
 
 Each launch is one `torchrun --nproc_per_node PROCS` of this file's worker: a module with two id
 tables and three feature `EmbeddingBag`s (sparse gradients, as `hybrid`'s), a linear layer, an
-in-batch softmax, SparseAdam (DDP's `find_unused_parameters` off unless --find-unused), PROCS ranks of one thread each, STEPS steps of 256 rows. A launch
-fails when any rank exits non-zero; the record says how many did, and what the failed ranks printed
-first ("malloc(): unaligned tcache chunk detected", "Segmentation fault", ...). Results go to
-results/ddp_sparse_crash.json (re-read before writing, one record per group).
+in-batch softmax, SparseAdam (DDP's `find_unused_parameters` off unless --find-unused), PROCS
+ranks of one thread each, STEPS steps of 256 rows. A launch fails when any rank exits non-zero;
+the record says how many did, and what the failed ranks printed ("malloc(): unaligned tcache
+chunk detected", "Segmentation fault", ...). Results go to results/ddp_sparse_crash.json (re-read
+before writing, one record per group).
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -75,6 +77,7 @@ def launch(group_kind: str, procs: int, steps: int, find_unused: bool, log_dir: 
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1", "--nproc_per_node",
            str(procs), "--log-dir", str(log_dir), "--redirects", "3", __file__, "--worker", group_kind,
            "--steps", str(steps)] + (["--find-unused"] if find_unused else [])
+    shutil.rmtree(log_dir, ignore_errors=True)          # a launch's logs only
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1200)
     text = "".join(p.read_text(errors="replace") for p in sorted(log_dir.rglob("stderr.log")))
