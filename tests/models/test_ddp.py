@@ -75,7 +75,9 @@ def test_ddp_group_is_gloo_with_one_worker_thread():
     dense = torch.ones(3)
     gloo.allreduce([dense]).wait()
     sparse = torch.sparse_coo_tensor([[0, 2]], [1.0, 2.0], (4,), check_invariants=True)
-    out = gloo.allreduce([sparse]).result()[0]
+    work = gloo.allreduce([sparse])
+    work.wait()
+    out = work.result()[0]
     assert torch.equal(out.to_dense(), torch.tensor([1.0, 0.0, 2.0, 0.0])) and torch.equal(dense, torch.ones(3))
 
 
