@@ -105,10 +105,10 @@ def _run(cmd: list[str], tmp: Path) -> None:
                         for path in sorted(logs.rglob("stderr.log")))
         # A gloo rank reducing several sparse tables on two worker threads at once died of heap
         # corruption now and then (a glibc abort, or a SIGSEGV in `_engine_run_backward`). DDP now
-        # reduces on a one-thread gloo group (`towerrec.distributed.ddp_group`; 0 crashes in 12
-        # stress launches against 3 of 4 before, benchmarks/ddp_sparse_crash.py). Such a crash still
-        # gets one more launch, with a warning, as a guard; the crash twice, or any other failure,
-        # fails the test.
+        # reduces on a one-thread gloo group (`towerrec.distributed.ddp_group`; stress launches of
+        # benchmarks/ddp_sparse_crash.py: 3 of 6 crashed on the default group, 0 of 6 on it).
+        # Such a crash still gets one more launch, with a warning, as a guard; the crash twice, or
+        # any other failure, fails the test.
         if proc.returncode == 0 or attempt == 2 or not HEAP_CRASH.search(ranks):
             break
         warnings.warn(f"torchrun: a rank died of heap corruption; launching once more{ranks[-1500:]}")

@@ -39,9 +39,9 @@ def history_batch(indptr: np.ndarray, indices: np.ndarray, rows: np.ndarray, *, 
     if exclude is not None:
         weights[flat == np.repeat(np.asarray(exclude, dtype=np.int64), lens)] = 0.0
     if keep_prob is not None and rng is not None:
-        p = np.repeat(keep_prob, lens) if np.ndim(keep_prob) else np.full(total, keep_prob)
-        kept = rng.random(total) < p
-        weights = np.where(kept, weights / np.where(kept, p, 1.0).astype(np.float32), np.float32(0.0))
+        p = np.repeat(keep_prob, lens) if np.ndim(keep_prob) else keep_prob
+        kept = rng.random(total) < p                       # kept entries have p > 0
+        weights = np.where(kept, weights / p, 0.0).astype(np.float32)
     # unique without sorting: O(F + n_items)
     mark = np.zeros(n_items + 1, dtype=bool)
     mark[flat] = True
