@@ -27,6 +27,7 @@ def data():
                                        ("cf", {"negatives": 32, "negative_sampler": "popularity",
                                                "popularity_alpha": 0.75}),
                                        ("cf", {"id_l2": 1e-3}),
+                                       ("hybrid", {"id_residual": True, "hidden": (), "history": "none", "text": "none"}),
                                        ("lightgcn", {"id_l2": 1e-3, "negatives": 16})])
 def test_learns_the_genres(data, preset, kw):
     inter, users, items, uf, itf = data
@@ -88,11 +89,27 @@ def test_id_l2_adds_the_mean_squared_norm():
     assert abs(diff.item() - 0.5 * penalty.item()) < 1e-5
 
 
+def test_id_residual_towers_are_the_id_row_plus_the_features(data):
+    """hybrid's towers under id_residual: the free id row + one linear layer of the other inputs;
+    with that layer at zero the towers are cf's free rows exactly."""
+    inter, users, items, uf, itf = data
+    model = _fit("hybrid", inter, uf, itf, epochs=1, hidden=(), history="none", text="none", id_residual=True)
+    m = model.module_.eval()
+    for tower in (m.user_tower, m.item_tower):
+        assert tower.residual == "id" and list(tower.inputs) == ["id", "features"]
+        torch.nn.init.zeros_(tower.mlp.net[0].weight), torch.nn.init.zeros_(tower.mlp.net[0].bias)
+    idx = torch.arange(5)
+    with torch.no_grad():
+        assert torch.equal(m.user_vectors(idx), m.user_tower.inputs["id"](m.user_code[idx]))
+        assert torch.equal(m.item_vectors(idx), m.item_tower.inputs["id"](m.item_code[idx]))
+
+
 @pytest.mark.parametrize("kw,match", [({"loss": "ccl", "scorer": "dot"}, "ccl"),
                                       ({"negative_memory": 16, "loss": "bpr"}, "negative_memory"),
                                       ({"id_encoder": "gcn"}, "id_encoder"),
                                       ({"negative_sampler": "zipf"}, "negative_sampler"),
-                                      ({"user_targets": "some"}, "user_targets")])
+                                      ({"user_targets": "some"}, "user_targets"),
+                                      ({"id_residual": True, "id_dim": 32}, "id_residual")])
 def test_bad_configs_are_one_line_errors(kw, match):
     with pytest.raises(TowerrecError, match=match):
         TwoTowerConfig.for_preset("cf", **kw).validate()

@@ -28,6 +28,23 @@ def test_tower_concatenates_and_normalises():
         Tower({}, MLP(1, (), 1))
 
 
+def test_residual_tower_adds_the_id_row_to_the_mlp_of_the_other_inputs():
+    torch.manual_seed(0)
+    ids, mlp = IdEmbedding(5, 4), MLP(2, (), 4)
+    tower = Tower({"id": ids, "features": nn.Identity()}, mlp, residual="id")
+    idx, feats = torch.tensor([1, 3]), torch.randn(2, 2)
+    want = ids(idx) + mlp(feats)
+    assert torch.allclose(tower({"id": idx, "features": feats}), want, atol=1e-6)
+    one = {"id": ids(idx[:1]), "features": feats}             # explanations: a shared one-row id part
+    assert torch.allclose(tower.head(one), ids(idx[:1]) + mlp(feats), atol=1e-6)
+    alone = Tower({"id": ids}, None, residual="id")           # the id row itself: free matrix-factorisation rows
+    assert torch.equal(alone({"id": idx}), ids(idx))
+    with pytest.raises(ValueError, match="residual input"):
+        Tower({"id": ids}, mlp, residual="features")
+    with pytest.raises(ValueError, match="without an MLP"):
+        Tower({"id": ids, "features": nn.Identity()}, None, residual="id")
+
+
 @pytest.mark.parametrize("hidden", [(), (16,)])
 def test_head_with_shared_one_row_inputs_equals_the_expanded_concatenation(hidden):
     torch.manual_seed(0)

@@ -1,4 +1,5 @@
-"""A tower: named input encoders, concatenated, an MLP on top, optional L2 normalisation."""
+"""A tower: named input encoders, concatenated, an MLP on top (plus, optionally, one input added to
+its output), optional L2 normalisation."""
 from __future__ import annotations
 
 import torch
@@ -7,22 +8,31 @@ from torch.nn import functional as F
 
 
 class Tower(nn.Module):
-    """y = normalize(MLP(concat_k encoder_k(x[k]))).
+    """y = normalize(MLP(concat_k encoder_k(x[k]))), or with `residual` = r:
+    y = normalize(encoder_r(x[r]) + MLP(concat_{k != r} encoder_k(x[k]))).
 
     `inputs` maps a key of the input dict to the module that encodes it (an `IdEmbedding` for
     "id", a `TableEncoder` for "features", `nn.Identity` for an already pooled "history", ...).
-    Each encoder returns [b, d_k]; `mlp` maps [b, sum d_k] -> [b, dim].
+    Each encoder returns [b, d_k]; `mlp` maps [b, sum d_k] -> [b, dim] (None when `residual` is the
+    only input). A residual id row makes a hybrid tower nest matrix factorisation: the features
+    add to a free vector per id instead of sharing one projection with it.
 
     forward: {key: input} -> [b, dim]
     """
 
-    def __init__(self, inputs: dict[str, nn.Module], mlp: nn.Module, *, normalize: bool = False) -> None:
+    def __init__(self, inputs: dict[str, nn.Module], mlp: nn.Module | None, *, normalize: bool = False,
+                 residual: str | None = None) -> None:
         super().__init__()
         if not inputs:
             raise ValueError("a tower needs at least one input")
+        if residual is not None and residual not in inputs:
+            raise ValueError(f"the residual input {residual!r} is not one of the tower's inputs {list(inputs)}")
+        if mlp is None and list(inputs) != [residual]:
+            raise ValueError("a tower without an MLP reads its residual input alone")
         self.inputs = nn.ModuleDict(inputs)
         self.mlp = mlp
         self.normalize = normalize
+        self.residual = residual
 
     def forward(self, x: dict) -> torch.Tensor:
         return self.head({key: enc(x[key]) for key, enc in self.inputs.items()})
@@ -30,10 +40,14 @@ class Tower(nn.Module):
     def head(self, encoded: dict[str, torch.Tensor]) -> torch.Tensor:
         """The MLP (and normalisation) on already encoded inputs {key: [b, d_k]}; an input of one row
         is shared by all b rows (explanations encode what their variants have in common once)."""
-        parts = [encoded[key] for key in self.inputs]
-        if hasattr(self.mlp, "forward_parts"):
+        parts = [encoded[key] for key in self.inputs if key != self.residual]
+        if not parts:
+            y = encoded[self.residual]
+        elif hasattr(self.mlp, "forward_parts"):
             y = self.mlp.forward_parts(parts)
         else:
             b = max(p.shape[0] for p in parts)
             y = self.mlp(torch.cat([p.expand(b, -1) for p in parts], dim=1))
+        if parts and self.residual is not None:
+            y = y + encoded[self.residual]
         return F.normalize(y, dim=-1) if self.normalize else y

@@ -48,6 +48,11 @@ class TwoTowerConfig:
     # linear map on top (needs id_dim == embedding_dim): a free vector per id, as in classic MF and
     # Mult-VAE's input and output layers. True: the rows go through one linear layer.
     id_projection: bool = True
+    # True: the user and item towers add their id row to the MLP of their other inputs (features,
+    # text, history) instead of feeding it to that MLP, y = e_id + MLP(rest) (needs id_dim ==
+    # embedding_dim), so `hybrid` nests `cf`'s free rows and its features can only add to them;
+    # a dropped or unknown id leaves the unknown row + MLP(rest)
+    id_residual: bool = False
     # the user tower first adds a bias to its input and applies the activation: with free history rows
     # (id_projection=False) and "norm" pooling this is Mult-VAE's first encoder layer, tanh(W x + b)
     input_activation: bool = False
@@ -156,6 +161,10 @@ class TwoTowerConfig:
             raise TowerrecError("item_bias=True needs scorer='dot', item_ids=True, hash_buckets=0 and "
                                 f"negative_memory=0 (got scorer={c.scorer!r}, item_ids={c.item_ids}, "
                                 f"hash_buckets={c.hash_buckets}, negative_memory={c.negative_memory})")
+        if c.id_residual and (c.id_dim != c.embedding_dim or c.variational):
+            raise TowerrecError("id_residual=True adds the id rows to the tower outputs: it needs id_dim == "
+                                f"embedding_dim and variational=False (got id_dim={c.id_dim}, embedding_dim="
+                                f"{c.embedding_dim}, variational={c.variational})")
         if not c.id_projection and c.id_dim != c.embedding_dim:
             raise TowerrecError("id_projection=False uses the id rows as the vectors: it needs id_dim == "
                                 f"embedding_dim (got id_dim={c.id_dim}, embedding_dim={c.embedding_dim})")

@@ -75,7 +75,7 @@ class TwoTowerModule(nn.Module):
         inputs = item_side(c.item_ids, c.item_features, self.graph)
         if not inputs:
             raise TowerrecError("the item tower has no input: enable item_ids, or give item_features/text")
-        self.item_tower = Tower(inputs, self._head(inputs, () if c.item_linear else c.hidden))
+        self.item_tower = self._tower(inputs, () if c.item_linear else c.hidden)
         # history items (a separate "input" embedding of items, as in FISM / word2vec)
         self.history_tower = None
         if c.history != "none":
@@ -93,8 +93,8 @@ class TwoTowerModule(nn.Module):
         # a variational user tower outputs [mu, log-variance] of z (latent_dim, else d); with latent_dim
         # a decoder layer maps z to the user vector
         latent = c.latent_dim or d
-        self.user_tower = Tower(u_inputs, self._mlp(width(u_inputs, d), c.hidden, 2 * latent if c.variational else d,
-                                                    input_activation=c.input_activation))
+        self.user_tower = self._tower(u_inputs, c.hidden, out_dim=2 * latent if c.variational else d,
+                                      input_activation=c.input_activation, projected=True)
         self.user_decoder = nn.Sequential(nn.Linear(latent, d), ACTIVATIONS[c.activation]()) \
             if c.variational and c.latent_dim else None
         # per-item score offsets, keyed on the item id code (code 0, no trained id: no offset)
@@ -115,6 +115,21 @@ class TwoTowerModule(nn.Module):
         if not self.config.id_projection and not hidden and list(inputs) == ["id"]:
             return nn.Identity()
         return self._mlp(width(inputs, self.config.embedding_dim), hidden, out_bias=out_bias)
+
+    def _tower(self, inputs: dict[str, nn.Module], hidden: tuple[int, ...], *, out_dim: int | None = None,
+               input_activation: bool = False, projected: bool = False) -> Tower:
+        """The item or user tower. Under `id_residual` the id row is added to the MLP of the other
+        inputs (the tower is the free id row alone when there are none); otherwise the MLP reads
+        every input, or (`projected=False`, item side) `_head` decides."""
+        c = self.config
+        if c.id_residual and "id" in inputs:
+            rest = {key: enc for key, enc in inputs.items() if key != "id"}
+            mlp = self._mlp(width(rest, c.embedding_dim), hidden, out_dim) if rest else None
+            return Tower(inputs, mlp, residual="id")
+        if projected:
+            return Tower(inputs, self._mlp(width(inputs, c.embedding_dim), hidden, out_dim,
+                                           input_activation=input_activation))
+        return Tower(inputs, self._head(inputs, hidden))
 
     def set_log_q(self, item_counts: np.ndarray) -> None:
         """One global logQ from training counts: the candidates of a row are the global batch
