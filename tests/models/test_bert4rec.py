@@ -8,9 +8,12 @@ from towerrec.models.bert4rec import BERT4Rec
 
 class TestBERT4Rec(SequenceModelTests):
     model_class = BERT4Rec
-    # 60 epochs: at 40, 1-2 of the 40 block users still had a wrong top-1 (with both the plain and the fused AdamW)
+    # 80 epochs: at 40, 1-2 of the 40 block users still had a wrong top-1 (with both the plain and the fused
+    # AdamW); at 60 one still did on an Intel Xeon, where the AMD EPYC machine passed. Marginal on this toy
+    # log: with model seeds 0-3 the top-1 and similar-items checks fail on one seed of four at 80 (seed 2),
+    # at 120 (seed 0) and at 60 epochs of 16-row batches (seed 1); masked-item training learns it slowly.
     contract_config = dict(embedding_dim=32, blocks=1, heads=2, inner_dim=32, max_len=8, dropout=0.0,
-                           attn_dropout=0.0, mask_ratio=0.4, last_mask_prob=1.0, epochs=60, batch_size=32,
+                           attn_dropout=0.0, mask_ratio=0.4, last_mask_prob=1.0, epochs=80, batch_size=32,
                            learning_rate=1e-2)
     periodic_config = dict(embedding_dim=32, blocks=1, heads=2, inner_dim=32, max_len=10, dropout=0.0,
                            attn_dropout=0.0, mask_ratio=0.2, last_mask_prob=1.0, epochs=40, batch_size=32,
