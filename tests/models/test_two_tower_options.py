@@ -109,7 +109,8 @@ def test_id_residual_towers_are_the_id_row_plus_the_features(data):
                                       ({"id_encoder": "gcn"}, "id_encoder"),
                                       ({"negative_sampler": "zipf"}, "negative_sampler"),
                                       ({"user_targets": "some"}, "user_targets"),
-                                      ({"id_residual": True, "id_dim": 32}, "id_residual")])
+                                      ({"id_residual": True, "id_dim": 32}, "id_residual"),
+                                      ({"id_residual": True, "user_ids": False, "item_ids": False}, "neither tower")])
 def test_bad_configs_are_one_line_errors(kw, match):
     with pytest.raises(TowerrecError, match=match):
         TwoTowerConfig.for_preset("cf", **kw).validate()

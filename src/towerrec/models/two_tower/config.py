@@ -161,6 +161,9 @@ class TwoTowerConfig:
             raise TowerrecError("item_bias=True needs scorer='dot', item_ids=True, hash_buckets=0 and "
                                 f"negative_memory=0 (got scorer={c.scorer!r}, item_ids={c.item_ids}, "
                                 f"hash_buckets={c.hash_buckets}, negative_memory={c.negative_memory})")
+        if c.id_residual and not (c.user_ids or c.item_ids):
+            raise TowerrecError("id_residual=True adds the id rows to the tower outputs, but neither tower reads "
+                                "ids: set user_ids or item_ids")
         if c.id_residual and (c.id_dim != c.embedding_dim or c.variational):
             raise TowerrecError("id_residual=True adds the id rows to the tower outputs: it needs id_dim == "
                                 f"embedding_dim and variational=False (got id_dim={c.id_dim}, embedding_dim="

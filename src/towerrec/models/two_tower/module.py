@@ -124,7 +124,8 @@ class TwoTowerModule(nn.Module):
         c = self.config
         if c.id_residual and "id" in inputs:
             rest = {key: enc for key, enc in inputs.items() if key != "id"}
-            mlp = self._mlp(width(rest, c.embedding_dim), hidden, out_dim) if rest else None
+            mlp = self._mlp(width(rest, c.embedding_dim), hidden, out_dim,
+                            input_activation=input_activation) if rest else None
             return Tower(inputs, mlp, residual="id")
         if projected:
             return Tower(inputs, self._mlp(width(inputs, c.embedding_dim), hidden, out_dim,
