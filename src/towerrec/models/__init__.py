@@ -33,6 +33,7 @@ MODELS: dict[str, Callable[..., Recommender]] = {
     "hybrid": preset_factory("hybrid"),
     "lightgcn": preset_factory("lightgcn"),  # cf with LightGCN-propagated ids (towers/graph.py)
     "multvae": preset_factory("multvae"),    # Mult-VAE user tower over the history bag
+    "fism": preset_factory("fism"),          # FISM: the user is the pooled free rows of their items
     "sasrec": SASRec,                      # sequential: order-aware next-item models
     "gru4rec": GRU4Rec,
     "nextitnet": NextItNet,
