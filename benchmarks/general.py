@@ -45,7 +45,7 @@ PEERS_FILE = HERE / "results" / "general_peers.jsonl"
 DATASETS = ("ml-100k", "ml-latest-small", "lastfm-hetrec2011", "ciao", "amazon-beauty", "amazon-sports",
             "amazon-magazine-subscriptions")
 CLASSICAL = ("pop", "itemknn", "ease", "als")
-TOWERS = ("cf", "lightgcn", "multvae", "content", "hybrid")
+TOWERS = ("cf", "fism", "lightgcn", "multvae", "content", "hybrid")
 MODELS = CLASSICAL + TOWERS
 PEERS = ("BPR", "LightGCN", "MultiVAE", "NeuMF")
 SEEDS = (0, 1, 2)
@@ -72,6 +72,11 @@ SPACES: dict[str, dict] = {
     # ml-100k (3 model seeds), ml-latest-small (2) and lastfm (1), valid probes of 2026-12-01
     "cf": {**_TOWER_COMMON, "temperature": (0.1, 0.3, "log"), "embedding_dim": [64, 128, 256],
            "id_projection": [True, False]},
+    # fism (2026-12-01, late): its own preset as trial 0; temperatures from 0.05 (magazine valid, seed-0 split:
+    # tau 0.07 0.2111, 0.1 0.2206, 0.12 0.2203, 0.24 0.2167), "mean" or "norm" pooling, history dropout
+    "fism": {"learning_rate": (3e-4, 1e-2, "log"), "weight_decay": (1e-6, 0.3, "log"),
+             "temperature": (0.05, 0.3, "log"), "embedding_dim": [64, 128, 256], "history": ["norm", "mean"],
+             "history_dropout": (0.0, 0.5, "lin")},
     # lightgcn (2026-12-01): free rows and width as for cf; ml-100k valid probes at the old cell's best
     # trial: projected 64 dims 0.2456, free rows 64 / 128 / 256 dims 0.2480 / 0.2490 / 0.2509
     "lightgcn": {**_TOWER_COMMON, "graph_layers": [1, 2, 3], "negatives": [0, 1024], "embedding_dim": [64, 128, 256],
@@ -228,7 +233,7 @@ def probe(dataset: str, model: str, params: dict, seed: int = 0) -> dict:
 
 # ---- cold start: where content matters ------------------------------------------------------------
 COLD_DATASETS = ("ml-100k", "ml-latest-small", "lastfm-hetrec2011", "ciao", "amazon-beauty", "amazon-sports")
-COLD_MODELS = ("pop", "itemknn", "ease", "als", "cf", "multvae", "content", "hybrid")
+COLD_MODELS = ("pop", "itemknn", "ease", "als", "cf", "fism", "multvae", "content", "hybrid")
 COLD_KINDS = ("cold-item", "cold-user")
 
 
@@ -417,10 +422,48 @@ def build_table(cells: dict, peers: dict) -> tuple[str, dict]:
                         f"{r['epochs_run']} ep{' (budget)' if r.get('stopped_by_time_budget') else ''}")
         peer_cost.append("| " + " | ".join(cost) + " |")
     text = "\n".join(lines) + "\n\n† stopped by its wall-clock fit budget before converging (see the cost table)." \
+        "\n\n" + verdict(cells, peers, summary) + \
         "\n\nCost per cell (towerrec: mean fit of the 3 tested seeds; whole cell = tuning + " \
         "3 seeds; peak RSS of the cell's process):\n\n" + "\n".join(cost_lines) + \
         "\n\nRecBole cells (one seed; wall time and peak RSS of the process; epochs run):\n\n" + "\n".join(peer_cost)
     return text, summary
+
+
+def verdict(cells: dict, peers: dict, summary: dict) -> str:
+    """Per row: the best tower (by mean test NDCG@10) against the row's best classical model, and its
+    seed-0 test figure against the RecBole peers run on that split. "level" = not significantly
+    different (the table's test: paired t-test and Wilcoxon, Holm, both must reject). Also stored
+    in `summary[dataset]["verdict"]`."""
+    lines = ["| dataset | best tower | best classical (ref) | tower − ref, 95% CI | tower vs ref | best tower, seed 0 "
+             "| best RecBole peer run (seed 0) |", "|---|---|---|---|---|---|---|"]
+    counted = level_or_above = 0
+    for d in DATASETS:
+        done = {m: cells[d, m] for m in TOWERS if (d, m) in cells and "runs" in cells[d, m]}
+        ref = summary.get(d, {}).get("reference")
+        if not done or ref is None:
+            continue
+        tower = max(done, key=lambda m: done[m]["test_mean"])
+        test = summary[d]["significance"][tower]
+        status = ("above" if test["diff"] > 0 else "below") if test["significant"] else "level"
+        counted += 1
+        level_or_above += status != "below"
+        seed0 = next((r["test"][METRIC] for r in done[tower]["runs"] if r["seed"] == 0), None)
+        ran = {p: peers[d, p]["test"]["ndcg@10"] for p in PEERS if (d, p) in peers}
+        if ran and seed0 is not None:
+            top = max(ran, key=ran.get)
+            peer = (f"{top} {ran[top]:.4f}: tower {'above' if seed0 > ran[top] else 'not above'} "
+                    f"({len(ran)} of {len(PEERS)} peers run)")
+        else:
+            peer = "none run"
+        summary[d]["verdict"] = {"tower": tower, "status": status, "diff": test["diff"], "ci": [test["ci_low"],
+                                 test["ci_high"]], "tower_seed0": seed0, "peers_seed0": ran}
+        seed0_txt = "–" if seed0 is None else f"{seed0:.4f}"
+        lines.append(f"| {d} | {tower} {done[tower]['test_mean']:.4f} | {ref} {cells[d, ref]['test_mean']:.4f} | "
+                     f"{test['diff']:+.4f} ({test['ci_low']:+.4f}, {test['ci_high']:+.4f}) | {status} | "
+                     f"{seed0_txt} | {peer} |")
+    return (f"The best tower of each row against its best classical model and the peers (level or above on "
+            f"**{level_or_above} of {counted}** rows; level = the two tests above do not both reject; peers: "
+            f"the tower's seed-0 test figure, the split they ran on):\n\n" + "\n".join(lines))
 
 
 def write_results() -> str:
