@@ -210,7 +210,7 @@ PRESETS: dict[str, dict] = {
     # parameter: a user with two or three items is as well served as the item rows are, and a new user
     # is served from a few items without refitting. amazon-magazine-subscriptions (72K users, 1.2 items
     # each) valid NDCG@10 (seed-0 split): 0.2227, against cf's 0.2158 and ItemKNN's 0.2208; 0.2206
-    # without the history dropout, 0.2167 at tau 0.24 (benchmarks/README.md)
+    # without the history dropout, 0.2167 at tau 0.24 and lr 3e-3 (benchmarks/README.md)
     "fism": dict(user_ids=False, user_features=False, history="norm", history_ids=True, history_features=False,
                  item_ids=True, item_features=False, text="none", hidden=(), embedding_dim=256, id_dim=256,
                  id_projection=False, id_dropout=0.0, history_dropout=0.3, temperature=0.1,
