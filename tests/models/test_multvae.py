@@ -9,14 +9,7 @@ from towerrec.models import MODELS
 from towerrec.models.two_tower import TwoTowerConfig, TwoTowerModule
 from towerrec.splits import random_split
 
-from test_two_tower import ITEMS_PER_GENRE, _fit, _genre_data, _tables, _TwoTowerContract
-
-
-@pytest.fixture(scope="module")
-def data():
-    """The genre-structured log of test_two_tower.py (ids and features)."""
-    inter, users, items = _genre_data()
-    return inter, users, items, *_tables(inter, users, items)
+from test_two_tower import ITEMS_PER_GENRE, _fit, _TwoTowerContract
 
 
 class TestMultVAEContract(_TwoTowerContract):

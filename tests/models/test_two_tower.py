@@ -55,12 +55,6 @@ def _tables(inter: Interactions, users: pd.DataFrame, items: pd.DataFrame) -> tu
             FeatureTable.from_frame(items, inter.item_map, id_col="item_id", kinds={"title": "text"}))
 
 
-@pytest.fixture(scope="module")
-def data():
-    inter, users, items = _genre_data()
-    return inter, users, items, *_tables(inter, users, items)
-
-
 @pytest.fixture(autouse=True)
 def fake_text(monkeypatch, tmp_path):
     """A deterministic bag-of-words 'sentence model' instead of MiniLM (the real one is tested in

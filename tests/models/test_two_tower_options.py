@@ -12,14 +12,7 @@ from towerrec.models.two_tower import TwoTowerConfig, TwoTowerModule
 from towerrec.splits import random_split
 from towerrec.towers.features import TableSpec
 
-from test_two_tower import ITEMS_PER_GENRE, _fit, _genre_data, _tables
-
-
-@pytest.fixture(scope="module")
-def data():
-    """The genre-structured log of test_two_tower.py (ids and features)."""
-    inter, users, items = _genre_data()
-    return inter, users, items, *_tables(inter, users, items)
+from test_two_tower import ITEMS_PER_GENRE, _fit
 
 
 @pytest.mark.parametrize("preset,kw", [("cf", {"loss": "ccl", "negatives": 32, "margin": 0.3, "negative_weight": 2.0, "epochs": 25}),
