@@ -4,6 +4,8 @@ implicit's ALS on the same log.
     python benchmarks/scale.py                                   # every part, 20m and 100m
     python benchmarks/scale.py --runs cf-throughput-20m,cf-ml100k --threads 2
     python benchmarks/scale.py --list
+    python benchmarks/scale.py --runs cf-throughput-20m --set embedding_optimizer=rowwise_adagrad \
+        --set embedding_learning_rate=0.03     # a config override; the record's run name carries it
 
 Each run is one process (peak RSS is per run: the largest single process from /usr/bin/time, and
 the sum over the process tree, DataLoader workers included, sampled every 0.5 s) and adds its
@@ -36,6 +38,7 @@ Logs: `towerrec.data.synthetic.write_synthetic` (500K users x 100K items x 20M r
 from __future__ import annotations
 
 import argparse
+import ast
 import dataclasses
 import json
 import os
@@ -60,6 +63,20 @@ RUNS = ["gen-20m", "cf-ml100k", "hybrid-ml100k", "cf-throughput-20m", "hybrid-th
 
 
 # ---- helpers run inside the measured process ----------------------------------------------------
+def parse_set(items: list[str]) -> dict:
+    """`--set FIELD=VALUE` items as model overrides (VALUE a Python literal; a bare word is a string)."""
+    out: dict = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--set {item!r}: expected FIELD=VALUE")
+        try:
+            out[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            out[key] = value
+    return out
+
+
 def log_dir(data_dir: Path, size: str) -> Path:
     return data_dir / f"synthetic-{size}"
 
@@ -96,7 +113,8 @@ def stream_batches(log, batch_size: int, steps: int) -> list:
     return out
 
 
-def cf_stream(size: str, data_dir: Path, threads: int, steps: int, workers: int, epoch: bool) -> dict:
+def cf_stream(size: str, data_dir: Path, threads: int, steps: int, workers: int, epoch: bool,
+              overrides: dict) -> dict:
     import numpy as np
     import torch
 
@@ -109,7 +127,7 @@ def cf_stream(size: str, data_dir: Path, threads: int, steps: int, workers: int,
     torch.set_num_threads(threads)
     source = log_dir(data_dir, size)
     log = scan_log(str(source), StreamOptions(holdout_users=2_000, workers=workers, keep_seen=epoch))
-    model = TwoTower(preset="cf", epochs=1, steps_per_epoch=0 if epoch else steps)
+    model = TwoTower(preset="cf", epochs=1, steps_per_epoch=0 if epoch else steps, **overrides)
     out: dict = {"preset": "cf", "path": "streamed from Parquet (fit_stream)", "log": log.summary(),
                  "config": repr(model), "workers": workers}
     start = time.perf_counter()
@@ -188,7 +206,7 @@ def hybrid_floor(module, make_batch, n_samples: int, steps: int, config) -> dict
                      "batches built by the model's PairBatches beforehand (not timed)"}
 
 
-def hybrid_memory(size: str, threads: int, steps: int) -> dict:
+def hybrid_memory(size: str, threads: int, steps: int, overrides: dict) -> dict:
     import torch
 
     from towerrec.data.synthetic import synthetic
@@ -200,7 +218,7 @@ def hybrid_memory(size: str, threads: int, steps: int) -> dict:
     t0 = time.perf_counter()
     ds = synthetic(**SIZES[size], seed=0)            # the same rows as the Parquet log
     load_s = time.perf_counter() - t0
-    model = TwoTower(preset="hybrid", text="none", epochs=1, steps_per_epoch=steps)
+    model = TwoTower(preset="hybrid", text="none", epochs=1, steps_per_epoch=steps, **overrides)
     model.fit(ds.interactions, user_features=ds.user_features, item_features=ds.item_features,
               options=FitOptions(seed=0, progress=False, threads=threads))
     h = model.history_[0]
@@ -218,7 +236,7 @@ def hybrid_memory(size: str, threads: int, steps: int) -> dict:
     return out
 
 
-def ml100k(preset: str, threads: int, data_dir: Path) -> dict:
+def ml100k(preset: str, threads: int, data_dir: Path, overrides: dict) -> dict:
     import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -239,7 +257,7 @@ def ml100k(preset: str, threads: int, data_dir: Path) -> dict:
     options = FitOptions(seed=0, progress=False, threads=threads)
     start = time.perf_counter()
     if preset == "hybrid":
-        model = TwoTower(preset="hybrid", text="none").fit(split, options=options)
+        model = TwoTower(preset="hybrid", text="none", **overrides).fit(split, options=options)
         test = evaluate(model, split).summary["NDCG@10"]
         return {"preset": "hybrid (text none)", "path": "in memory (fit)", "test_NDCG_at_10": test,
                 "valid_NDCG_at_10": evaluate(model, split, part="valid").summary["NDCG@10"],
@@ -251,7 +269,7 @@ def ml100k(preset: str, threads: int, data_dir: Path) -> dict:
     pq.write_table(pa.Table.from_pandas(frame[["user_id", "item_id"] + (["timestamp"] if "timestamp" in frame else [])],
                                         preserve_index=False), folder / "train.parquet", row_group_size=8_192)
     log = scan_log(str(folder), StreamOptions(holdout_users=300), seed=0)
-    model = TwoTower(preset="cf").fit_stream(log, options=options)
+    model = TwoTower(preset="cf", **overrides).fit_stream(log, options=options)
     # the split's test on the model's id maps; items the train part never saw (cold: no model can
     # rank them) stay in the truth as misses, on an item map extended past the model's items
     from towerrec.data.interactions import Interactions
@@ -283,16 +301,17 @@ def ml100k(preset: str, threads: int, data_dir: Path) -> dict:
 def one(run: str, args: argparse.Namespace) -> dict:
     data_dir = Path(args.data_dir)
     kind, _, size = run.rpartition("-")
+    overrides = parse_set(args.set)
     if run.startswith("gen-"):
         return gen(size, data_dir)
     if run.endswith("-ml100k"):
-        return ml100k(run.split("-")[0], args.threads, data_dir)
+        return ml100k(run.split("-")[0], args.threads, data_dir, overrides)
     if kind == "cf-throughput":
-        return cf_stream(size, data_dir, args.threads, args.steps, args.workers, epoch=False)
+        return cf_stream(size, data_dir, args.threads, args.steps, args.workers, False, overrides)
     if kind == "cf-epoch":
-        return cf_stream(size, data_dir, args.threads, 0, args.workers, epoch=True)
+        return cf_stream(size, data_dir, args.threads, 0, args.workers, True, overrides)
     if kind == "hybrid-throughput":
-        return hybrid_memory(size, args.threads, args.steps)
+        return hybrid_memory(size, args.threads, args.steps, overrides)
     raise SystemExit(f"unknown run {run!r}")
 
 
@@ -324,7 +343,7 @@ def spawn(run: str, args: argparse.Namespace) -> dict:
                "--threads", str(args.threads)]
     else:
         cmd = [sys.executable, __file__, "--one", run, "--threads", str(args.threads), "--steps", str(args.steps),
-               "--workers", str(args.workers), "--data-dir", args.data_dir]
+               "--workers", str(args.workers), "--data-dir", args.data_dir, *sum((["--set", s] for s in args.set), [])]
     load_start = os.getloadavg()
     timer = ["/usr/bin/time", "-f", "TIME %e %M"] if Path("/usr/bin/time").exists() else []
     start = time.perf_counter()
@@ -340,12 +359,14 @@ def spawn(run: str, args: argparse.Namespace) -> dict:
     watcher.start()
     stdout, stderr = proc.communicate()
     watcher.join()
-    record: dict = {"run": run, "wall_s": round(time.perf_counter() - start, 1),
+    name = run + "".join(f"[{s}]" for s in args.set) + (f"[{args.tag}]" if args.tag else "")
+    record: dict = {"run": name, "wall_s": round(time.perf_counter() - start, 1),
                     "load_avg_at_start": [round(x, 2) for x in load_start],
                     "load_avg_at_end": [round(x, 2) for x in os.getloadavg()],
                     "peak_rss_gb_process_tree": round(peak_tree[0] / 2**30, 3), "threads": args.threads,
                     "rerun": f"python benchmarks/scale.py --runs {run} --threads {args.threads} --steps {args.steps} "
-                             f"--workers {args.workers}"}
+                             f"--workers {args.workers}" + "".join(f" --set {s}" for s in args.set),
+                    "overrides": parse_set(args.set)}
     lines = [line for line in stdout.splitlines() if line.startswith("{")]
     if proc.returncode != 0 or not lines:
         record["error"] = stderr[-3000:]
@@ -385,6 +406,12 @@ def main() -> None:
                         help="where the big logs and artifacts go (never the repository)")
     parser.add_argument("--implicit-python", default="/work/venv-implicit/bin/python",
                         help="an interpreter with implicit installed (a throwaway venv)")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="a model config override of the cf / hybrid runs (VALUE a Python literal, a bare word "
+                             "a string), e.g. --set embedding_optimizer=rowwise_adagrad; the record's run name "
+                             "carries it")
+    parser.add_argument("--tag", default="", help="appended to the record's run name, so a re-measurement is "
+                                                  "kept beside the earlier record instead of replacing it")
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.list:

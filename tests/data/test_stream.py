@@ -143,6 +143,23 @@ def test_shuffle_buffer_holds_at_most_its_capacity_and_mixes():
     assert np.abs(np.diff(got)).mean() > 10                            # not the input order
 
 
+def test_shuffle_buffer_draws_the_rows_that_leave_uniformly():
+    """The rows that leave are a uniform draw from the held and the incoming rows (what a permutation
+    of the whole buffer gives): over 200 buffers, the incoming share of the first 100 rows out of a
+    1,100-row pool is 100 / 1,100, and the rows that stay are exactly the rest."""
+    from_incoming = 0
+    for seed in range(200):
+        buffer = ShuffleBuffer(1_000, 100, np.random.default_rng(seed))
+        assert list(buffer.add(np.arange(1_000), np.arange(1_000))) == []          # still filling
+        (user, item), = list(buffer.add(np.arange(1_000, 1_100), np.arange(1_000, 1_100)))
+        assert (user == item).all() and len(set(user.tolist())) == 100
+        assert sorted(user.tolist() + buffer.user.tolist()) == list(range(1_100))
+        assert (buffer.user == buffer.item).all() and len(buffer.user) == 1_000
+        from_incoming += int((user >= 1_000).sum())
+    expected, sd = 20_000 * 100 / 1_100, np.sqrt(20_000 * (1 / 11) * (10 / 11))
+    assert abs(from_incoming - expected) < 4 * sd, (from_incoming, expected)
+
+
 def test_reader_memory_is_bounded_by_the_buffer_not_the_log(tmp_path):
     n = 400_000                                                         # 6.4 MB of int64 pairs once mapped
     frame = pd.DataFrame({"user_id": np.char.add("u", (np.arange(n) % 5_000).astype(str)),
