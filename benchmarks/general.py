@@ -300,7 +300,7 @@ def cold_table() -> str:
                     row.append("n/a" if c is not None else "…")
                     continue
                 txt = f"{c['test']['NDCG@10']:.4f} / {c['test']['Recall@20']:.4f}"
-                row.append(f"**{txt}**" if c["test"]["NDCG@10"] == best else txt)
+                row.append(f"**{txt}**" if c["test"]["NDCG@10"] == best > 0 else txt)   # no bold when all score 0
             lines.append("| " + " | ".join(row) + " |")
     return "test NDCG@10 / Recall@20, seed 0:\n\n" + "\n".join(lines)
 
