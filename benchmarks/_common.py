@@ -1,6 +1,8 @@
-"""Shared bits for benchmark scripts: JSON output with versions and machine facts, peak RSS."""
+"""Shared bits for benchmark scripts: JSON output with versions and machine facts, peak RSS,
+`--set FIELD=VALUE` config overrides."""
 from __future__ import annotations
 
+import ast
 import json
 import os
 import platform
@@ -9,6 +11,21 @@ import sys
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def parse_set(items: list[str]) -> dict:
+    """`--set FIELD=VALUE` items as model overrides (VALUE a Python literal; a bare word is a string).
+    Raises ValueError naming the item without a "="."""
+    out: dict = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set {item!r}: expected FIELD=VALUE")
+        try:
+            out[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            out[key] = value
+    return out
 
 
 def peak_rss_mb() -> float:

@@ -5,7 +5,7 @@ implicit's ALS on the same log.
     python benchmarks/scale.py --runs cf-throughput-20m,cf-ml100k --threads 2
     python benchmarks/scale.py --list
     python benchmarks/scale.py --runs cf-throughput-20m --set embedding_optimizer=rowwise_adagrad \
-        --set embedding_learning_rate=0.03     # a config override; the record's run name carries it
+        --set embedding_learning_rate=0.1      # a config override; the record's run name carries it
 
 Each run is one process (peak RSS is per run: the largest single process from /usr/bin/time, and
 the sum over the process tree, DataLoader workers included, sampled every 0.5 s) and adds its
@@ -38,7 +38,6 @@ Logs: `towerrec.data.synthetic.write_synthetic` (500K users x 100K items x 20M r
 from __future__ import annotations
 
 import argparse
-import ast
 import dataclasses
 import json
 import os
@@ -50,7 +49,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, peak_rss_mb, write_json  # noqa: E402
+from _common import RESULTS, parse_set, peak_rss_mb, write_json  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 SHARED = Path(os.environ.get("TOWERREC_SHARED_DATA", HERE.parents[1] / "shared" / "data"))
@@ -63,20 +62,6 @@ RUNS = ["gen-20m", "cf-ml100k", "hybrid-ml100k", "cf-throughput-20m", "hybrid-th
 
 
 # ---- helpers run inside the measured process ----------------------------------------------------
-def parse_set(items: list[str]) -> dict:
-    """`--set FIELD=VALUE` items as model overrides (VALUE a Python literal; a bare word is a string)."""
-    out: dict = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise SystemExit(f"--set {item!r}: expected FIELD=VALUE")
-        try:
-            out[key] = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            out[key] = value
-    return out
-
-
 def log_dir(data_dir: Path, size: str) -> Path:
     return data_dir / f"synthetic-{size}"
 
@@ -414,6 +399,10 @@ def main() -> None:
                                                   "kept beside the earlier record instead of replacing it")
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    try:
+        parse_set(args.set)                 # a malformed --set fails here, in one line, before any run
+    except ValueError as exc:
+        parser.error(str(exc))
     if args.list:
         print("\n".join(RUNS))
         return

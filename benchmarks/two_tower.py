@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import peak_rss_mb, write_json  # noqa: E402
+from _common import parse_set, peak_rss_mb, write_json  # noqa: E402
 
 from towerrec.data.features import FeatureTable  # noqa: E402
 from towerrec.data.interactions import Interactions  # noqa: E402
@@ -235,15 +235,10 @@ def main() -> None:
                                                     "so every timing is noisy and pessimistic"}
     start = time.perf_counter()
     if "ml100k" in parts:
-        import ast
-
-        overrides = {}
-        for item in args.set:
-            key, _, value = item.partition("=")
-            try:
-                overrides[key] = ast.literal_eval(value)
-            except (ValueError, SyntaxError):
-                overrides[key] = value
+        try:
+            overrides = parse_set(args.set)
+        except ValueError as exc:
+            parser.error(str(exc))
         result["ml-100k"] = run_random(load("ml-100k"), args.threads, args.quick,
                                        tuple((args.presets or "cf,content,hybrid").split(",")), overrides)
     if "cold" in parts:
