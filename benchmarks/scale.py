@@ -175,7 +175,9 @@ def hybrid_floor(module, make_batch, n_samples: int, steps: int, config) -> dict
         per_user = torch.zeros(len(h["offsets"]), d).index_add_(
             0, torch.repeat_interleave(torch.arange(len(h["offsets"])), torch.diff(
                 h["offsets"], append=h["offsets"].new_tensor([len(h["inverse"])]))), reps[h["inverse"]])
-        pooled = per_user[h["row_user"]]
+        # the exact-mean path pools each distinct user once (row_user maps rows to them); a
+        # subsampled history (max_history, history_dropout) is one history per row
+        pooled = per_user[h["row_user"]] if "row_user" in h else per_user
         y = F.normalize(user_mlp(torch.cat([user_id(u), user_feat(u), pooled], 1)), dim=-1)
         z = F.normalize(item_mlp(torch.cat([item_id(i), item_feat(i)], 1)), dim=-1)
         loss = F.cross_entropy(y @ z.T / config.temperature, torch.arange(len(u)))

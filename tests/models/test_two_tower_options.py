@@ -97,6 +97,21 @@ def test_id_residual_towers_are_the_id_row_plus_the_features(data):
         assert torch.equal(m.item_vectors(idx), m.item_tower.inputs["id"](m.item_code[idx]))
 
 
+@pytest.mark.parametrize("hidden", [(), (16,)])
+def test_id_residual_towers_start_as_cf_free_rows(data, hidden):
+    """`residual_zero_init` (the default): before any step the features' MLP adds nothing, so each
+    tower is its id row; with PyTorch's init (`residual_zero_init=False`) the features move it."""
+    inter, users, items, uf, itf = data
+    idx = torch.arange(5)
+    for zero in (True, False):   # one step at a negligible learning rate: the towers as initialised
+        model = _fit("hybrid", inter, uf, itf, epochs=1, steps_per_epoch=1, learning_rate=1e-12, hidden=hidden,
+                     history="none", text="none", id_residual=True, residual_zero_init=zero, dropout=0.0)
+        m = model.module_.eval()
+        with torch.no_grad():
+            same = torch.allclose(m.item_vectors(idx), m.item_tower.inputs["id"](m.item_code[idx]), atol=1e-6)
+        assert same == zero, (zero, hidden)
+
+
 @pytest.mark.parametrize("kw,match", [({"loss": "ccl", "scorer": "dot"}, "ccl"),
                                       ({"negative_memory": 16, "loss": "bpr"}, "negative_memory"),
                                       ({"id_encoder": "gcn"}, "id_encoder"),

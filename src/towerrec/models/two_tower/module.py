@@ -126,6 +126,10 @@ class TwoTowerModule(nn.Module):
             rest = {key: enc for key, enc in inputs.items() if key != "id"}
             mlp = self._mlp(width(rest, c.embedding_dim), hidden, out_dim,
                             input_activation=input_activation) if rest else None
+            if mlp is not None and c.residual_zero_init:     # start as cf: the features add nothing yet
+                nn.init.zeros_(mlp.net[-1].weight)
+                if mlp.net[-1].bias is not None:
+                    nn.init.zeros_(mlp.net[-1].bias)
             return Tower(inputs, mlp, residual="id")
         if projected:
             return Tower(inputs, self._mlp(width(inputs, c.embedding_dim), hidden, out_dim,
