@@ -95,7 +95,8 @@ SPACES: dict[str, dict] = {
     # (one linear layer 0.2484 against the MLP's 0.2379); "users" sampling was never near the best.
     # Since 2026-12-01 (late) that layer starts at zero (`residual_zero_init`, the config's default):
     # at the best trials of the cells before it, valid ml-latest-small 0.1955 -> 0.2085, ciao 0.0293
-    # -> 0.0296, ml-100k (cf's best trial, no text) 0.2498 -> 0.2510, with text 0.2362 -> 0.2526.
+    # -> 0.0296, ml-100k (cf's best trial, no text) 0.2498 -> 0.2510, with text 0.2362 -> 0.2526;
+    # amazon-beauty 0.0610 -> 0.0593 (worse: stopped at epoch 10 instead of 28).
     "hybrid": {**_TOWER_COMMON, "temperature": (0.1, 0.3, "log"), "embedding_dim": [64, 128, 256],
                "id_residual": [True], "hidden": ["linear"], "dropout": [0.0], "id_dropout": (0.0, 0.5, "lin"),
                "history": ["mean", "none"], "text": ["pretrained", "none"]},

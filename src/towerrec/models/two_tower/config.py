@@ -57,7 +57,8 @@ class TwoTowerConfig:
     # cf's free rows and the features only move the towers as far as their gradients carry them.
     # Valid NDCG@10 at each dataset's best hybrid trial (seed-0 split, model seed 0), default init ->
     # zero: ml-latest-small 0.1955 -> 0.2085, ciao 0.0293 -> 0.0296, ml-100k 0.2498 -> 0.2510
-    # (text: 0.2362 -> 0.2526). False: PyTorch's default init (the hybrid cells run before 2026-12-01 late)
+    # (text: 0.2362 -> 0.2526); amazon-beauty 0.0610 -> 0.0593 (the one loss: it stopped at epoch 10,
+    # not 28). False: PyTorch's default init (the hybrid cells run before 2026-12-01 late)
     residual_zero_init: bool = True
     # the user tower first adds a bias to its input and applies the activation: with free history rows
     # (id_projection=False) and "norm" pooling this is Mult-VAE's first encoder layer, tanh(W x + b)
