@@ -108,8 +108,9 @@ def test_id_residual_towers_start_as_cf_free_rows(data, hidden):
                      history="none", text="none", id_residual=True, residual_zero_init=zero, dropout=0.0)
         m = model.module_.eval()
         with torch.no_grad():
-            same = torch.allclose(m.item_vectors(idx), m.item_tower.inputs["id"](m.item_code[idx]), atol=1e-6)
-        assert same == zero, (zero, hidden)
+            for vectors, rows in ((m.item_vectors(idx), m.item_tower.inputs["id"](m.item_code[idx])),
+                                  (m.user_vectors(idx), m.user_tower.inputs["id"](m.user_code[idx]))):
+                assert torch.allclose(vectors, rows, atol=1e-6) == zero, (zero, hidden)
 
 
 @pytest.mark.parametrize("kw,match", [({"loss": "ccl", "scorer": "dot"}, "ccl"),

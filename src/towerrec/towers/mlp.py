@@ -17,14 +17,15 @@ class MLP(nn.Module):
     """Linear -> norm -> activation -> dropout per hidden width, then a linear output layer.
 
     forward: [b, in_dim] -> [b, out_dim]. With no hidden widths it is a single linear map; `out_bias`
-    False leaves the output layer without a bias; `input_activation` first adds a bias to the input
+    False leaves the output layer without a bias, `zero_output` starts it at zero; `input_activation`
+    first adds a bias to the input
     and applies the activation (the input is then a linear layer's output computed elsewhere, as a
     pooled history of free item rows: Mult-VAE's first encoder layer).
     """
 
     def __init__(self, in_dim: int, hidden: Sequence[int], out_dim: int, *, activation: str = "gelu",
                  dropout: float = 0.0, norm: str = "none", out_bias: bool = True,
-                 input_activation: bool = False) -> None:
+                 input_activation: bool = False, zero_output: bool = False) -> None:
         super().__init__()
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
@@ -43,6 +44,10 @@ class MLP(nn.Module):
                 layers.append(Dropout(dropout))
             width = h
         layers.append(nn.Linear(width, out_dim, bias=out_bias))
+        if zero_output:       # a residual branch that adds nothing until training moves it
+            nn.init.zeros_(layers[-1].weight)
+            if out_bias:
+                nn.init.zeros_(layers[-1].bias)
         self.net = nn.Sequential(*layers)
         self.in_dim, self.out_dim = in_dim, out_dim
 

@@ -104,10 +104,10 @@ class TwoTowerModule(nn.Module):
         self.scorer = make_scorer(c.scorer, d, temperature=c.temperature, learnable=c.learn_temperature)
 
     def _mlp(self, in_dim: int, hidden: tuple[int, ...], out_dim: int | None = None, out_bias: bool = True,
-             input_activation: bool = False) -> MLP:
+             input_activation: bool = False, zero_output: bool = False) -> MLP:
         c = self.config
         return MLP(in_dim, hidden, out_dim or c.embedding_dim, activation=c.activation, dropout=c.dropout, norm=c.norm,
-                   out_bias=out_bias, input_activation=input_activation)
+                   out_bias=out_bias, input_activation=input_activation, zero_output=zero_output)
 
     def _head(self, inputs: dict[str, nn.Module], hidden: tuple[int, ...], out_bias: bool = True) -> nn.Module:
         """The top of an item-side tower: the MLP, or nothing when the tower is free id rows
@@ -124,12 +124,9 @@ class TwoTowerModule(nn.Module):
         c = self.config
         if c.id_residual and "id" in inputs:
             rest = {key: enc for key, enc in inputs.items() if key != "id"}
-            mlp = self._mlp(width(rest, c.embedding_dim), hidden, out_dim,
-                            input_activation=input_activation) if rest else None
-            if mlp is not None and c.residual_zero_init:     # start as cf: the features add nothing yet
-                nn.init.zeros_(mlp.net[-1].weight)
-                if mlp.net[-1].bias is not None:
-                    nn.init.zeros_(mlp.net[-1].bias)
+            # residual_zero_init: the tower starts as cf's free row, the features adding nothing yet
+            mlp = self._mlp(width(rest, c.embedding_dim), hidden, out_dim, input_activation=input_activation,
+                            zero_output=c.residual_zero_init) if rest else None
             return Tower(inputs, mlp, residual="id")
         if projected:
             return Tower(inputs, self._mlp(width(inputs, c.embedding_dim), hidden, out_dim,
