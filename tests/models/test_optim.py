@@ -77,6 +77,28 @@ def test_rowwise_adagrad_matches_its_formula():
     assert len(RowWiseAdagrad([nn.Parameter(torch.zeros(ROWS, DIM))]).state) == 0   # state: one float per row, lazily
 
 
+def test_rowwise_adagrad_decay_and_in_order_gradients_match_the_formula():
+    """Decoupled decay on the touched rows; a gradient whose rows are distinct and in order (what
+    `IdEmbedding` hands back) is taken as it is, with the result of the coalesced path."""
+    grads = _sparse_grads(6, seed=4)   # repeated rows, out of order: the coalescing path
+    assert not any(bool((g._indices()[0].diff() > 0).all()) for g in grads)
+    in_order = []
+    for g in grads:
+        c = g.coalesce()
+        in_order.append(torch.sparse_coo_tensor(c.indices(), c.values(), c.shape))   # not flagged coalesced
+    assert not in_order[0].is_coalesced()
+    ours = _run(RowWiseAdagrad, grads, lr=0.1, weight_decay=0.5)
+    assert torch.allclose(_run(RowWiseAdagrad, in_order, lr=0.1, weight_decay=0.5), ours, atol=1e-6)
+    p = torch.randn(ROWS, DIM, generator=torch.Generator().manual_seed(1))
+    acc = torch.zeros(ROWS)
+    for g in grads:
+        d = g.to_dense()
+        touched = d.abs().sum(1) > 0
+        acc[touched] += d[touched].pow(2).mean(1)
+        p[touched] = p[touched] * (1 - 0.1 * 0.5) - 0.1 * d[touched] / (acc[touched].sqrt()[:, None] + 1e-8)
+    assert torch.allclose(ours, p, atol=1e-6)
+
+
 def test_clipping_counts_a_repeated_row_once_and_scales_sparse_and_dense_alike():
     emb, lin = nn.Embedding(ROWS, DIM), nn.Linear(DIM, 1)
     model = nn.ModuleDict({"emb": emb, "lin": lin})

@@ -27,6 +27,24 @@ def test_id_embedding_unknown_is_zero_and_hashing_bounds_rows():
     assert hashed(codes).shape == (3, 4) and torch.all(hashed(codes)[0] == 0)
 
 
+def test_id_embedding_hands_row_optimisers_one_gradient_row_per_id_in_order():
+    """In training with sparse gradients each id is looked up once: the same vectors and the same
+    (coalesced) gradient as a plain lookup, with the gradient's rows already distinct and sorted."""
+    emb = IdEmbedding(10, 4)
+    emb.embedding.sparse = True
+    codes = torch.tensor([7, 2, 7, 0, 5, 2])
+    weights = torch.randn(6, 4, generator=torch.Generator().manual_seed(0))
+    (emb(codes) * weights).sum().backward()
+    ours = emb.embedding.weight.grad
+    emb.embedding.weight.grad = None
+    plain = emb.embedding(codes)
+    (plain * weights).sum().backward()
+    assert torch.equal(emb(codes), plain)
+    rows = ours._indices()[0]
+    assert bool((rows.diff() > 0).all()) and rows.tolist() == [2, 5, 7]   # padding row 0 has no gradient
+    assert torch.allclose(ours.to_dense(), emb.embedding.weight.grad.to_dense())
+
+
 def test_categorical_and_bag_pooling():
     cat = CategoricalEncoder(5, 3)
     assert torch.all(cat(torch.tensor([0]))[0] == 0)

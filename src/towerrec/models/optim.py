@@ -65,7 +65,11 @@ def _rows(grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
     if grad.is_sparse and grad.sparse_dim() != 1:   # not row-sparse (no embedding makes these)
         return None, grad.to_dense()
     if grad.is_sparse:
-        grad = grad.coalesce()
+        if not grad.is_coalesced():
+            rows = grad._indices()[0]
+            if len(rows) < 2 or bool((rows[1:] > rows[:-1]).all()):   # one entry per row, in order (`IdEmbedding`)
+                return rows, grad._values()
+            grad = grad.coalesce()
         return grad.indices()[0], grad.values()
     return None, grad
 
@@ -178,12 +182,14 @@ class RowWiseAdagrad(torch.optim.Optimizer):
                     continue
                 if rows.numel() == 0:
                     continue
-                a_r = acc.index_select(0, rows).add_(flat.square().mean(1))
+                a_r = acc.index_select(0, rows).add_(torch.linalg.vector_norm(flat, dim=1).square_(),
+                                                     alpha=1 / flat.shape[1])
                 acc.index_copy_(0, rows, a_r)
-                update = g * a_r.sqrt_().add_(eps).reciprocal_().mul_(-lr).view(-1, *([1] * (g.dim() - 1)))
-                if wd:
-                    update.sub_(p.index_select(0, rows), alpha=lr * wd)
-                p.index_add_(0, rows, update)
+                scale = a_r.sqrt_().add_(eps).reciprocal_().mul_(-lr).view(-1, *([1] * (g.dim() - 1)))
+                if wd:   # one gather and one write of the rows
+                    p.index_copy_(0, rows, p.index_select(0, rows).mul_(1 - lr * wd).addcmul_(g, scale))
+                else:
+                    p.index_add_(0, rows, g * scale)
 
 
 def _adamw(groups: list[dict], lr: float) -> torch.optim.Optimizer:

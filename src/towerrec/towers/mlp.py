@@ -59,6 +59,8 @@ class MLP(nn.Module):
         shared by every row) -> [b, out_dim]. The first layer is linear, so a shared part goes through
         it once, not b times: explanations score hundreds of variants that differ in one input."""
         b = max(p.shape[0] for p in parts)
+        if len(parts) == 1:   # nothing to concatenate (a copy of the input and its backward saved)
+            return self.net(parts[0])
         first = self.net[0]
         if b == 1 or all(p.shape[0] == b for p in parts) or not isinstance(first, nn.Linear):
             return self.net(torch.cat([p.expand(b, -1) for p in parts], dim=1))

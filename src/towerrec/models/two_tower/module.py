@@ -314,7 +314,8 @@ class TwoTowerModule(nn.Module):
         accidental hit for that row (out of its softmax), like its other copies. Equal in value and
         gradient to scoring all B + extra candidates (tests/models/test_two_tower.py)."""
         dropped = torch.zeros(len(cands), dtype=torch.bool, device=cands.device)
-        if self.training and self.config.id_dropout > 0 and "id" in self.item_tower.inputs:
+        drops = self.training and self.config.id_dropout > 0 and "id" in self.item_tower.inputs
+        if drops:
             dropped = torch.rand(len(cands), device=cands.device) < self.config.id_dropout
         keys = cands * 2 + dropped
         distinct, column, log_count = distinct_candidates(keys)
@@ -324,9 +325,11 @@ class TwoTowerModule(nn.Module):
             return self._cross_rank_softmax(u, keys[:len(pos)], column[:len(pos)], distinct, log_count, z)
         bias = log_count - self.log_q[items] if self.config.logq else log_count
         logits = self._logits(u, z, bias)                               # [B, U]
-        twin = keys[:len(pos)] ^ 1                                # the row's item in the other form
-        at = torch.searchsorted(distinct, twin).clamp_max(len(distinct) - 1)
-        accidental = torch.where(distinct[at] == twin, at, -1)
+        accidental = None   # without id dropout no item has another form: no mask, and no [B, U] copy in backward
+        if drops:
+            twin = keys[:len(pos)] ^ 1                            # the row's item in the other form
+            at = torch.searchsorted(distinct, twin).clamp_max(len(distinct) - 1)
+            accidental = torch.where(distinct[at] == twin, at, -1)
         extra = self._memory_logits(u, pos)
         if self.config.negative_memory > 0 and self.training:
             self._remember(self.scorer.prepare(z.detach())[column[:len(pos)]], pos)
