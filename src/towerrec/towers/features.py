@@ -44,7 +44,8 @@ class IdEmbedding(nn.Module):
     def forward(self, codes: torch.Tensor) -> torch.Tensor:
         if self.hash_buckets > 0:
             codes = torch.where(codes > 0, 1 + (codes * _HASH_PRIME) % self.hash_buckets, codes)
-        if (self.embedding.sparse and torch.is_grad_enabled() and codes.dim() == 1 and len(codes) > 1
+        if (getattr(self.embedding, "sparse", False) and torch.is_grad_enabled()   # (a TorchRec table has none)
+                and codes.dim() == 1 and len(codes) > 1
                 and not bool((codes[1:] > codes[:-1]).all())):
             # each row looked up once, in order: the sparse gradient then has one sorted entry per
             # row, which the row-wise optimisers take as it is instead of coalescing it (a sort and
