@@ -62,18 +62,22 @@ def test_untouched_rows_and_the_padding_row_do_not_move():
     assert after[0].abs().sum() == 0
 
 
-def test_rowwise_adagrad_matches_its_formula():
-    """G_r += mean(g_r^2); row -= lr g_r / (sqrt(G_r) + eps), duplicates summed first."""
-    grads = _sparse_grads(6, seed=3)
-    ours = _run(RowWiseAdagrad, grads, lr=0.1, eps=1e-8)
+def _adagrad_formula(grads: list[torch.Tensor], lr: float, weight_decay: float = 0.0) -> torch.Tensor:
+    """Row-wise Adagrad by its formula on dense copies, from `_run`'s start: touched rows only."""
     p = torch.randn(ROWS, DIM, generator=torch.Generator().manual_seed(1))
     acc = torch.zeros(ROWS)
     for g in grads:
         d = g.to_dense()
         touched = d.abs().sum(1) > 0
         acc[touched] += d[touched].pow(2).mean(1)
-        p[touched] -= 0.1 * d[touched] / (acc[touched].sqrt()[:, None] + 1e-8)
-    assert torch.allclose(ours, p, atol=1e-6)
+        p[touched] = p[touched] * (1 - lr * weight_decay) - lr * d[touched] / (acc[touched].sqrt()[:, None] + 1e-8)
+    return p
+
+
+def test_rowwise_adagrad_matches_its_formula():
+    """G_r += mean(g_r^2); row -= lr g_r / (sqrt(G_r) + eps), duplicates summed first."""
+    grads = _sparse_grads(6, seed=3)
+    assert torch.allclose(_run(RowWiseAdagrad, grads, lr=0.1, eps=1e-8), _adagrad_formula(grads, 0.1), atol=1e-6)
     assert len(RowWiseAdagrad([nn.Parameter(torch.zeros(ROWS, DIM))]).state) == 0   # state: one float per row, lazily
 
 
@@ -89,14 +93,7 @@ def test_rowwise_adagrad_decay_and_in_order_gradients_match_the_formula():
     assert not in_order[0].is_coalesced()
     ours = _run(RowWiseAdagrad, grads, lr=0.1, weight_decay=0.5)
     assert torch.allclose(_run(RowWiseAdagrad, in_order, lr=0.1, weight_decay=0.5), ours, atol=1e-6)
-    p = torch.randn(ROWS, DIM, generator=torch.Generator().manual_seed(1))
-    acc = torch.zeros(ROWS)
-    for g in grads:
-        d = g.to_dense()
-        touched = d.abs().sum(1) > 0
-        acc[touched] += d[touched].pow(2).mean(1)
-        p[touched] = p[touched] * (1 - 0.1 * 0.5) - 0.1 * d[touched] / (acc[touched].sqrt()[:, None] + 1e-8)
-    assert torch.allclose(ours, p, atol=1e-6)
+    assert torch.allclose(ours, _adagrad_formula(grads, 0.1, weight_decay=0.5), atol=1e-6)
 
 
 def test_clipping_counts_a_repeated_row_once_and_scales_sparse_and_dense_alike():
