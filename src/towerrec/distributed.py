@@ -208,8 +208,14 @@ def gather_with_grad(x: torch.Tensor) -> tuple[torch.Tensor, int]:
     return _GatherWithGrad.apply(x, _LOSS_GROUP, sizes), sum(sizes[:dist.get_rank()])
 
 
-def gather_ids(x: torch.Tensor) -> torch.Tensor:
-    """All ranks' `x` [n_r, ...] concatenated in rank order (no gradient), on the loss's group."""
-    if not active():
-        return x
-    return all_gather_rows(x, group=_LOSS_GROUP)
+def gather_candidates(vectors: torch.Tensor, keys: torch.Tensor, log_count: torch.Tensor
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+    """Every rank's in-batch candidates in rank order: (vectors [C, d] with gradients to their
+    ranks, keys [C], log_count [C], offset of this rank's rows), in one size exchange and one
+    all_gather (one all_reduce in backward) instead of one pair each: on two CPU ranks the
+    collectives' waits, not their bytes, are what a step pays. Keys and counts ride as two float64
+    columns beside the vectors (exact for keys under 2^53)."""
+    packed = torch.cat([vectors.to(torch.float64), keys[:, None].to(torch.float64),
+                        log_count[:, None].to(torch.float64)], dim=1)
+    gathered, offset = gather_with_grad(packed)
+    return gathered[:, :-2].to(vectors.dtype), gathered[:, -2].long(), gathered[:, -1].to(log_count.dtype), offset

@@ -345,9 +345,7 @@ class TwoTowerModule(nn.Module):
         log k)); the row's own column keeps one copy of its positive, and every other column that
         holds the row's item (on another rank, or with its id dropped) is an accidental hit,
         masked by item id. logQ comes from the training counts with the global batch size."""
-        keys = distributed.gather_ids(distinct)                    # [C]
-        counts = distributed.gather_ids(log_count)                 # [C]
-        vectors, offset = distributed.gather_with_grad(z)          # [C, d]
+        vectors, keys, counts, offset = distributed.gather_candidates(z, distinct, log_count)   # [C, d], [C], [C]
         items = keys // 2
         bias = counts - self.log_q[items] if self.config.logq else counts
         logits = self._logits(u, vectors, bias)                    # [B, C]
