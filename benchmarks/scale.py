@@ -23,6 +23,10 @@ Logs: `towerrec.data.synthetic.write_synthetic` (500K users x 100K items x 20M r
   embedding tables of the same sizes with sparse gradients, the linear layer on each, cosine /
   temperature against the batch's distinct items with logQ, backward) on rows the reader yielded,
   no optimiser.
+- `cf-interleaved-<size>`: the same comparison in alternating blocks of one process (12 rounds of
+  `--steps / 12` towerrec steps, read from the stream, and as many floor steps): percent_of_floor
+  is the median of the 12 paired ratios, which a host whose speed drifts between runs moves far
+  less than the ratio of two separately timed rates.
 - `cf-epoch-<size>`: one full streamed cf epoch with the 2,000-user held-out sample, the seen pass
   and saving the artifact; epoch_seconds is the training epoch alone.
 - `hybrid-throughput-20m`: preset hybrid without text (ids, user and item features, mean history)
@@ -57,7 +61,7 @@ SIZES = {"1m": dict(n_users=20_000, n_items=10_000, n_interactions=1_000_000),  
          "20m": dict(n_users=500_000, n_items=100_000, n_interactions=20_000_000),
          "100m": dict(n_users=2_500_000, n_items=100_000, n_interactions=100_000_000)}
 ROW_GROUP = 1 << 17
-RUNS = ["gen-20m", "cf-ml100k", "hybrid-ml100k", "cf-throughput-20m", "hybrid-throughput-20m", "cf-epoch-20m",
+RUNS = ["gen-20m", "cf-ml100k", "hybrid-ml100k", "cf-throughput-20m", "cf-interleaved-20m", "hybrid-throughput-20m", "cf-epoch-20m",
         "implicit-20m", "gen-100m", "cf-throughput-100m", "cf-epoch-100m"]
 
 
@@ -145,6 +149,74 @@ def cf_stream(size: str, data_dir: Path, threads: int, steps: int, workers: int,
         out["percent_of_floor_cpu"] = 100 * out["interactions_per_cpu_s"] / out["floor_interactions_per_cpu_s"]
         out["steady_percent_of_floor"] = 100 * out["steady_interactions_per_s"] / out["floor_interactions_per_s"]
     return out
+
+
+def cf_interleaved(size: str, data_dir: Path, threads: int, steps: int, overrides: dict, rounds: int = 12) -> dict:
+    """towerrec's whole cf step against the bare-torch floor, in alternating blocks of the same process.
+
+    A block of towerrec steps reads its batches from the streamed log as `fit_stream` does (the
+    reader, `StreamBatches`, `train_step`: forward, backward, the optimisers); a floor block runs
+    `train_floor.FloorStep` on rows the same reader yielded. Blocks alternate, so both see the
+    same machine: on a shared host whose speed moves by 2x between runs, the median of the paired
+    ratios is the figure that holds still."""
+    import numpy as np
+    import torch
+
+    from towerrec.data.stream import StreamOptions
+    from towerrec.data.stream_log import scan_log
+    from towerrec.models.base import FitOptions
+    from towerrec.models.optim import make_optimizers, set_sparse
+    from towerrec.models.train import _Loss, train_step
+    from towerrec.models.two_tower import TwoTower
+    from towerrec.models.two_tower.batches import StreamBatches
+    from train_floor import FloorStep
+
+    torch.set_num_threads(threads)
+    log = scan_log(str(log_dir(data_dir, size)), StreamOptions(holdout_users=2_000, keep_seen=False))
+    model = TwoTower(preset="cf", **overrides)
+    c = model.config
+    model._setup(log.user_counts, log.item_counts, None, None, FitOptions(seed=0, threads=threads))
+    module = model.module_.train()
+    set_sparse(module, c.train.embedding_optimizer != "dense")
+    wrapped = _Loss(module)
+    optimizer = make_optimizers(module, kind=c.train.embedding_optimizer, lr=c.train.learning_rate,
+                                table_lr=c.train.embedding_learning_rate or c.train.learning_rate,
+                                weight_decay=c.train.weight_decay)
+    make_batch = StreamBatches(log.item_counts, c)
+    reader = log.reader(c.train.batch_size)
+    reader.set_epoch(0)
+    rows = iter(reader)
+    rng = np.random.default_rng(0)
+    block = max(1, steps // rounds)
+    drawn = stream_batches(log, c.train.batch_size, block)
+    floor = FloorStep(np.concatenate([i.numpy() for _, i in drawn]), log.n_users, log.n_items,
+                      batch_size=c.train.batch_size, dim=c.embedding_dim, temperature=c.temperature)
+    floor_batches = [(u + 1, i + 1) for u, i in drawn]
+
+    def towerrec_block() -> None:
+        for _ in range(block):
+            train_step(wrapped, optimizer, make_batch(next(rows), rng), grad_clip=c.train.grad_clip)
+
+    def floor_block() -> None:
+        for u, i in floor_batches:
+            floor.step(u, i)
+
+    towerrec_block()                                   # warm-up: the shuffle buffer's fill, first allocations
+    floor_block()
+    ms: dict[str, list[float]] = {"towerrec": [], "floor": []}
+    for r in range(rounds):
+        order = [("towerrec", towerrec_block), ("floor", floor_block)]
+        for name, run in (order if r % 2 == 0 else order[::-1]):
+            start = time.perf_counter()
+            run()
+            ms[name].append((time.perf_counter() - start) / block * 1e3)
+    ratios = [f / t for t, f in zip(ms["towerrec"], ms["floor"])]
+    return {"preset": "cf", "config": repr(model), "rounds": rounds, "steps_per_block": block,
+            "batch_size": c.train.batch_size, "towerrec_ms_per_step": ms["towerrec"], "floor_ms_per_step": ms["floor"],
+            "interactions_per_s": c.train.batch_size / float(np.median(ms["towerrec"])) * 1e3,
+            "floor_interactions_per_s": c.train.batch_size / float(np.median(ms["floor"])) * 1e3,
+            "percent_of_floor": 100 * float(np.median(ratios)),
+            "percent_of_floor_range": [round(100 * min(ratios), 1), round(100 * max(ratios), 1)]}
 
 
 def hybrid_floor(module, make_batch, n_samples: int, steps: int, config) -> dict:
@@ -295,6 +367,8 @@ def one(run: str, args: argparse.Namespace) -> dict:
         return ml100k(run.split("-")[0], args.threads, data_dir, overrides)
     if kind == "cf-throughput":
         return cf_stream(size, data_dir, args.threads, args.steps, args.workers, False, overrides)
+    if kind == "cf-interleaved":
+        return cf_interleaved(size, data_dir, args.threads, args.steps, overrides)
     if kind == "cf-epoch":
         return cf_stream(size, data_dir, args.threads, 0, args.workers, True, overrides)
     if kind == "hybrid-throughput":

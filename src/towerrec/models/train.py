@@ -44,7 +44,7 @@ from towerrec.errors import TowerrecError
 from towerrec.evaluation import evaluate_scores
 from towerrec.models import torchrec_tables
 from towerrec.models.base import FitOptions
-from towerrec.models.optim import EMBEDDING_OPTIMIZERS, make_optimizers, set_sparse
+from towerrec.models.optim import EMBEDDING_OPTIMIZERS, Optimizers, make_optimizers, set_sparse
 from towerrec.models.torchrec_tables import SHARDINGS
 from towerrec.progress import progress
 from towerrec.ranking import TieOrder
@@ -169,6 +169,20 @@ def _stream_epochs(stream: _Stream, config: TrainConfig, ctx: DistContext
     return epoch_batches
 
 
+def train_step(wrapped: nn.Module, optimizer: Optimizers, batch: Any, *, grad_clip: float = 0.0,
+               autocast: Any = None) -> torch.Tensor:
+    """One optimisation step on `batch` (forward, backward, clipping, the optimisers' step); returns
+    the loss. The loop's whole step, which `benchmarks/scale.py` times against the bare-torch floor."""
+    with autocast if autocast is not None else nullcontext():
+        loss = wrapped(batch)
+    optimizer.zero_grad()
+    loss.backward()
+    if grad_clip > 0:
+        optimizer.clip_grad_norm(grad_clip)
+    optimizer.step()
+    return loss
+
+
 def train(module: nn.Module, *, n_samples: int = 0, make_batch: Callable[[Any, np.random.Generator], Any],
           config: TrainConfig, options: FitOptions, valid: Interactions | None = None,
           valid_scorer: Callable[[], ScoreFn] | None = None, exclude_rows: sp.csr_matrix | None = None,
@@ -229,15 +243,9 @@ def train(module: nn.Module, *, n_samples: int = 0, make_batch: Callable[[Any, n
         n_steps = 0
         first_step = (0.0, 0)
         for idx in batches:
-            batch = to_device(make_batch(idx, rng), ctx.device)
             n_steps += 1
-            with autocast:
-                loss = wrapped(batch)
-            optimizer.zero_grad()
-            loss.backward()
-            if config.grad_clip > 0:
-                optimizer.clip_grad_norm(config.grad_clip)
-            optimizer.step()
+            loss = train_step(wrapped, optimizer, to_device(make_batch(idx, rng), ctx.device),
+                              grad_clip=config.grad_clip, autocast=autocast)
             rows = len(idx["item_idx"]) if isinstance(idx, dict) else len(idx)
             loss_sum += loss.detach().to(loss_sum.dtype) * rows
             n_seen += rows
