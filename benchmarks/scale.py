@@ -165,8 +165,8 @@ def cf_interleaved(size: str, data_dir: Path, threads: int, steps: int, override
     from towerrec.data.stream import StreamOptions
     from towerrec.data.stream_log import scan_log
     from towerrec.models.base import FitOptions
-    from towerrec.models.optim import make_optimizers, set_sparse
-    from towerrec.models.train import _Loss, train_step
+    from towerrec.models.optim import set_sparse
+    from towerrec.models.train import _Loss, train_optimizers, train_step
     from towerrec.models.two_tower import TwoTower
     from towerrec.models.two_tower.batches import StreamBatches
     from train_floor import FloorStep
@@ -179,9 +179,7 @@ def cf_interleaved(size: str, data_dir: Path, threads: int, steps: int, override
     module = model.module_.train()
     set_sparse(module, c.train.embedding_optimizer != "dense")
     wrapped = _Loss(module)
-    optimizer = make_optimizers(module, kind=c.train.embedding_optimizer, lr=c.train.learning_rate,
-                                table_lr=c.train.embedding_learning_rate or c.train.learning_rate,
-                                weight_decay=c.train.weight_decay)
+    optimizer = train_optimizers(module, c.train)
     make_batch = StreamBatches(log.item_counts, c)
     reader = log.reader(c.train.batch_size)
     reader.set_epoch(0)

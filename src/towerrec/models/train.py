@@ -77,6 +77,11 @@ class TrainConfig:
     # past one device's memory; needs towerrec[torchrec], models/torchrec_tables.py); "none": DDP
     sharding: str = "none"
 
+    @property
+    def table_learning_rate(self) -> float:
+        """The id tables' learning rate: `embedding_learning_rate`, or `learning_rate` when 0."""
+        return self.embedding_learning_rate or self.learning_rate
+
     def validate(self) -> None:
         """Settings the loop cannot run with: one TowerrecError line naming the setting."""
         if self.embedding_optimizer not in EMBEDDING_OPTIMIZERS:
@@ -169,6 +174,14 @@ def _stream_epochs(stream: _Stream, config: TrainConfig, ctx: DistContext
     return epoch_batches
 
 
+def train_optimizers(module: nn.Module, config: TrainConfig, exclude: set[int] = frozenset()) -> Optimizers:
+    """The loop's optimisers for `module` under `config`: AdamW on the dense weights, the row-wise
+    `embedding_optimizer` on the id tables (its own learning rate, or the dense one)."""
+    return make_optimizers(module, kind=config.embedding_optimizer, lr=config.learning_rate,
+                           table_lr=config.table_learning_rate,
+                           weight_decay=config.weight_decay, exclude=exclude)
+
+
 def train_step(wrapped: nn.Module, optimizer: Optimizers, batch: Any, *, grad_clip: float = 0.0,
                autocast: Any = None) -> torch.Tensor:
     """One optimisation step on `batch` (forward, backward, clipping, the optimisers' step); returns
@@ -202,18 +215,16 @@ def train(module: nn.Module, *, n_samples: int = 0, make_batch: Callable[[Any, n
     module.to(ctx.device)
     restore_dense = set_sparse(module, config.embedding_optimizer != "dense")   # before DDP sees the module
     wrapped: nn.Module = _Loss(module)
-    table_lr = config.embedding_learning_rate or config.learning_rate
     sharded = config.sharding != "none"
     if sharded:   # id tables sharded by TorchRec, the rest data parallel
         wrapped = torchrec_tables.distribute(wrapped, module, sharding=config.sharding, kind=config.embedding_optimizer,
-                                             lr=table_lr, weight_decay=config.weight_decay, device=ctx.device)
+                                             lr=config.table_learning_rate, weight_decay=config.weight_decay, device=ctx.device)
     elif ctx.world > 1:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
         wrapped = DDP(wrapped, device_ids=[ctx.device] if ctx.device.type == "cuda" else None,
                       broadcast_buffers=False, find_unused_parameters=True, process_group=ddp_group())
-    optimizer = make_optimizers(module, kind=config.embedding_optimizer, lr=config.learning_rate, table_lr=table_lr,
-                                weight_decay=config.weight_decay, exclude=torchrec_tables.fused_parameters(module))
+    optimizer = train_optimizers(module, config, exclude=torchrec_tables.fused_parameters(module))
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if ctx.device.type == "cuda" else nullcontext())
     result = TrainResult(world_size=ctx.world)
     ties = TieOrder.seeded(valid.n_items, options.seed) if valid is not None else None
