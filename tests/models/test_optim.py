@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from towerrec.errors import TowerrecError
-from towerrec.models.optim import RowWiseAdagrad, SparseRowAdam, make_optimizers, set_sparse, table_modules
+from towerrec.models.optim import LeanAdamW, RowWiseAdagrad, SparseRowAdam, make_optimizers, set_sparse, table_modules
 from towerrec.models.train import TrainConfig
 
 ROWS, DIM = 12, 4
@@ -129,6 +129,29 @@ def test_the_split_puts_tables_row_wise_and_the_rest_in_adamw():
     assert model["ids"].sparse and model["bag"].sparse
     restore()
     assert not model["ids"].sparse
+
+
+def test_lean_adamw_steps_as_torchs_fused_adamw_and_keeps_its_state():
+    """The same kernel called directly: equal weights and state after steps where one parameter
+    has no gradient (skipped, as torch skips it) and two groups decay differently."""
+    g = torch.Generator().manual_seed(3)
+    start = [torch.randn(5, 3, generator=g), torch.randn(3, generator=g), torch.randn(4, 2, generator=g)]
+    grads = [[torch.randn_like(t) for t in start] for _ in range(6)]
+    runs = []
+    for cls, kw in ((LeanAdamW, {}), (torch.optim.AdamW, {"fused": True})):
+        ps = [nn.Parameter(t.clone()) for t in start]
+        opt = cls([{"params": ps[:2], "weight_decay": 0.1}, {"params": ps[2:], "weight_decay": 0.0}], lr=0.05, **kw)
+        for step, gs in enumerate(grads):
+            for i, (p, gr) in enumerate(zip(ps, gs)):
+                p.grad = None if (i == 1 and step % 2) else gr.clone()
+            opt.step()
+        runs.append((ps, opt))
+    (lean, lean_opt), (ref, ref_opt) = runs
+    for a, b in zip(lean, ref):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+        for key in ("step", "exp_avg", "exp_avg_sq"):
+            torch.testing.assert_close(lean_opt.state[a][key], ref_opt.state[b][key], rtol=0, atol=0)
+    assert float(lean_opt.state[lean[1]]["step"]) == 3.0
 
 
 @pytest.mark.parametrize("field,value,match", [("embedding_optimizer", "adam", "embedding_optimizer must be one of"),

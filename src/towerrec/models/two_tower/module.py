@@ -31,6 +31,11 @@ from towerrec.towers.scorers import make_scorer
 from towerrec.towers.tower import Tower
 
 
+def _plus(loss: torch.Tensor, kl: torch.Tensor | float) -> torch.Tensor:
+    """loss + kl, without an add (and its backward) when there is no KL term (0.0)."""
+    return loss if isinstance(kl, float) and kl == 0.0 else loss + kl
+
+
 class TwoTowerModule(nn.Module):
     """The math on index tensors.
 
@@ -256,12 +261,12 @@ class TwoTowerModule(nn.Module):
         if c.loss == "full_softmax":
             z = self.item_vectors(self.trained_items)
             target = torch.searchsorted(self.trained_items, pos)
-            return full_softmax(self.scorer(u, z), target) + kl
+            return _plus(full_softmax(self.scorer(u, z), target), kl)
         cands = torch.cat([pos, batch["negatives"]]) if "negatives" in batch else pos
         if c.loss == "sampled_softmax":
-            return self._distinct_sampled_softmax(u, pos, cands) + kl
+            return _plus(self._distinct_sampled_softmax(u, pos, cands), kl)
         if c.loss == "ccl":
-            return self._ccl(u, pos, cands) + kl
+            return _plus(self._ccl(u, pos, cands), kl)
         logits = self.scorer(u, self.item_vectors(cands))                  # [B, C]
         b = len(pos)
         positive = logits[:, :b].diagonal()
@@ -269,7 +274,7 @@ class TwoTowerModule(nn.Module):
             negative = logits[:, b:]
         else:  # the previous row's item as the negative
             negative = logits[:, :b].gather(1, ((torch.arange(b, device=logits.device) - 1) % b)[:, None])
-        return (bpr(positive, negative) if c.loss == "bpr" else bce(positive, negative)) + kl
+        return _plus(bpr(positive, negative) if c.loss == "bpr" else bce(positive, negative), kl)
 
     def _ccl(self, u: torch.Tensor, pos: torch.Tensor, cands: torch.Tensor) -> torch.Tensor:
         """SimpleX's cosine contrastive loss over the distinct in-batch + extra candidates, each
@@ -313,15 +318,22 @@ class TwoTowerModule(nn.Module):
         row's item went through the tower on its own, and the same item in the other form is an
         accidental hit for that row (out of its softmax), like its other copies. Equal in value and
         gradient to scoring all B + extra candidates (tests/models/test_two_tower.py)."""
-        dropped = torch.zeros(len(cands), dtype=torch.bool, device=cands.device)
         drops = self.training and self.config.id_dropout > 0 and "id" in self.item_tower.inputs
-        if drops:
-            dropped = torch.rand(len(cands), device=cands.device) < self.config.id_dropout
-        keys = cands * 2 + dropped
-        distinct, column, log_count = distinct_candidates(keys)
-        items = distinct // 2
-        z = self.item_vectors(items, id_dropped=distinct % 2 == 1)
-        if self.training and distributed.active():
+        cross_rank = self.training and distributed.active()
+        if drops or cross_rank:   # keys: item * 2 + (id dropped); the cross-rank path reads them so
+            dropped = torch.zeros(len(cands), dtype=torch.bool, device=cands.device)
+            if drops:
+                dropped = torch.rand(len(cands), device=cands.device) < self.config.id_dropout
+            keys = cands * 2 + dropped
+            distinct, column, log_count = distinct_candidates(keys)
+            items = distinct // 2
+            z = self.item_vectors(items, id_dropped=distinct % 2 == 1)
+        else:   # every candidate keeps its id: the items are the keys (seven ops a step fewer)
+            keys = cands
+            distinct, column, log_count = distinct_candidates(keys)
+            items = distinct
+            z = self.item_vectors(items, id_dropped=None)
+        if cross_rank:
             return self._cross_rank_softmax(u, keys[:len(pos)], column[:len(pos)], distinct, log_count, z)
         bias = log_count - self.log_q[items] if self.config.logq else log_count
         logits = self._logits(u, z, bias)                               # [B, U]
@@ -377,7 +389,7 @@ class TwoTowerModule(nn.Module):
             logits = self.scorer(u, self.item_vectors(self.trained_items))    # [B, M]
             cols = torch.searchsorted(self.trained_items, targets)
             # one log-softmax per user, read at each of their targets
-            return -F.log_softmax(logits.float(), dim=-1)[rows, cols].mean() + kl
+            return _plus(-F.log_softmax(logits.float(), dim=-1)[rows, cols].mean(), kl)
         cands, cols = torch.unique(targets, return_inverse=True)
         if "negatives" in batch:
             cands = torch.cat([cands, batch["negatives"]])
@@ -388,4 +400,4 @@ class TwoTowerModule(nn.Module):
         own[rows, cols] = True
         other = own[rows]
         other[torch.arange(len(rows), device=logits.device), cols] = False
-        return F.cross_entropy(logits.masked_fill(other, -torch.inf).float(), cols) + kl
+        return _plus(F.cross_entropy(logits.masked_fill(other, -torch.inf).float(), cols), kl)
