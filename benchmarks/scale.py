@@ -32,7 +32,11 @@ Logs: `towerrec.data.synthetic.write_synthetic` (500K users x 100K items x 20M r
 - `hybrid-throughput-20m`: preset hybrid without text (ids, user and item features, mean history)
   in memory (a history tower needs every user's history: it does not stream), a fixed number of
   steps; floor: a bare-torch module of the same shapes (id tables, feature embeddings, history
-  items embedded once and mean-pooled per row, MLP 256, cosine, in-batch softmax), no optimiser.
+  items embedded once, mean-pooled per row, then projected, MLP 256, cosine, in-batch softmax), no optimiser.
+- `hybrid-paths-<size>`: hybrid's two step-shape choices on and off in alternating blocks of one
+  process (the same batches): the history tower's affine map after the pooling or on every history
+  item, small feature tables on dense or sparse gradients; per variant the median ms a step and
+  the median paired speed-up against both off.
 - `<preset>-ml100k`: the quality check, the same code path on ml-100k's random 8:1:1 split (seed 0):
   cf streamed from the train part written to Parquet (early stopping on the stream's own held-out
   sample), hybrid without text in memory; test NDCG@10 with train + valid items masked.
@@ -61,7 +65,7 @@ SIZES = {"1m": dict(n_users=20_000, n_items=10_000, n_interactions=1_000_000),  
          "20m": dict(n_users=500_000, n_items=100_000, n_interactions=20_000_000),
          "100m": dict(n_users=2_500_000, n_items=100_000, n_interactions=100_000_000)}
 ROW_GROUP = 1 << 17
-RUNS = ["gen-20m", "cf-ml100k", "hybrid-ml100k", "cf-throughput-20m", "cf-interleaved-20m", "hybrid-throughput-20m", "cf-epoch-20m",
+RUNS = ["gen-20m", "cf-ml100k", "hybrid-ml100k", "cf-throughput-20m", "cf-interleaved-20m", "hybrid-throughput-20m", "hybrid-paths-20m", "cf-epoch-20m",
         "implicit-20m", "gen-100m", "cf-throughput-100m", "cf-epoch-100m"]
 
 
@@ -219,7 +223,7 @@ def cf_interleaved(size: str, data_dir: Path, threads: int, steps: int, override
 
 def hybrid_floor(module, make_batch, n_samples: int, steps: int, config) -> dict:
     """Bare torch with hybrid's shapes (no text): per side an id table of the model's size, 16-d feature
-    embeddings, history items embedded once and mean-pooled, MLP (256) to 64, cosine, in-batch softmax."""
+    embeddings, history items embedded once, pooled, then projected, MLP (256) to 64, cosine, in-batch softmax."""
     import numpy as np
     import torch
     from torch import nn
@@ -241,13 +245,14 @@ def hybrid_floor(module, make_batch, n_samples: int, steps: int, config) -> dict
     rows, start, cpu = 0, time.perf_counter(), time.process_time()
     for b in batches:
         u, i, h = b["user_idx"], b["item_idx"], b["history"]
-        reps = hist_proj(torch.cat([hist_id(h["items"]), item_feat(h["items"])], 1))          # distinct items once
-        per_user = torch.zeros(len(h["offsets"]), d).index_add_(
+        raw = torch.cat([hist_id(h["items"]), item_feat(h["items"])], 1)          # distinct items once
+        per_user = torch.zeros(len(h["offsets"]), raw.shape[1]).index_add_(
             0, torch.repeat_interleave(torch.arange(len(h["offsets"])), torch.diff(
-                h["offsets"], append=h["offsets"].new_tensor([len(h["inverse"])]))), reps[h["inverse"]])
+                h["offsets"], append=h["offsets"].new_tensor([len(h["inverse"])]))), raw[h["inverse"]])
         # the exact-mean path pools each distinct user once (row_user maps rows to them); a
-        # subsampled history (max_history, history_dropout) is one history per row
-        pooled = per_user[h["row_user"]] if "row_user" in h else per_user
+        # subsampled history (max_history, history_dropout) is one history per row. The history
+        # projection is linear: it runs on the pooled rows, as towerrec's does
+        pooled = hist_proj(per_user[h["row_user"]] if "row_user" in h else per_user)
         y = F.normalize(user_mlp(torch.cat([user_id(u), user_feat(u), pooled], 1)), dim=-1)
         z = F.normalize(item_mlp(torch.cat([item_id(i), item_feat(i)], 1)), dim=-1)
         loss = F.cross_entropy(y @ z.T / config.temperature, torch.arange(len(u)))
@@ -258,8 +263,8 @@ def hybrid_floor(module, make_batch, n_samples: int, steps: int, config) -> dict
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     return {"floor_interactions_per_s": rows / seconds, "floor_rows": rows, "floor_seconds": seconds,
             "floor_interactions_per_cpu_s": rows / cpu,
-            "floor": "bare torch with hybrid's shapes (id tables, feature embeddings, history items embedded once "
-                     "and mean-pooled, MLP 256, cosine in-batch softmax), forward + backward, no optimiser, "
+            "floor": "bare torch with hybrid's shapes (id tables, feature embeddings, history items embedded once, "
+                     "pooled, then projected, MLP 256, cosine in-batch softmax), forward + backward, no optimiser, "
                      "batches built by the model's PairBatches beforehand (not timed)"}
 
 
@@ -291,6 +296,68 @@ def hybrid_memory(size: str, threads: int, steps: int, overrides: dict) -> dict:
     out["percent_of_floor_cpu"] = 100 * out["interactions_per_cpu_s"] / out["floor_interactions_per_cpu_s"]
     out["steady_percent_of_floor"] = 100 * out["steady_interactions_per_s"] / out["floor_interactions_per_s"]
     return out
+
+
+def hybrid_paths(size: str, threads: int, steps: int, overrides: dict, rounds: int = 6) -> dict:
+    """hybrid's step with each step-shape choice on and off, in alternating blocks of `steps / rounds`
+    steps on the same batches: `history_map_after_pooling` (the history tower's affine map runs on
+    the pooled rows, `TwoTowerModule._pooled_history`) and `small_feature_tables_dense` (feature
+    tables under `DENSE_FEATURE_ROWS` rows keep dense gradients). "old" is both off, the code
+    before 2026-12-02 (evening)."""
+    import numpy as np
+    import torch
+
+    from towerrec.data.synthetic import synthetic
+    from towerrec.models.base import FitOptions
+    from towerrec.models.optim import set_sparse, table_modules
+    from towerrec.models.train import _Loss, train_optimizers, train_step
+    from towerrec.models.two_tower import TwoTower
+    from towerrec.models.two_tower.batches import PairBatches
+
+    torch.set_num_threads(threads)
+    ds = synthetic(**SIZES[size], seed=0)
+    model = TwoTower(preset="hybrid", text="none", epochs=1, steps_per_epoch=2, **overrides)
+    model.fit(ds.interactions, user_features=ds.user_features, item_features=ds.item_features,
+              options=FitOptions(seed=0, progress=False, threads=threads))
+    module = model.module_.train()
+    wrapped, optimizer = _Loss(module), train_optimizers(module, model.config.train)
+    make_batch = PairBatches(ds.interactions, model.seen_, model.config)
+    rng = np.random.default_rng(0)
+    block = max(1, steps // rounds)
+    batches = [make_batch(rng.integers(0, make_batch.n_samples, model.config.train.batch_size), rng)
+               for _ in range(block)]
+    small = [m for m in table_modules(module) if getattr(m, "dense_gradients", False)]
+    tower, affine = module.history_tower, module.history_tower.affine
+    variants = {"old": (False, False), "history_map_after_pooling": (True, False),
+                "small_feature_tables_dense": (False, True), "new": (True, True)}
+
+    def use(after_pooling: bool, dense: bool) -> None:
+        tower.affine = affine if after_pooling else (lambda: None)
+        for m in small:
+            m.dense_gradients = dense
+        for m in table_modules(module):
+            m.sparse = False
+        set_sparse(module, True)
+
+    for name, flags in variants.items():          # warm-up: first allocations of each path
+        use(*flags)
+        for b in batches[:3]:
+            train_step(wrapped, optimizer, b)
+    ms: dict[str, list[float]] = {name: [] for name in variants}
+    for r in range(rounds):
+        for name in (list(variants) if r % 2 == 0 else list(variants)[::-1]):
+            use(*variants[name])
+            start = time.perf_counter()
+            for b in batches:
+                train_step(wrapped, optimizer, b)
+            ms[name].append((time.perf_counter() - start) / block * 1e3)
+    use(True, True)
+    bs = model.config.train.batch_size
+    return {"preset": "hybrid (text none)", "config": repr(model), "rounds": rounds, "steps_per_block": block,
+            "small_dense_tables": [m.num_embeddings for m in small], "ms_per_step": ms,
+            "median_ms_per_step": {k: float(np.median(v)) for k, v in ms.items()},
+            "interactions_per_s": {k: bs / float(np.median(v)) * 1e3 for k, v in ms.items()},
+            "speedup_vs_old": {k: float(np.median([o / x for o, x in zip(ms["old"], v)])) for k, v in ms.items()}}
 
 
 def ml100k(preset: str, threads: int, data_dir: Path, overrides: dict) -> dict:
@@ -371,6 +438,8 @@ def one(run: str, args: argparse.Namespace) -> dict:
         return cf_stream(size, data_dir, args.threads, 0, args.workers, True, overrides)
     if kind == "hybrid-throughput":
         return hybrid_memory(size, args.threads, args.steps, overrides)
+    if kind == "hybrid-paths":
+        return hybrid_paths(size, args.threads, args.steps, overrides)
     raise SystemExit(f"unknown run {run!r}")
 
 

@@ -131,6 +131,26 @@ def test_the_split_puts_tables_row_wise_and_the_rest_in_adamw():
     assert not model["ids"].sparse
 
 
+def test_small_feature_tables_keep_dense_gradients_and_id_tables_go_sparse():
+    """A categorical, bag or bucket table with fewer rows than DENSE_FEATURE_ROWS trains on dense
+    gradients (every batch row hits it: a sparse gradient would be mostly repeats); id tables and
+    large feature vocabularies go sparse; both stay with the table optimiser."""
+    from towerrec.towers.features import DENSE_FEATURE_ROWS, BagEncoder, CategoricalEncoder, IdEmbedding
+
+    model = nn.ModuleDict({"ids": IdEmbedding(50, DIM), "cat": CategoricalEncoder(30, DIM), "bag": BagEncoder(20, DIM),
+                           "huge": CategoricalEncoder(DENSE_FEATURE_ROWS, DIM)})
+    restore = set_sparse(model)
+    assert model["ids"].embedding.sparse and model["huge"].embedding.sparse
+    assert not model["cat"].embedding.sparse and not model["bag"].bag.sparse
+    codes = torch.tensor([3, 3, 5, 1])
+    (model["ids"](codes).sum() + model["cat"](codes).sum() + model["bag"](codes, torch.tensor([0, 2]))).sum().backward()
+    assert model["ids"].embedding.weight.grad.is_sparse and not model["cat"].embedding.weight.grad.is_sparse
+    rows = make_optimizers(model, kind="rowwise_adagrad", lr=1e-3, table_lr=0.05, weight_decay=0.0).optimizers[-1]
+    assert len(rows.param_groups[0]["params"]) == 4
+    restore()
+    assert not model["ids"].embedding.sparse
+
+
 def test_lean_adamw_steps_as_torchs_fused_adamw_and_keeps_its_state():
     """The same kernel called directly: equal weights and state after steps where one parameter
     has no gradient (skipped, as torch skips it) and two groups decay differently."""

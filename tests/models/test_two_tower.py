@@ -214,6 +214,40 @@ def test_add_items_embeds_from_content(data):
     assert before.shape == (1, 3)
 
 
+@pytest.mark.parametrize("mode", ["mean", "norm"])
+def test_history_map_after_pooling_equals_mapping_every_history_item(data, mode):
+    """The history tower's affine map runs on the pooled rows (pool(W r + b) = W pool(r) + mass b):
+    the same pooled vectors and gradients as mapping each history item and pooling after, for
+    training batches (the target left out; a one-item user pools nothing) and explicit histories."""
+    inter, users, items, uf, itf = data
+    model = TwoTower(TwoTowerConfig.for_preset("hybrid", text="none", history=mode,
+                                               sampling="pairs" if mode == "mean" else "users", **FAST))
+    model.fit(inter, user_features=uf, item_features=itf, options=OPTIONS)
+    module = model.module_.eval()
+    tower = module.history_tower
+    linear = tower.affine()
+    assert linear is not None and linear.bias is not None      # the fast path is the one tested
+    explicit = histories(model.seen_, inter.user_idx.astype(np.int64), exclude=inter.item_idx)
+    explicit["weights"][::3] = 0.0                                  # dropped entries, some rows emptied
+    cases = [explicit]
+    if mode == "mean":
+        cases.append(PairBatches(inter, model.seen_, model.config)(np.arange(len(inter)),
+                                                                   np.random.default_rng(0))["history"])
+    for h in cases:
+        def reference() -> torch.Tensor:
+            reps = tower(module._item_input(tower, h["items"]))
+            if "row_user" in h:
+                return module.pool.mean_leaving_out(reps, h["inverse"], h["offsets"], h["row_user"], h["left_out"])
+            return module.pool(reps, h["inverse"], h["offsets"], h["weights"])
+        want, got = reference(), module._pooled_history(h)
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
+        params = [linear.weight, linear.bias, tower.inputs["id"].embedding.weight]
+        g_want = torch.autograd.grad(want.square().sum(), params)
+        g_got = torch.autograd.grad(got.square().sum(), params)
+        for a, b in zip(g_got, g_want):
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
 def test_training_history_target_is_left_out(data):
     """The leak guard: in a training batch a row's history never holds its own target item.
 

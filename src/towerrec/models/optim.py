@@ -47,8 +47,10 @@ def table_modules(module: nn.Module) -> list[nn.Embedding | nn.EmbeddingBag]:
 
 def set_sparse(module: nn.Module, on: bool = True) -> Callable[[], None]:
     """Make the id tables of `module` produce sparse gradients (`on`) and return a function that
-    puts the flags back. The flag only changes backward: lookups give the same values."""
-    tables = table_modules(module)
+    puts the flags back. The flag only changes backward: lookups give the same values. Tables
+    flagged `dense_gradients` (small feature tables, `towerrec.towers.features`) keep dense
+    gradients: the table optimiser then updates all their rows, as it does for any dense gradient."""
+    tables = [m for m in table_modules(module) if not getattr(m, "dense_gradients", False)]
     before = [m.sparse for m in tables]
     for m in tables:
         m.sparse = on

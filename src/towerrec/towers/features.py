@@ -20,6 +20,17 @@ from towerrec.data.idmap import IdMap
 from towerrec.errors import TowerrecError
 
 _HASH_PRIME = 2654435761  # Knuth's multiplicative hash; codes stay far below 2**31, no overflow
+# A feature table (categories, tags, numeric buckets) with fewer rows than this keeps dense
+# gradients when the id tables go sparse (`towerrec.models.optim.set_sparse` reads the flag): each
+# of a batch's users or items looks it up, so a sparse gradient holds tens of thousands of
+# entries for a few hundred rows, and coalescing them cost more than the whole dense table (on the
+# 20M log, hybrid: 5 coalesces, 22 ms of a 216 ms step; benchmarks/README.md).
+DENSE_FEATURE_ROWS = 65_536
+
+
+def _small_dense(table: nn.Embedding | nn.EmbeddingBag) -> nn.Embedding | nn.EmbeddingBag:
+    table.dense_gradients = table.num_embeddings < DENSE_FEATURE_ROWS
+    return table
 
 
 class IdEmbedding(nn.Module):
@@ -61,7 +72,7 @@ class CategoricalEncoder(nn.Module):
 
     def __init__(self, cardinality: int, dim: int) -> None:
         super().__init__()
-        self.embedding = nn.Embedding(max(cardinality, 1), dim, padding_idx=0)
+        self.embedding = _small_dense(nn.Embedding(max(cardinality, 1), dim, padding_idx=0))
         self.dim = dim
 
     def forward(self, codes: torch.Tensor) -> torch.Tensor:
@@ -79,7 +90,7 @@ class BagEncoder(nn.Module):
         super().__init__()
         if mode not in ("mean", "sum"):
             raise ValueError(f"bag mode must be 'mean' or 'sum', got {mode!r}")
-        self.bag = nn.EmbeddingBag(max(cardinality, 1), dim, mode=mode, padding_idx=0)
+        self.bag = _small_dense(nn.EmbeddingBag(max(cardinality, 1), dim, mode=mode, padding_idx=0))
         self.dim = dim
 
     def forward(self, flat: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
@@ -100,7 +111,7 @@ class NumericEncoder(nn.Module):
         if self.buckets > 1:
             q = torch.arange(1, self.buckets, dtype=torch.float32) / self.buckets
             self.register_buffer("boundaries", torch.erfinv(2 * q - 1) * 2 ** 0.5, persistent=False)
-            self.bucket_embedding = nn.Embedding(n_columns * self.buckets, dim)
+            self.bucket_embedding = _small_dense(nn.Embedding(n_columns * self.buckets, dim))
             nn.init.normal_(self.bucket_embedding.weight, std=0.05)
         self.dim = dim
 

@@ -77,15 +77,25 @@ class HistoryPooling(nn.Module):
 
     def forward(self, reps: torch.Tensor, inverse: torch.Tensor, offsets: torch.Tensor,
                 weights: torch.Tensor) -> torch.Tensor:
+        return self.pool_with_mass(reps, inverse, offsets, weights)[0]
+
+    def pool_with_mass(self, reps: torch.Tensor, inverse: torch.Tensor, offsets: torch.Tensor,
+                       weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(`forward`, the sum of each row's pooling weights [B]): 1 for a mean, sqrt(kept) under
+        "norm", 0 for an empty history. Pooling W r + b gives W pool(r) + mass * b, so a linear
+        map can run after the pooling, on B rows instead of every history item."""
         total = inverse.shape[0]
         n = offsets.shape[0]
         if total == 0:
-            return reps.new_zeros(n, reps.shape[1])
+            return reps.new_zeros(n, reps.shape[1]), reps.new_zeros(n)
         seg = _segments(offsets, total)
         if self.mode in ("mean", "norm"):
-            denom = torch.zeros(n, device=reps.device, dtype=weights.dtype).index_add_(0, seg, weights)
-            denom = denom.clamp_min(1e-9)
-            w = weights / (denom if self.mode == "mean" else denom.sqrt())[seg]
+            raw = torch.zeros(n, device=reps.device, dtype=weights.dtype).index_add_(0, seg, weights)
+            denom = raw.clamp_min(1e-9)
+            if self.mode == "norm":
+                denom = denom.sqrt()
+            w = weights / denom[seg]
+            mass = raw / denom
         else:
             logits = self.query(torch.tanh(self.key(reps))).squeeze(1)[inverse].float()   # [F]
             logits = logits.masked_fill(weights <= 0, -torch.inf)
@@ -93,9 +103,10 @@ class HistoryPooling(nn.Module):
             e = torch.exp(logits - torch.where(torch.isfinite(top), top, 0.0)[seg])
             denom = torch.zeros(n, device=reps.device).index_add_(0, seg, e)
             w = e / denom.clamp_min(1e-9)[seg]
+            mass = denom / denom.clamp_min(1e-9)
         # float32: CUDA has no bf16 backward for weighted embedding_bag (autocast hands us bf16 reps)
         pooled = F.embedding_bag(inverse, reps.float(), offsets, mode="sum", per_sample_weights=w.float())
-        return pooled.to(reps.dtype)
+        return pooled.to(reps.dtype), mass.to(reps.dtype)
 
     def mean_leaving_out(self, reps: torch.Tensor, inverse: torch.Tensor, offsets: torch.Tensor,
                          row_user: torch.Tensor, left_out: torch.Tensor) -> torch.Tensor:
@@ -108,10 +119,17 @@ class HistoryPooling(nn.Module):
         user's history length): with random (user, item) rows, heavy users recur in every batch.
         -> [B, d]
         """
+        return self.mean_leaving_out_with_mass(reps, inverse, offsets, row_user, left_out)[0]
+
+    def mean_leaving_out_with_mass(self, reps: torch.Tensor, inverse: torch.Tensor, offsets: torch.Tensor,
+                                   row_user: torch.Tensor, left_out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(`mean_leaving_out`, each row's weight mass [B]: 1, or 0 when the left-out item was the
+        user's only one), as `pool_with_mass`."""
         if self.mode != "mean":
             raise ValueError("leaving one item out of a shared sum is exact for mean pooling only")
         total = inverse.shape[0]
         sums = F.embedding_bag(inverse, reps, offsets, mode="sum") if total else reps.new_zeros(len(offsets), reps.shape[1])
         lens = torch.diff(offsets, append=offsets.new_tensor([total]))
-        rest = (lens[row_user] - 1).clamp_min(1).to(reps.dtype)
-        return (sums[row_user] - reps[left_out]) / rest[:, None]
+        kept = (lens[row_user] - 1).to(reps.dtype)
+        rest = kept.clamp_min(1)
+        return (sums[row_user] - reps[left_out]) / rest[:, None], kept / rest

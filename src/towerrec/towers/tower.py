@@ -37,6 +37,19 @@ class Tower(nn.Module):
     def forward(self, x: dict) -> torch.Tensor:
         return self.head({key: enc(x[key]) for key, enc in self.inputs.items()})
 
+    def affine(self) -> nn.Linear | None:
+        """The tower's map when it is one affine layer over the concatenated inputs (no residual,
+        no normalisation, an MLP without hidden layers): what `encode` then feeds."""
+        net = getattr(self.mlp, "net", None)
+        if self.residual is not None or self.normalize or net is None or len(net) != 1:
+            return None
+        return net[0] if isinstance(net[0], nn.Linear) else None
+
+    def encode(self, x: dict) -> torch.Tensor:
+        """The concatenated encoder outputs [b, sum d_k], in the order the MLP reads them."""
+        parts = [enc(x[key]) for key, enc in self.inputs.items()]
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+
     def head(self, encoded: dict[str, torch.Tensor]) -> torch.Tensor:
         """The MLP (and normalisation) on already encoded inputs {key: [b, d_k]}; an input of one row
         is shared by all b rows (explanations encode what their variants have in common once)."""

@@ -209,13 +209,29 @@ class TwoTowerModule(nn.Module):
         if "history" in tower.inputs:
             if history is None:
                 raise ValueError("this model pools a history: pass one")
-            reps = self.history_tower(self._item_input(self.history_tower, history["items"]))
-            if "row_user" in history:   # training rows sharing users (`_make_batch`)
-                x["history"] = self.pool.mean_leaving_out(reps, history["inverse"], history["offsets"],
-                                                          history["row_user"], history["left_out"])
-            else:
-                x["history"] = self.pool(reps, history["inverse"], history["offsets"], history["weights"])
+            x["history"] = self._pooled_history(history)
         return self.user_output(tower(x))
+
+    def _pooled_history(self, history: dict) -> torch.Tensor:
+        """The history tower's item vectors pooled per row, [B, d].
+
+        When the history tower is one affine map (W, b) over its inputs and the pooling is a
+        weighted sum, pool(W r + b) = W pool(r) + mass * b: the inputs are pooled and the map runs
+        on the B rows, not on each distinct history item (on the 20M log a batch of 1,024 rows
+        reads ~67K distinct history items). Same values up to float rounding."""
+        tower = self.history_tower
+        x = self._item_input(tower, history["items"])
+        linear = tower.affine() if self.pool.mode != "attention" else None
+        reps = tower(x) if linear is None else tower.encode(x)
+        if "row_user" in history:   # training rows sharing users (`_make_batch`)
+            pooled, mass = self.pool.mean_leaving_out_with_mass(reps, history["inverse"], history["offsets"],
+                                                                history["row_user"], history["left_out"])
+        else:
+            pooled, mass = self.pool.pool_with_mass(reps, history["inverse"], history["offsets"], history["weights"])
+        if linear is None:
+            return pooled
+        out = F.linear(pooled, linear.weight)
+        return out if linear.bias is None else out + mass[:, None] * linear.bias
 
     def compute_loss(self, batch: dict) -> torch.Tensor:
         with self.shared_graph():
