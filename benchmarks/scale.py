@@ -31,8 +31,9 @@ Logs: `towerrec.data.synthetic.write_synthetic` (500K users x 100K items x 20M r
   and saving the artifact; epoch_seconds is the training epoch alone.
 - `hybrid-throughput-20m`: preset hybrid without text (ids, user and item features, mean history)
   in memory (a history tower needs every user's history: it does not stream), a fixed number of
-  steps; floor: a bare-torch module of the same shapes (id tables, feature embeddings, history
-  items embedded once, mean-pooled per row, then projected, MLP 256, cosine, in-batch softmax), no optimiser.
+  steps; floor: a bare-torch module of the same shapes (id tables, small feature tables on dense
+  gradients, history items embedded once, pooled per row, then projected, MLP 256, cosine, in-batch
+  softmax), no optimiser.
 - `hybrid-paths-<size>`: hybrid's two step-shape choices on and off in alternating blocks of one
   process (the same batches): the history tower's affine map after the pooling or on every history
   item, small feature tables on dense or sparse gradients; per variant the median ms a step and
@@ -222,8 +223,9 @@ def cf_interleaved(size: str, data_dir: Path, threads: int, steps: int, override
 
 
 def hybrid_floor(module, make_batch, n_samples: int, steps: int, config) -> dict:
-    """Bare torch with hybrid's shapes (no text): per side an id table of the model's size, 16-d feature
-    embeddings, history items embedded once, pooled, then projected, MLP (256) to 64, cosine, in-batch softmax."""
+    """Bare torch with hybrid's shapes (no text): per side an id table of the model's size, two 16-d
+    encodings from small dense feature tables, history items embedded once, pooled, then projected,
+    MLP (256) to 64, cosine, in-batch softmax."""
     import numpy as np
     import torch
     from torch import nn
